@@ -1,0 +1,141 @@
+"""The `Schedule` base class, pytree registration and exact step arithmetic.
+
+A schedule is a frozen dataclass registered as a JAX pytree: numeric parameters are leaves
+(so they may be traced, batched under `jax.vmap`, or swept), while modes and flags are static
+metadata. Calling a schedule on a step count returns the learning rate used for update
+number ``step + 1`` (``step`` is Optax's 0-based ``count``).
+
+Step arithmetic must be exact at phase boundaries under `jax.jit`, where XLA may rewrite
+``x / c`` as ``x * (1 / c)``. The helpers below therefore take floors with
+`jnp.floor_divide` (integer arithmetic for integer inputs, remainder-corrected rounding for
+floats), and measure progress through a phase as the *remaining* fraction ``(h - t) / h``,
+which is exactly 0 at the end of the phase.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, Callable, TypeVar
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+Numeric = Any  # a Python number, a NumPy/JAX array, or a traced value
+_T = TypeVar("_T")
+
+
+def static_field(**kwargs: Any) -> Any:
+    """A dataclass field that is pytree metadata (a mode or flag), not a leaf."""
+    return dataclasses.field(metadata={"static": True}, **kwargs)
+
+
+def schedule_dataclass(cls: type[_T]) -> type[_T]:
+    """Make ``cls`` a frozen dataclass and register it as a pytree.
+
+    Fields declared with `static_field` become metadata; every other field is a child (a
+    numeric leaf, ``None``, or another schedule). Equality is identity (``eq=False``), so a
+    schedule is hashable and never compares arrays elementwise.
+    """
+    cls = dataclasses.dataclass(frozen=True, eq=False)(cls)
+    fields = dataclasses.fields(cls)
+    meta = [f.name for f in fields if f.metadata.get("static", False)]
+    data = [f.name for f in fields if not f.metadata.get("static", False)]
+    return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
+
+
+class Schedule(abc.ABC):
+    """A learning-rate (or any hyperparameter) schedule: a pure function of the step count.
+
+    Instances are `optax.Schedule`s: ``schedule(count)`` accepts a Python int, a traced
+    integer or float scalar, or an array of steps (the result broadcasts), and returns a
+    float32 array (or the promoted float dtype of the parameters).
+    """
+
+    def __call__(self, step: Numeric) -> Array:
+        t = jnp.asarray(step)
+        if not (jnp.issubdtype(t.dtype, jnp.integer) or jnp.issubdtype(t.dtype, jnp.floating)):
+            raise TypeError(f"step must be an integer or float array, got dtype {t.dtype}")
+        return as_float(self._eval(t))
+
+    @abc.abstractmethod
+    def _eval(self, t: Array) -> Array:
+        """The schedule's value at step ``t`` (an integer or float array)."""
+
+
+def as_float(x: Numeric) -> Array:
+    """``x`` as an array of at least float32 precision."""
+    x = jnp.asarray(x)
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
+def floordiv(a: Numeric, b: Numeric) -> Array:
+    """Exact ``floor(a / b)``: integer division for integers, remainder-corrected for floats."""
+    return jnp.floor_divide(a, b)
+
+
+def ceildiv(a: Numeric, b: Numeric) -> Array:
+    """Exact ``ceil(a / b)`` as ``-floor(-a / b)``."""
+    return -jnp.floor_divide(-jnp.asarray(a), b)
+
+
+def remaining(t: Numeric, horizon: Numeric) -> Array:
+    """Fraction of a phase of length ``horizon`` still ahead at step ``t``, in [0, 1].
+
+    ``(h - min(max(t, 0), h)) / h``, exactly 0 at ``t >= h`` and exactly 1 at ``t <= 0`` even
+    where XLA computes ``h * (1/h) != 1``: a phase starts and ends exactly on its values (a
+    warmup from 0 never yields a tiny negative rate). A phase of length 0 is already over.
+    """
+    h = as_float(horizon)
+    t = jnp.clip(as_float(t), 0.0, h)
+    positive = h > 0
+    inside = jnp.clip((h - t) / jnp.where(positive, h, 1.0), 0.0, 1.0)
+    return jnp.where(positive, jnp.where(t <= 0, 1.0, inside), 0.0)
+
+
+def safe_div(a: Numeric, b: Numeric) -> Array:
+    """``a / b`` where ``b != 0`` and 0 elsewhere (the branch is masked by the caller)."""
+    b = as_float(b)
+    nonzero = b != 0
+    return jnp.where(nonzero, as_float(a) / jnp.where(nonzero, b, 1.0), 0.0)
+
+
+def count_le(points: Array, t: Array) -> Array:
+    """Number of entries of the 1-D ``points`` that are <= ``t`` (broadcast over ``t``)."""
+    return jnp.sum(points <= jnp.expand_dims(t, -1), axis=-1)
+
+
+# Interpolation shapes between a start and an end value. Each maps the remaining fraction
+# r in [0, 1] (1 at the start of the phase, 0 at its end) to the weight of the start value,
+# so that value = end + (start - end) * weight(r), exact at r = 0.
+def _cosine_weight(r: Array) -> Array:
+    return 0.5 * (1.0 - jnp.cos(jnp.pi * r))
+
+
+def _one_minus_sqrt_weight(r: Array) -> Array:
+    return 1.0 - jnp.sqrt(1.0 - r)
+
+
+WEIGHTS: dict[str, Callable[[Array], Array]] = {
+    "linear": lambda r: r,
+    "cosine": _cosine_weight,
+    "1-sqrt": _one_minus_sqrt_weight,
+}
+
+
+def interpolate(start: Numeric, end: Numeric, r: Array, shape: str) -> Array:
+    """Value between ``start`` (r = 1) and ``end`` (r = 0) along ``shape``.
+
+    ``linear``: end + (start − end)·r.  ``cosine``: end + (start − end)·½(1 − cos πr), i.e.
+    PyTorch OneCycleLR's ``_annealing_cos``.  ``1-sqrt``: end + (start − end)·(1 − √(1 − r))
+    (Hägele et al. 2024).  ``exponential``: end·(start/end)^r, geometric (both must be > 0).
+    """
+    if shape == "exponential":
+        return as_float(end) * (as_float(start) / as_float(end)) ** r
+    return end + (start - end) * WEIGHTS[shape](r)
+
+
+def is_schedule(x: object) -> bool:
+    """Whether ``x`` is an lrjax `Schedule`."""
+    return isinstance(x, Schedule)

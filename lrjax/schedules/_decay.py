@@ -1,0 +1,197 @@
+"""Constant, piecewise-constant and multiplicative-decay schedules."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import jax.numpy as jnp
+
+from lrjax.schedules import _validate as v
+from lrjax.schedules._base import Array, Numeric, Schedule, as_float, count_le, floordiv, schedule_dataclass, static_field
+
+
+@schedule_dataclass
+class Constant(Schedule):
+    """``value`` at every step."""
+
+    value: Numeric
+
+    def _eval(self, t: Array) -> Array:
+        return jnp.broadcast_to(as_float(self.value), jnp.shape(t))
+
+
+def constant(value: Numeric) -> Constant:
+    """A constant schedule: η(t) = value.
+
+    Args:
+      value: the value at every step.
+    """
+    v.check("value", value)
+    return Constant(value)
+
+
+@schedule_dataclass
+class PiecewiseConstant(Schedule):
+    """``values[i]`` with ``i`` the number of ``boundaries`` <= t."""
+
+    values: Numeric
+    boundaries: Numeric
+
+    def _eval(self, t: Array) -> Array:
+        return jnp.take(as_float(self.values), count_le(jnp.asarray(self.boundaries), t), axis=-1)
+
+
+def piecewise_constant(values: Sequence[Numeric], boundaries: Sequence[Numeric]) -> PiecewiseConstant:
+    """Piecewise-constant schedule: η(t) = values[#{b ∈ boundaries : b ≤ t}].
+
+    The value switches *at* each boundary, as in `optax.piecewise_constant_schedule` and
+    `optax.join_schedules`; Keras's ``PiecewiseConstantDecay`` switches one step later
+    (``t > b``), so Keras boundaries ``b`` correspond to lrjax boundaries ``b + 1``.
+
+    Args:
+      values: ``len(boundaries) + 1`` values.
+      boundaries: strictly increasing, non-negative step counts.
+    """
+    v.check_vector("values", values)
+    v.check_vector("boundaries", boundaries, ge=0)
+    v.check_increasing("boundaries", boundaries)
+    values, boundaries = jnp.asarray(values), jnp.asarray(boundaries)
+    v.check_length("values", values, boundaries.shape[-1] + 1, "one more than boundaries")
+    return PiecewiseConstant(values, boundaries)
+
+
+@schedule_dataclass
+class ExponentialDecay(Schedule):
+    """init · rate^((t − begin)/decay_steps), optionally floored and clipped."""
+
+    init_value: Numeric
+    decay_rate: Numeric
+    decay_steps: Numeric
+    begin_step: Numeric
+    end_value: Optional[Numeric]
+    staircase: bool = static_field(default=False)
+
+    def _eval(self, t: Array) -> Array:
+        elapsed = t - self.begin_step
+        if self.staircase:
+            exponent = as_float(floordiv(elapsed, self.decay_steps))
+        else:
+            exponent = as_float(elapsed) / as_float(self.decay_steps)
+        init = as_float(self.init_value)
+        out = jnp.where(elapsed <= 0, init, init * as_float(self.decay_rate) ** exponent)
+        if self.end_value is None:
+            return out
+        end = as_float(self.end_value)
+        return jnp.where(self.decay_rate < 1, jnp.maximum(out, end), jnp.minimum(out, end))
+
+
+def exponential_decay(
+    init_value: Numeric,
+    decay_rate: Numeric,
+    decay_steps: Numeric = 1,
+    *,
+    staircase: bool = False,
+    begin_step: Numeric = 0,
+    end_value: Optional[Numeric] = None,
+) -> ExponentialDecay:
+    """Exponential decay: η(t) = η₀ · γ^((t − t₀)/T), η₀ for t ≤ t₀.
+
+    With ``staircase`` the exponent is floored, ⌊(t − t₀)/T⌋. With ``end_value`` the value is
+    clipped there: a floor when γ < 1, a ceiling when γ > 1. Matches PyTorch ``ExponentialLR``
+    (T = 1), Keras ``ExponentialDecay`` and `optax.exponential_decay`.
+
+    Args:
+      init_value: η₀.
+      decay_rate: γ > 0.
+      decay_steps: T > 0, steps per factor of γ.
+      staircase: floor the exponent (decay in discrete jumps every T steps).
+      begin_step: t₀ >= 0, the step at which decay starts.
+      end_value: optional bound on the value.
+    """
+    v.check("init_value", init_value)
+    v.check("decay_rate", decay_rate, gt=0)
+    v.check("decay_steps", decay_steps, gt=0)
+    v.check("begin_step", begin_step, ge=0)
+    if end_value is not None:
+        v.check("end_value", end_value)
+    return ExponentialDecay(init_value, decay_rate, decay_steps, begin_step, end_value, staircase)
+
+
+def step_decay(init_value: Numeric, step_size: Numeric, decay_rate: Numeric = 0.1) -> ExponentialDecay:
+    """Step decay: η(t) = η₀ · γ^⌊t / step_size⌋ (PyTorch ``StepLR``).
+
+    Args:
+      init_value: η₀.
+      step_size: steps between decays, > 0.
+      decay_rate: γ > 0, the factor applied every ``step_size`` steps.
+    """
+    v.check("step_size", step_size, gt=0)
+    v.check("decay_rate", decay_rate, gt=0)
+    return exponential_decay(init_value, decay_rate, step_size, staircase=True)
+
+
+@schedule_dataclass
+class MultistepDecay(Schedule):
+    """init · rate^(number of milestones <= t)."""
+
+    init_value: Numeric
+    milestones: Numeric
+    decay_rate: Numeric
+
+    def _eval(self, t: Array) -> Array:
+        passed = count_le(jnp.asarray(self.milestones), t)
+        return as_float(self.init_value) * as_float(self.decay_rate) ** as_float(passed)
+
+
+def multistep_decay(init_value: Numeric, milestones: Sequence[Numeric], decay_rate: Numeric = 0.1) -> MultistepDecay:
+    """Multi-step decay: η(t) = η₀ · γ^#{m ∈ milestones : m ≤ t} (PyTorch ``MultiStepLR``).
+
+    A milestone listed twice applies γ twice, as in PyTorch. Order does not matter.
+
+    Args:
+      init_value: η₀.
+      milestones: non-negative step counts.
+      decay_rate: γ > 0.
+    """
+    v.check("init_value", init_value)
+    v.check_vector("milestones", milestones, ge=0)
+    v.check("decay_rate", decay_rate, gt=0)
+    return MultistepDecay(init_value, jnp.asarray(milestones), decay_rate)
+
+
+@schedule_dataclass
+class InverseTimeDecay(Schedule):
+    """init / (1 + rate · t / decay_steps)."""
+
+    init_value: Numeric
+    decay_rate: Numeric
+    decay_steps: Numeric
+    staircase: bool = static_field(default=False)
+
+    def _eval(self, t: Array) -> Array:
+        t = jnp.maximum(t, 0)
+        if self.staircase:
+            p = as_float(floordiv(t, self.decay_steps))
+        else:
+            p = as_float(t) / as_float(self.decay_steps)
+        return as_float(self.init_value) / (1.0 + as_float(self.decay_rate) * p)
+
+
+def inverse_time_decay(
+    init_value: Numeric, decay_rate: Numeric, decay_steps: Numeric = 1, *, staircase: bool = False
+) -> InverseTimeDecay:
+    """Inverse-time decay: η(t) = η₀ / (1 + k · t / T), with ⌊t / T⌋ if ``staircase``.
+
+    With T = 1 this is the classic η₀ / (1 + kt) (Robbins–Monro style). Matches Keras
+    ``InverseTimeDecay``.
+
+    Args:
+      init_value: η₀.
+      decay_rate: k >= 0.
+      decay_steps: T > 0.
+      staircase: floor t / T.
+    """
+    v.check("init_value", init_value)
+    v.check("decay_rate", decay_rate, ge=0)
+    v.check("decay_steps", decay_steps, gt=0)
+    return InverseTimeDecay(init_value, decay_rate, decay_steps, staircase)

@@ -1,0 +1,98 @@
+"""Argument validation at the boundary, on concrete values only.
+
+Every numeric parameter of a schedule may be a traced value (inside `jax.jit` or
+`jax.vmap`); such values cannot be inspected and are passed through unchecked. Concrete
+values are checked eagerly, before anything is compiled, and a bad one raises `ValueError`
+(`TypeError` for a non-numeric one) naming the argument, the constraint and the value, e.g.
+``decay_steps must be > 0, got 0``. Non-finite values are invalid everywhere.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Iterable
+
+import jax
+import numpy as np
+
+_BOUNDS = (
+    ("gt", ">", operator.gt),
+    ("ge", ">=", operator.ge),
+    ("lt", "<", operator.lt),
+    ("le", "<=", operator.le),
+)
+
+
+def concrete(name: str, value: Any) -> np.ndarray | None:
+    """``value`` as a finite NumPy array, or None if it is traced; raises on bad input."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    try:
+        arr = np.asarray(value)
+    except Exception as err:  # e.g. a ragged list
+        raise TypeError(f"{name} must be a number or an array of numbers, got {value!r}") from err
+    if not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"{name} must be a number or an array of numbers, got {value!r}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {_show(arr, ~np.isfinite(arr))}")
+    return arr
+
+
+def _show(arr: np.ndarray, bad: np.ndarray) -> str:
+    if arr.ndim == 0:
+        return repr(arr.item())
+    return f"{arr[bad].flat[0].item()!r} in {arr.tolist()!r}"
+
+
+def check(name: str, value: Any, **bounds: float) -> None:
+    """Check that ``value`` is finite and satisfies ``gt``/``ge``/``lt``/``le`` bounds."""
+    arr = concrete(name, value)
+    if arr is None:
+        return
+    for key, symbol, op in _BOUNDS:
+        if key in bounds:
+            bad = ~op(arr, bounds[key])
+            if np.any(bad):
+                raise ValueError(f"{name} must be {symbol} {bounds[key]!r}, got {_show(arr, bad)}")
+
+
+def check_vector(name: str, value: Any, **bounds: float) -> None:
+    """Check a 1-D sequence of numbers (or a batch of them) element by element."""
+    arr = concrete(name, value)
+    if arr is None:
+        return
+    if arr.ndim < 1:
+        raise ValueError(f"{name} must be a sequence of numbers, got {value!r}")
+    check(name, arr, **bounds)
+
+
+def check_increasing(name: str, value: Any) -> None:
+    """Check that a sequence is strictly increasing along its last axis."""
+    arr = concrete(name, value)
+    if arr is None or arr.shape[-1] < 2:
+        return
+    if np.any(np.diff(arr, axis=-1) <= 0):
+        raise ValueError(f"{name} must be strictly increasing, got {arr.tolist()!r}")
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
+    """Check that a mode or flag is one of ``choices``."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices!r}, got {value!r}")
+
+
+def check_length(name: str, value: Any, expected: int, what: str) -> None:
+    """Check that a sequence has ``expected`` entries (``what`` says why)."""
+    arr = concrete(name, value)
+    if arr is not None and arr.shape[-1:] != (expected,):
+        raise ValueError(f"{name} must have {expected} entries ({what}), got {arr.tolist()!r}")
+
+
+def check_greater(name: str, value: Any, other_name: str, other: Any) -> None:
+    """Check ``value > other`` when both are concrete (e.g. total_steps > warmup_steps)."""
+    a, b = concrete(name, value), concrete(other_name, other)
+    if a is not None and b is not None and np.any(a <= b):
+        raise ValueError(f"{name} must be > {other_name} ({b.tolist()!r}), got {a.tolist()!r}")

@@ -1,0 +1,155 @@
+"""Warmup in front of any schedule, and the warmup-based families (cosine, WSD, inverse sqrt)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from lrjax.schedules import _validate as v
+from lrjax.schedules._anneal import Anneal, cosine_decay
+from lrjax.schedules._base import (
+    Array,
+    Numeric,
+    Schedule,
+    as_float,
+    interpolate,
+    remaining,
+    schedule_dataclass,
+    static_field,
+)
+from lrjax.schedules._combine import join
+from lrjax.schedules._decay import constant
+
+WARMUP_SHAPES = ("linear", "cosine", "exponential")
+DECAY_SHAPES = ("linear", "cosine", "1-sqrt")
+
+
+@schedule_dataclass
+class Warmup(Schedule):
+    """A ramp from ``init_value`` to ``schedule(0)`` over ``warmup_steps``, then the schedule."""
+
+    schedule: Schedule
+    warmup_steps: Numeric
+    init_value: Numeric
+    shape: str = static_field(default="linear")
+
+    def _eval(self, t: Array) -> Array:
+        w = self.warmup_steps
+        ramp = interpolate(as_float(self.init_value), self.schedule(0), remaining(t, w), self.shape)
+        return jnp.where(t < w, ramp, self.schedule(jnp.maximum(t - w, 0)))
+
+
+def warmup(schedule: Schedule, warmup_steps: Numeric, *, init_value: Numeric = 0.0, shape: str = "linear") -> Warmup:
+    """Prepend a warmup: a ramp from η_w to s(0) over W steps, then s(t − W).
+
+    For t < W, with f = t/W: ``linear`` η_w + (s(0) − η_w) f; ``cosine``
+    η_w + (s(0) − η_w) · ½(1 − cos πf); ``exponential`` η_w · (s(0)/η_w)^f (needs η_w > 0 and
+    s(0) > 0). W = 0 means no warmup (Goyal et al. 2017 use a linear warmup).
+
+    Args:
+      schedule: the schedule that follows; it sees its step count restart at W.
+      warmup_steps: W >= 0.
+      init_value: η_w, the value at step 0.
+      shape: ``"linear"``, ``"cosine"`` or ``"exponential"``.
+    """
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be an lrjax schedule, got {schedule!r}")
+    v.check_choice("shape", shape, WARMUP_SHAPES)
+    v.check("warmup_steps", warmup_steps, ge=0)
+    v.check("init_value", init_value, **({"gt": 0} if shape == "exponential" else {}))
+    return Warmup(schedule, warmup_steps, init_value, shape)
+
+
+def warmup_cosine_decay(
+    init_value: Numeric,
+    peak_value: Numeric,
+    warmup_steps: Numeric,
+    total_steps: Numeric,
+    *,
+    end_value: Numeric = 0.0,
+    exponent: Numeric = 1.0,
+) -> Warmup:
+    """Linear warmup from η_w to η_p over W steps, then cosine decay to η₁ at step T_total.
+
+    η(t) = η_w + (η_p − η_w) t/W for t < W; then η₁ + (η_p − η₁) · (½(1 + cos(π (t − W)/(T − W))))^e,
+    held at η₁ after T. Matches `optax.warmup_cosine_decay_schedule` (decay_steps = T) and
+    Keras ``CosineDecay(initial_learning_rate=η_w, warmup_target=η_p, warmup_steps=W,
+    decay_steps=T − W, alpha=η₁/η_p)``.
+
+    Args:
+      init_value: η_w.
+      peak_value: η_p.
+      warmup_steps: W >= 0.
+      total_steps: T > W, including the warmup.
+      end_value: η₁.
+      exponent: e > 0.
+    """
+    v.check("peak_value", peak_value)
+    v.check("warmup_steps", warmup_steps, ge=0)
+    v.check_greater("total_steps", total_steps, "warmup_steps", warmup_steps)
+    decay = cosine_decay(peak_value, total_steps - warmup_steps, end_value=end_value, exponent=exponent)
+    return warmup(decay, warmup_steps, init_value=init_value)
+
+
+def warmup_stable_decay(
+    peak_value: Numeric,
+    warmup_steps: Numeric,
+    stable_steps: Numeric,
+    decay_steps: Numeric,
+    *,
+    init_value: Numeric = 0.0,
+    end_value: Numeric = 0.0,
+    decay_shape: str = "linear",
+) -> Warmup:
+    """Warmup–stable–decay (WSD, "trapezoidal") schedule.
+
+    Linear warmup from η_w to η_p over W steps, η_p for S steps, then a decay to η₁ over D
+    steps, held after: with f = (t − W − S)/D, ``linear`` η₁ + (η_p − η₁)(1 − f), ``cosine``
+    η₁ + (η_p − η₁) · ½(1 + cos πf), ``1-sqrt`` η₁ + (η_p − η₁)(1 − √f). MiniCPM (Hu et al.
+    2024); Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed
+    Training Durations" (1-sqrt cooldown).
+
+    Args:
+      peak_value: η_p.
+      warmup_steps: W >= 0.
+      stable_steps: S >= 0.
+      decay_steps: D > 0.
+      init_value: η_w.
+      end_value: η₁.
+      decay_shape: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
+    """
+    v.check_choice("decay_shape", decay_shape, DECAY_SHAPES)
+    v.check("peak_value", peak_value)
+    v.check("stable_steps", stable_steps, ge=0)
+    v.check("decay_steps", decay_steps, gt=0)
+    v.check("end_value", end_value)
+    decay = Anneal(peak_value, end_value, decay_steps, 1.0, 0, decay_shape)
+    return warmup(join([constant(peak_value), decay], [stable_steps]), warmup_steps, init_value=init_value)
+
+
+@schedule_dataclass
+class InverseSqrt(Schedule):
+    """peak · min(t/W, √(W/t)), 0 at t = 0."""
+
+    peak_value: Numeric
+    warmup_steps: Numeric
+
+    def _eval(self, t: Array) -> Array:
+        t, w = as_float(t), as_float(self.warmup_steps)
+        positive = t > 0
+        decay = jnp.sqrt(w / jnp.where(positive, t, 1.0))
+        return jnp.where(positive, as_float(self.peak_value) * jnp.minimum(t / w, decay), 0.0)
+
+
+def inverse_sqrt(peak_value: Numeric, warmup_steps: Numeric) -> InverseSqrt:
+    """Inverse-square-root ("Noam") schedule: η(t) = η_p · min(t/W, √(W/t)).
+
+    Linear warmup to η_p at t = W, then decay as 1/√t; 0 at t = 0. Vaswani et al. 2017,
+    "Attention Is All You Need", with η_p = d_model^−½ · W^−½.
+
+    Args:
+      peak_value: η_p, the value at t = W.
+      warmup_steps: W > 0.
+    """
+    v.check("peak_value", peak_value)
+    v.check("warmup_steps", warmup_steps, gt=0)
+    return InverseSqrt(peak_value, warmup_steps)
