@@ -130,10 +130,14 @@ def interpolate(start: Numeric, end: Numeric, r: Array, shape: str) -> Array:
     ``linear``: end + (start − end)·r.  ``cosine``: end + (start − end)·½(1 − cos πr), i.e.
     PyTorch OneCycleLR's ``_annealing_cos``.  ``1-sqrt``: end + (start − end)·(1 − √(1 − r))
     (Hägele et al. 2024).  ``exponential``: end·(start/end)^r, geometric (both must be > 0).
+    Exactly ``start`` at r = 1 and exactly ``end`` at r = 0.
     """
+    start, end = as_float(start), as_float(end)
     if shape == "exponential":
-        return as_float(end) * (as_float(start) / as_float(end)) ** r
-    return end + (start - end) * WEIGHTS[shape](r)
+        between = end * (start / end) ** r
+    else:
+        between = end + (start - end) * WEIGHTS[shape](r)
+    return jnp.where(r >= 1, start, between)  # exact at both ends, not 1 ulp off at the start
 
 
 def is_schedule(x: object) -> bool:

@@ -25,7 +25,7 @@ _BOUNDS = (
 
 def concrete(name: str, value: Any) -> np.ndarray | None:
     """``value`` as a finite NumPy array, or None if it is traced; raises on bad input."""
-    if isinstance(value, jax.core.Tracer):
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value)):
         return None
     if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
         raise TypeError(f"{name} must be a number, got {value!r}")
