@@ -1,0 +1,97 @@
+"""The ``lrjax`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Optional, Sequence
+
+import numpy as np
+
+import lrjax.schedules as S
+
+
+def gallery(total_steps: int, peak: float = 0.1) -> dict[str, S.Schedule]:
+    """One example of each schedule family over ``total_steps`` steps, peaking at ``peak``."""
+    n = total_steps
+    return {
+        "step_decay": S.step_decay(peak, n // 4, 0.5),
+        "multistep_decay": S.multistep_decay(peak, [n // 2, 3 * n // 4], 0.1),
+        "exponential_decay": S.exponential_decay(peak, 0.01, n),
+        "inverse_time_decay": S.inverse_time_decay(peak, 1.0, n // 10),
+        "linear": S.linear(peak, 0.0, n),
+        "polynomial(p=2, cycle)": S.polynomial(peak, 0.0, n // 3, 2.0, cycle=True),
+        "cosine_decay": S.cosine_decay(peak, n),
+        "cosine_restarts(x2)": S.cosine_restarts(peak, n // 15, period_mult=2, peak_mult=0.8),
+        "warmup_cosine_decay": S.warmup_cosine_decay(0.0, peak, n // 10, n),
+        "warmup_stable_decay(1-sqrt)": S.warmup_stable_decay(peak, n // 20, n - n // 20 - n // 4, n // 4, decay_shape="1-sqrt"),
+        "inverse_sqrt": S.inverse_sqrt(peak, n // 10),
+        "cyclic(triangular2)": S.cyclic(peak / 10, peak, n // 8, mode="triangular2"),
+        "one_cycle": S.one_cycle(peak, n),
+        "one_cycle(three_phase)": S.one_cycle(peak, n, three_phase=True, anneal="linear"),
+        "join(linear, exp)": S.join([S.linear(peak / 10, peak, n // 10), S.exponential_decay(peak, 0.05, n)], [n // 10]),
+        "batch-scaled cosine (sqrt, 4x)": S.scale_for_batch_size(S.cosine_decay(peak / 2, n), 256, 1024, rule="sqrt"),
+    }
+
+
+def format_table(schedules: dict[str, S.Schedule], steps: Sequence[int]) -> str:
+    """A plain-text table of each schedule's value at ``steps``."""
+    width = max(len(name) for name in schedules)
+    head = f"{'schedule':<{width}}" + "".join(f"{'t=' + str(t):>11}" for t in steps)
+    rows = [head, "-" * len(head)]
+    for name, s in schedules.items():
+        values = np.asarray(s(np.asarray(steps)))
+        rows.append(f"{name:<{width}}" + "".join(f"{v:>11.4g}" for v in values))
+    return "\n".join(rows)
+
+
+def _schedules_command(args: argparse.Namespace) -> int:
+    schedules = gallery(args.steps, args.peak)
+    n = args.steps
+    print(format_table(schedules, [0, n // 10, n // 4, n // 2, 3 * n // 4, n - 1]))
+    if args.out:
+        from lrjax import plot
+
+        plt = plot._pyplot()
+        cols = 4
+        rows = math.ceil(len(schedules) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), sharex=True, constrained_layout=True)
+        for ax, (name, s) in zip(axes.flat, schedules.items()):
+            plot.schedule(s, n, ax=ax, title=name)
+            ax.set_xlabel("step" if ax in axes[-1] else "")
+            ax.set_ylabel("")
+        for ax in list(axes.flat)[len(schedules):]:
+            ax.set_visible(False)
+        fig.suptitle(f"lrjax schedules over {n} steps (peak {args.peak:g})")
+        fig.savefig(args.out, dpi=110)
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+def _steps_arg(text: str) -> int:
+    value = int(text)
+    if value < 20:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 20, got {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lrjax", description="Choose and schedule learning rates in JAX.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    sched = commands.add_parser("schedules", help="print and draw the schedule catalogue")
+    sched.add_argument("--steps", type=_steps_arg, default=1000, help="training length in steps (default 1000)")
+    sched.add_argument("--peak", type=float, default=0.1, help="peak learning rate (default 0.1)")
+    sched.add_argument("--out", default=None, help="write the figure to this PNG file")
+    sched.set_defaults(run=_schedules_command)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``lrjax`` command."""
+    args = _parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Bad arguments raise ValueError (TypeError for non-numbers) naming the argument and value."""
+
+import math
+
+import jax.numpy as jnp
+import pytest
+
+import lrjax.schedules as S
+
+BAD = [
+    # non-positive lengths
+    (lambda: S.exponential_decay(1.0, 0.5, 0), ValueError, "decay_steps must be > 0, got 0"),
+    (lambda: S.step_decay(1.0, -3), ValueError, "step_size must be > 0, got -3"),
+    (lambda: S.inverse_time_decay(1.0, 0.5, 0.0), ValueError, "decay_steps must be > 0, got 0.0"),
+    (lambda: S.linear(1.0, 0.0, 0), ValueError, "steps must be > 0, got 0"),
+    (lambda: S.polynomial(1.0, 0.0, -10), ValueError, "steps must be > 0, got -10"),
+    (lambda: S.cosine_decay(1.0, 0), ValueError, "decay_steps must be > 0, got 0"),
+    (lambda: S.cosine_restarts(1.0, 0), ValueError, "period must be > 0, got 0"),
+    (lambda: S.warmup(S.constant(1.0), -1), ValueError, "warmup_steps must be >= 0, got -1"),
+    (lambda: S.warmup_cosine_decay(0.0, 1.0, 100, 100), ValueError, r"total_steps must be > warmup_steps \(100\), got 100"),
+    (lambda: S.warmup_stable_decay(1.0, 10, -5, 10), ValueError, "stable_steps must be >= 0, got -5"),
+    (lambda: S.warmup_stable_decay(1.0, 10, 5, 0), ValueError, "decay_steps must be > 0, got 0"),
+    (lambda: S.inverse_sqrt(1.0, 0), ValueError, "warmup_steps must be > 0, got 0"),
+    (lambda: S.cyclic(0.1, 1.0, 0), ValueError, "step_size_up must be > 0, got 0"),
+    (lambda: S.cyclic(0.1, 1.0, 5, -1), ValueError, "step_size_down must be > 0, got -1"),
+    (lambda: S.one_cycle(1.0, 0), ValueError, "total_steps must be > 0, got 0"),
+    (lambda: S.from_epoch_fn(lambda e: e, 0), ValueError, "steps_per_epoch must be > 0, got 0"),
+    (lambda: S.scale_for_batch_size(0.1, 0, 256), ValueError, "base_batch_size must be > 0, got 0"),
+    (lambda: S.scale_for_batch_size(0.1, 256, -1), ValueError, "batch_size must be > 0, got -1"),
+    (lambda: S.exponential_decay(1.0, 0.5, begin_step=-1), ValueError, "begin_step must be >= 0, got -1"),
+    # out-of-range factors and fractions
+    (lambda: S.exponential_decay(1.0, 0.0), ValueError, "decay_rate must be > 0, got 0.0"),
+    (lambda: S.step_decay(1.0, 10, -0.1), ValueError, "decay_rate must be > 0, got -0.1"),
+    (lambda: S.inverse_time_decay(1.0, -0.5), ValueError, "decay_rate must be >= 0, got -0.5"),
+    (lambda: S.polynomial(1.0, 0.0, 10, power=0.0), ValueError, "power must be > 0, got 0.0"),
+    (lambda: S.cosine_decay(1.0, 10, exponent=-1.0), ValueError, "exponent must be > 0, got -1.0"),
+    (lambda: S.cosine_restarts(1.0, 10, period_mult=0.5), ValueError, "period_mult must be >= 1, got 0.5"),
+    (lambda: S.cosine_restarts(1.0, 10, peak_mult=0.0), ValueError, "peak_mult must be > 0, got 0.0"),
+    (lambda: S.one_cycle(1.0, 100, pct_start=1.0), ValueError, "pct_start must be < 1, got 1.0"),
+    (lambda: S.one_cycle(1.0, 100, pct_start=0.0), ValueError, "pct_start must be > 0, got 0.0"),
+    (lambda: S.one_cycle(1.0, 100, pct_start=0.6, three_phase=True), ValueError, "pct_start must be < 0.5, got 0.6"),
+    (lambda: S.one_cycle(1.0, 100, div_factor=0.0), ValueError, "div_factor must be > 0, got 0.0"),
+    (lambda: S.cyclic(0.1, 1.0, 5, gamma=1.5), ValueError, "gamma must be <= 1, got 1.5"),
+    (lambda: S.warmup(S.constant(1.0), 10, shape="exponential"), ValueError, "init_value must be > 0, got 0.0"),
+    # unsorted or mismatched boundaries and milestones
+    (lambda: S.piecewise_constant([1.0, 0.5, 0.1], [50, 20]), ValueError, r"boundaries must be strictly increasing, got \[50, 20\]"),
+    (lambda: S.piecewise_constant([1.0, 0.5], [10, 20]), ValueError, r"values must have 3 entries \(one more than boundaries\), got \[1.0, 0.5\]"),
+    (lambda: S.piecewise_constant([1.0, 0.5], [-1]), ValueError, r"boundaries must be >= 0, got -1 in \[-1\]"),
+    (lambda: S.join([S.constant(1.0), S.constant(0.5)], [10, 20]), ValueError, r"boundaries must have 1 entries"),
+    (lambda: S.join([1.0, 0.5, 0.1], [20, 20]), ValueError, "boundaries must be strictly increasing"),
+    (lambda: S.join([], []), ValueError, "schedules must contain at least one schedule"),
+    (lambda: S.multistep_decay(1.0, [10, -5]), ValueError, r"milestones must be >= 0, got -5 in \[10, -5\]"),
+    (lambda: S.multistep_decay(1.0, 10), ValueError, "milestones must be a sequence of numbers, got 10"),
+    (lambda: S.multiply(), ValueError, "multiply needs at least one schedule"),
+    # unknown modes
+    (lambda: S.cyclic(0.1, 1.0, 5, mode="triangle"), ValueError, "mode must be one of .*'triangular'.*got 'triangle'"),
+    (lambda: S.one_cycle(1.0, 100, anneal="cosine"), ValueError, "anneal must be one of .*'cos'.*got 'cosine'"),
+    (lambda: S.warmup(S.constant(1.0), 10, shape="quadratic"), ValueError, "shape must be one of"),
+    (lambda: S.warmup_stable_decay(1.0, 1, 1, 1, decay_shape="sqrt"), ValueError, "decay_shape must be one of"),
+    (lambda: S.scale_for_batch_size(0.1, 256, 512, rule="square"), ValueError, "rule must be one of"),
+    # non-finite values
+    (lambda: S.constant(math.nan), ValueError, "value must be finite, got nan"),
+    (lambda: S.exponential_decay(math.inf, 0.5), ValueError, "init_value must be finite, got inf"),
+    (lambda: S.linear(1.0, -math.inf, 10), ValueError, "end_value must be finite, got -inf"),
+    (lambda: S.cosine_decay(1.0, jnp.nan), ValueError, "decay_steps must be finite, got nan"),
+    (lambda: S.piecewise_constant([1.0, math.nan], [5]), ValueError, r"values must be finite, got nan in \[1.0, nan\]"),
+    (lambda: S.warmup_cosine_decay(0.0, 1.0, 10, math.inf), ValueError, "total_steps must be finite, got inf"),
+    (lambda: S.exponential_decay(1.0, 0.5, end_value=math.nan), ValueError, "end_value must be finite, got nan"),
+    # wrong types
+    (lambda: S.constant("0.1"), TypeError, "value must be a number, got '0.1'"),
+    (lambda: S.linear(1.0, None, 10), TypeError, "end_value must be a number, got None"),
+    (lambda: S.step_decay(1.0, True), TypeError, "step_size must be a number, got True"),
+    (lambda: S.warmup(lambda t: 1.0, 10), TypeError, "schedule must be an lrjax schedule"),
+    (lambda: S.join([lambda t: 1.0], []), TypeError, r"schedules\[0\] must be an lrjax schedule or a number"),
+    (lambda: S.from_epoch_fn(0.1, 10), TypeError, "fn must be callable"),
+]
+
+
+@pytest.mark.parametrize("make, error, message", BAD, ids=[m for _, _, m in BAD])
+def test_bad_argument_is_named_with_its_value(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_schedule_rejects_non_numeric_steps():
+    with pytest.raises(TypeError, match="step must be an integer or float array"):
+        S.constant(1.0)(jnp.asarray(True))

@@ -1,0 +1,51 @@
+"""lrjax.plot.schedule draws the schedule's values; the CLI prints a table and writes a PNG."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import lrjax.schedules as S  # noqa: E402
+from lrjax import cli, plot  # noqa: E402
+
+
+def test_plot_draws_each_schedule_with_its_label():
+    schedules = {"cosine": S.cosine_decay(0.1, 50), "step": S.step_decay(0.1, 10, 0.5)}
+    ax = plot.schedule(schedules, 60, log_scale=True, title="two")
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["cosine", "step"]
+    np.testing.assert_array_equal(lines[0].get_xdata(), np.arange(60))
+    np.testing.assert_allclose(lines[1].get_ydata(), 0.1 * 0.5 ** (np.arange(60) // 10), rtol=1e-6)
+    assert ax.get_yscale() == "log" and ax.get_title() == "two"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["cosine", "step"]
+    assert "learning rate" in ax.get_ylabel() and "step" in ax.get_xlabel()
+
+
+def test_plot_accepts_explicit_steps_and_checks_labels():
+    ax = plot.schedule([S.linear(1.0, 0.0, 10)], [0, 5, 10], labels=["lin"])
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [1.0, 0.5, 0.0])
+    with pytest.raises(ValueError, match="labels must have 2 entries"):
+        plot.schedule([S.constant(1.0), S.constant(2.0)], 10, labels=["one"])
+    with pytest.raises(TypeError, match="must be an lrjax schedule"):
+        plot.schedule({"f": lambda t: t}, 10)
+    with pytest.raises(ValueError, match="steps must be > 0, got 0"):
+        plot.schedule(S.constant(1.0), 0)
+
+
+def test_cli_prints_table_and_writes_png(tmp_path, capsys):
+    out = tmp_path / "schedules.png"
+    assert cli.main(["schedules", "--steps", "200", "--peak", "0.5", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()[2:] if line.strip() and "wrote" not in line}
+    assert rows["cosine_decay"][0] == "0.5" and float(rows["cosine_decay"][3]) == pytest.approx(0.25, rel=1e-3)
+    assert rows["warmup_cosine_decay"][:2] == ["0", "0.5"]  # warmup ends at step 200 // 10 = 20
+    assert len(rows) == len(cli.gallery(200))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_rejects_too_few_steps(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["schedules", "--steps", "5"])
+    assert "must be an integer >= 20, got 5" in capsys.readouterr().err
