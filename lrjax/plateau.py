@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lrjax.schedules import _validate as v
+from lrjax import _validate as v
 
 
 class ReduceOnPlateauState(NamedTuple):

@@ -6,7 +6,7 @@ from typing import Callable, Sequence, Union
 
 import jax.numpy as jnp
 
-from lrjax.schedules import _validate as v
+from lrjax import _validate as v
 from lrjax.schedules._base import Array, Numeric, Schedule, as_float, floordiv, schedule_dataclass, static_field
 from lrjax.schedules._decay import constant
 

@@ -6,7 +6,7 @@ from typing import Optional
 
 import jax.numpy as jnp
 
-from lrjax.schedules import _validate as v
+from lrjax import _validate as v
 from lrjax.schedules._base import (
     Array,
     Numeric,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from lrjax.schedules import _validate as v
+from lrjax import _validate as v
 from lrjax.schedules._anneal import Anneal, cosine_decay
 from lrjax.schedules._base import (
     Array,
