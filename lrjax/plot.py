@@ -81,3 +81,63 @@ def schedule(
     if len(items) > 1 or labels is not None or isinstance(schedules, Mapping):
         ax.legend(fontsize="small")
     return ax
+
+
+def _hyperparameter(result: Any, name: Optional[str]) -> str:
+    candidates = [k for k in result.configs if k != "seed"]
+    if name is None:
+        name = next((k for k in candidates if "learning_rate" in k), candidates[0])
+    if name not in result.configs:
+        raise ValueError(f"hyperparameter must be one of {candidates}, got {name!r}")
+    return name
+
+
+def sweep(result: Any, *, hyperparameter: Optional[str] = None, metric: str = "loss") -> Any:
+    """Two panels: training-loss curves coloured by a hyperparameter (log colour scale), and
+    each member's final ``metric`` against it, with diverged members marked at the top.
+
+    Args:
+      result: a `lrjax.SweepResult`.
+      hyperparameter: the config to colour by and put on the x axis (default: the learning rate).
+      metric: an eval metric name or ``"train_loss"``.
+
+    Returns:
+      The matplotlib figure.
+    """
+    plt = _pyplot()
+    from matplotlib.colors import LogNorm, Normalize
+
+    name = _hyperparameter(result, hyperparameter)
+    x = np.asarray(result.configs[name], np.float64)
+    positive = bool(np.all(x > 0))
+    norm = LogNorm(x.min(), x.max()) if positive and x.max() > x.min() else Normalize(x.min(), x.max() + 1e-12)
+    cmap = plt.get_cmap("viridis")
+    fig, (curves, final) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+
+    steps = np.arange(result.train_loss.shape[1])
+    for i in np.argsort(x):
+        curves.plot(steps, result.train_loss[i], color=cmap(norm(x[i])), lw=1, alpha=0.8)
+    curves.set_yscale("log")
+    curves.set_xlabel("step")
+    curves.set_ylabel("training loss")
+    curves.set_title(f"{result.info.get('task', '')}: training loss per member")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=curves, label=name)
+
+    scores = result.final(metric)
+    ok = ~result.diverged
+    final.scatter(x[ok], scores[ok], c=[cmap(norm(v)) for v in x[ok]], s=25, zorder=3, label="trained")
+    order = np.argsort(x[ok])
+    final.plot(x[ok][order], scores[ok][order], color="0.6", lw=1, zorder=2)
+    if np.any(~ok):
+        top = np.nanmax(scores) if np.any(ok) else 1.0
+        final.scatter(x[~ok], np.full((~ok).sum(), top), marker="x", color="red", s=40, zorder=4, label="diverged")
+    if positive:
+        final.set_xscale("log")
+    if metric in ("loss", "train_loss") and np.all(scores[ok] > 0):
+        final.set_yscale("log")
+    final.set_xlabel(name)
+    final.set_ylabel(f"final {metric}" if metric == "train_loss" else f"final eval {metric}")
+    final.set_title(f"final {metric} vs {name}")
+    final.grid(True, alpha=0.3)
+    final.legend(fontsize="small")
+    return fig

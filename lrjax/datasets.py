@@ -1,0 +1,134 @@
+"""Built-in problems on embedded or synthetic data: nothing is downloaded.
+
+- `load_digits` / `digits_mlp` / `digits_cnn`: the UCI "Optical Recognition of Handwritten
+  Digits" set (1797 8×8 images, 10 classes; Alpaydin & Kaynak 1998, CC BY 4.0), as shipped
+  in scikit-learn, embedded in ``lrjax/data/digits.npz`` (45 KB).
+- `linear_regression`: y = 2x + 1 + noise.
+- `quadratic`: f(w) = ½ mean_i (w − x_i)ᵀ H (w − x_i) with a known Hessian H, so gradient
+  descent converges iff the learning rate is below 2/λ_max(H).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lrjax import _validate as v
+from lrjax.task import Task
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+def load_digits(*, eval_fraction: float = 0.2, seed: int = 0) -> tuple[Split, Split]:
+    """The digits as ``((x_train, y_train), (x_eval, y_eval))``.
+
+    Images are float32 in [0, 1] of shape (n, 8, 8); labels are int32 in 0..9. The split is
+    a fixed permutation drawn from ``seed``.
+    """
+    v.check("eval_fraction", eval_fraction, gt=0, lt=1)
+    with importlib.resources.files("lrjax").joinpath("data/digits.npz").open("rb") as f:
+        data = np.load(f)
+        images, labels = data["images"].astype(np.float32) / 16.0, data["labels"].astype(np.int32)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    n_eval = int(round(eval_fraction * len(labels)))
+    train, held_out = order[n_eval:], order[:n_eval]
+    return (images[train], labels[train]), (images[held_out], labels[held_out])
+
+
+class MLP(nn.Module):
+    """Flatten, then ReLU dense layers, then a linear read-out."""
+
+    hidden: Sequence[int] = (64,)
+    outputs: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.reshape(x.shape[0], -1)
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width)(x))
+        return nn.Dense(self.outputs)(x)
+
+
+class SmallCNN(nn.Module):
+    """Two 3×3 convolutions (the second with stride 2) and a linear read-out, for 8×8 images."""
+
+    channels: Sequence[int] = (8, 16)
+    outputs: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x[..., None]
+        x = nn.relu(nn.Conv(self.channels[0], (3, 3))(x))
+        x = nn.relu(nn.Conv(self.channels[1], (3, 3), strides=(2, 2))(x))
+        return nn.Dense(self.outputs)(x.reshape(x.shape[0], -1))
+
+
+def digits_mlp(hidden: Sequence[int] = (64,)) -> Task:
+    """Digits classification with a Flax linen MLP (64 → hidden → 10), cross-entropy loss."""
+    train, held_out = load_digits()
+    return Task.from_linen(MLP(tuple(hidden)), train, eval_data=held_out, name="digits_mlp")
+
+
+def digits_cnn(channels: Sequence[int] = (8, 16)) -> Task:
+    """Digits classification with a small Flax linen CNN, cross-entropy loss."""
+    train, held_out = load_digits()
+    return Task.from_linen(SmallCNN(tuple(channels)), train, eval_data=held_out, name="digits_cnn")
+
+
+def linear_regression(num_examples: int = 256, *, noise: float = 0.1, seed: int = 0) -> Task:
+    """Fit y = w·x + b to y = 2x + 1 + noise, x ~ U(−1, 1), by mean squared error.
+
+    Parameters are ``{"w": scalar, "b": scalar}`` drawn from N(0, 1) by the init key.
+    """
+    v.check("num_examples", num_examples, ge=2)
+    v.check("noise", noise, ge=0)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1.0, 1.0, num_examples).astype(np.float32)
+    y = (2.0 * x + 1.0 + noise * rng.standard_normal(num_examples)).astype(np.float32)
+
+    def init(key: jax.Array) -> dict[str, jax.Array]:
+        w, b = jax.random.normal(key, (2,))
+        return {"w": w, "b": b}
+
+    def loss(params: dict[str, jax.Array], batch: tuple[jax.Array, jax.Array]) -> jax.Array:
+        xs, ys = batch
+        return jnp.mean((params["w"] * xs + params["b"] - ys) ** 2)
+
+    return Task(init, loss, (x, y), name="linear_regression", info={"true_w": 2.0, "true_b": 1.0})
+
+
+def quadratic(eigenvalues: Sequence[float] = (1.0, 10.0), *, num_examples: int = 64, seed: int = 0) -> Task:
+    """f(w) = ½ mean_i (w − x_i)ᵀ H (w − x_i), H = Q diag(eigenvalues) Qᵀ with a random rotation Q.
+
+    The full-batch Hessian is exactly H; plain gradient descent with learning rate η converges
+    iff η < 2/λ_max. ``task.info`` holds ``hessian``, ``eigenvalues``, ``max_eigenvalue`` and
+    ``minimizer`` (the mean of the x_i). Parameters start at N(0, 9 I).
+    """
+    eigenvalues = np.asarray(eigenvalues, np.float64)
+    v.check_vector("eigenvalues", eigenvalues, gt=0)
+    dim = len(eigenvalues)
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    hessian = (q * eigenvalues) @ q.T
+    targets = rng.standard_normal((num_examples, dim)).astype(np.float32)
+    h = jnp.asarray(hessian, jnp.float32)
+
+    def init(key: jax.Array) -> jax.Array:
+        return 3.0 * jax.random.normal(key, (dim,))
+
+    def loss(w: jax.Array, x: jax.Array) -> jax.Array:
+        d = w - x
+        return 0.5 * jnp.mean(jnp.einsum("bi,ij,bj->b", d, h, d))
+
+    info = {
+        "hessian": hessian,
+        "eigenvalues": eigenvalues,
+        "max_eigenvalue": float(eigenvalues.max()),
+        "minimizer": targets.mean(0),
+    }
+    return Task(init, loss, targets, name="quadratic", info=info)

@@ -1,0 +1,117 @@
+"""Drive the compiled programs: shard members over devices, split them into memory groups,
+run the chunks with a progress bar, evaluate, and gather the results on the host."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Optional, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from lrjax.engine.program import Layout, OptimizerFn, Programs, member_bytes
+from lrjax.task import Task
+
+DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of member state (params, optimizer state, gradients)
+DEFAULT_CHUNK = 100
+
+
+@dataclasses.dataclass
+class RawRun:
+    """Host arrays shaped (seeds, configs, ...)."""
+
+    train_loss: np.ndarray
+    eval_steps: np.ndarray
+    eval_metrics: dict[str, np.ndarray]
+    final_params: Any
+    diverged: np.ndarray
+    diverged_at: np.ndarray
+    groups: int
+    devices: int
+
+
+def _take(tree: Any, idx: np.ndarray) -> Any:
+    return jax.tree.map(lambda x: np.asarray(x)[idx], tree)
+
+
+def group_size(num_configs: int, seeds: int, bytes_per_member: int, budget: int, num_devices: int) -> int:
+    """Configurations per program run: as many as fit ``budget``, a multiple of the device count."""
+    per_config = 3 * seeds * max(bytes_per_member, 1)  # parameters, optimizer state, gradients
+    fit = max(budget // per_config, 1)
+    size = max(num_devices, fit // num_devices * num_devices)
+    return min(size, math.ceil(num_configs / num_devices) * num_devices)
+
+
+def programs_for(task: Task, optimizer: OptimizerFn, layout: Layout) -> Programs:
+    """The cached programs for (task, optimizer, layout); built (not yet compiled) on first use."""
+    key = (optimizer, layout)
+    if key not in task._programs:
+        task._programs[key] = Programs(task, optimizer, layout)
+    return task._programs[key]
+
+
+def run(
+    task: Task,
+    optimizer: OptimizerFn,
+    hps: Any,
+    num_configs: int,
+    *,
+    steps: int,
+    batch_size: Optional[int],
+    seed: int,
+    seeds: int,
+    eval_every: Optional[int],
+    memory_budget: int,
+    progress: Any,
+    devices: Optional[Sequence[Any]] = None,
+) -> RawRun:
+    """Train every configuration × seed; ``hps`` leaves are host arrays with a leading config axis."""
+    devices = tuple(devices or jax.local_devices())
+    first = _take(hps, np.asarray(0))
+    size = group_size(num_configs, seeds, member_bytes(task, optimizer, first), memory_budget, len(devices))
+    chunk = eval_every or min(steps, DEFAULT_CHUNK)
+    programs = programs_for(task, optimizer, Layout(seeds, size, batch_size, chunk, devices))
+
+    replicated = NamedSharding(programs.mesh, P())
+    keys = jax.device_put(jax.random.split(jax.random.key(seed), seeds), replicated)
+    train_data = jax.device_put(task.train_data, replicated)
+    eval_data = train_data if task.eval_data is None else jax.device_put(task.eval_data, replicated)
+
+    num_chunks = math.ceil(steps / chunk)
+    ends = [min((c + 1) * chunk, steps) for c in range(num_chunks)]
+    eval_at = set(range(num_chunks)) if eval_every else {num_chunks - 1}
+    groups = [np.arange(g, min(g + size, num_configs)) for g in range(0, num_configs, size)]
+    progress.reset(total=len(groups) * num_chunks)
+
+    losses, metrics, params, diverged, diverged_at = [], [], [], [], []
+    for idx in groups:
+        padded = np.concatenate([idx, np.full(size - len(idx), idx[-1])])
+        group_hps = jax.device_put(_take(hps, padded), programs.config_sharding)
+        state = programs.init(group_hps, keys)
+        group_losses, group_metrics = [], []
+        for c in range(num_chunks):
+            state, chunk_losses = programs.chunk(state, group_hps, keys, train_data, c * chunk, steps)
+            group_losses.append(np.asarray(chunk_losses))
+            if c in eval_at:
+                group_metrics.append(jax.device_get(programs.evaluate(state.params, eval_data)))
+            progress.update(1)
+        n = len(idx)
+        losses.append(np.concatenate(group_losses).transpose(1, 2, 0)[:, :n, :steps])
+        metrics.append({k: np.stack([m[k] for m in group_metrics], -1)[:, :n] for k in group_metrics[0]})
+        params.append(jax.tree.map(lambda x: np.asarray(x)[:, :n], state.params))
+        diverged.append(np.asarray(state.diverged)[:, :n])
+        diverged_at.append(np.asarray(state.diverged_at)[:, :n])
+
+    join = lambda *xs: np.concatenate(xs, axis=1)  # noqa: E731
+    return RawRun(
+        train_loss=join(*losses),
+        eval_steps=np.asarray([ends[c] for c in sorted(eval_at)]),
+        eval_metrics={k: join(*(m[k] for m in metrics)) for k in metrics[0]},
+        final_params=jax.tree.map(join, *params),
+        diverged=join(*diverged),
+        diverged_at=join(*diverged_at),
+        groups=len(groups),
+        devices=len(devices),
+    )

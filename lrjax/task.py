@@ -1,0 +1,187 @@
+"""`Task`: what a sweep trains. An init function, a loss, data, and optional metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+Params = Any
+Batch = Any
+LossFn = Callable[[Params, Batch], Any]
+MetricsFn = Callable[[Params, Batch], Mapping[str, jax.Array]]
+
+
+def _check_data(name: str, data: Any) -> Any:
+    """``data`` as a pytree of device arrays sharing a leading (examples) axis, all finite."""
+    leaves, treedef = jax.tree.flatten(data)
+    if not leaves:
+        raise ValueError(f"{name} must be a pytree of arrays with a leading examples axis, got {data!r}")
+    arrays = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(data)[0]:
+        where = f"{name}{jax.tree_util.keystr(path)}"
+        arr = np.asarray(leaf)
+        if arr.ndim == 0:
+            raise ValueError(f"{where} must have a leading examples axis, got a scalar")
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+            raise TypeError(f"{where} must be numeric, got dtype {arr.dtype}")
+        if np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
+            bad = int(np.sum(~np.isfinite(arr)))
+            raise ValueError(f"{where} contains {bad} NaN or infinite values")
+        arrays.append(arr)
+    sizes = {a.shape[0] for a in arrays}
+    if len(sizes) != 1:
+        shapes = [a.shape for a in arrays]
+        raise ValueError(f"{name} arrays must share their leading (examples) axis, got shapes {shapes}")
+    if sizes == {0}:
+        raise ValueError(f"{name} must contain at least one example, got 0")
+    return jax.tree.unflatten(treedef, [jnp.asarray(a) for a in arrays])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Task:
+    """A training problem for `lrjax.sweep`.
+
+    Attributes:
+      init: ``init(rng) -> params``, any pytree of arrays.
+      loss: ``loss(params, batch) -> scalar`` or ``(scalar, aux)``; ``batch`` has the structure
+        of ``train_data`` with a leading batch axis.
+      train_data: a pytree of arrays whose leading axes (examples) agree.
+      eval_data: optional held-out data with the same structure.
+      metrics: optional ``metrics(params, data) -> {name: scalar}`` evaluated on ``eval_data``
+        (or ``train_data``) at each evaluation; the mean ``loss`` is always reported too.
+      name: used in tables and plots.
+      info: facts about the problem (e.g. a quadratic's Hessian and eigenvalues).
+
+    Equality is identity: a sweep caches its compiled program on the task, so reuse the same
+    `Task` object to reuse the program.
+    """
+
+    init: Callable[[jax.Array], Params]
+    loss: LossFn
+    train_data: Any
+    eval_data: Any = None
+    metrics: Optional[MetricsFn] = None
+    name: str = "task"
+    info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    _programs: dict = dataclasses.field(default_factory=dict, repr=False, init=False)
+
+    def __post_init__(self) -> None:
+        for field in ("init", "loss"):
+            if not callable(getattr(self, field)):
+                raise TypeError(f"{field} must be callable, got {getattr(self, field)!r}")
+        if self.metrics is not None and not callable(self.metrics):
+            raise TypeError(f"metrics must be callable or None, got {self.metrics!r}")
+        object.__setattr__(self, "train_data", _check_data("train_data", self.train_data))
+        if self.eval_data is not None:
+            eval_data = _check_data("eval_data", self.eval_data)
+            if jax.tree.structure(eval_data) != jax.tree.structure(self.train_data):
+                raise ValueError("eval_data must have the same pytree structure as train_data")
+            object.__setattr__(self, "eval_data", eval_data)
+
+    @property
+    def num_train(self) -> int:
+        """Number of training examples."""
+        return int(jax.tree.leaves(self.train_data)[0].shape[0])
+
+    @classmethod
+    def from_linen(
+        cls,
+        module: Any,
+        train_data: tuple[Any, Any],
+        *,
+        loss: Union[str, Callable[[jax.Array, jax.Array], jax.Array]] = "cross_entropy",
+        eval_data: Optional[tuple[Any, Any]] = None,
+        name: Optional[str] = None,
+    ) -> "Task":
+        """A supervised task from a stateless ``flax.linen`` module and ``(inputs, targets)`` data.
+
+        Parameters are ``module.init(rng, inputs[:1])["params"]``; predictions are
+        ``module.apply({"params": params}, inputs)``. ``loss`` is ``"cross_entropy"``
+        (logits and integer labels; accuracy is reported too), ``"mse"``, or a function
+        ``loss(predictions, targets) -> scalar``.
+        """
+        example = train_data[0][:1]
+
+        def init(rng: jax.Array) -> Params:
+            variables = module.init(rng, example)
+            extra = set(variables) - {"params"}
+            if extra:
+                raise ValueError(f"module must be stateless (only 'params'), it also has collections {sorted(extra)}")
+            return variables["params"]
+
+        def apply(params: Params, inputs: jax.Array) -> jax.Array:
+            return module.apply({"params": params}, inputs)
+
+        return cls._supervised(init, apply, train_data, eval_data, loss, name or type(module).__name__)
+
+    @classmethod
+    def from_nnx(
+        cls,
+        make_model: Callable[[Any], Any],
+        train_data: tuple[Any, Any],
+        *,
+        loss: Union[str, Callable[[jax.Array, jax.Array], jax.Array]] = "cross_entropy",
+        eval_data: Optional[tuple[Any, Any]] = None,
+        name: Optional[str] = None,
+    ) -> "Task":
+        """A supervised task from a ``flax.nnx`` module: ``make_model(rngs: nnx.Rngs) -> Module``.
+
+        Parameters are the module's ``nnx.State`` (a pytree); predictions are
+        ``nnx.merge(graphdef, params)(inputs)``. ``loss`` as in `from_linen`.
+        """
+        from flax import nnx
+
+        graphdef, _ = nnx.split(nnx.eval_shape(lambda: make_model(nnx.Rngs(0))))
+
+        def init(rng: jax.Array) -> Params:
+            return nnx.split(make_model(nnx.Rngs(params=rng)))[1]
+
+        def apply(params: Params, inputs: jax.Array) -> jax.Array:
+            return nnx.merge(graphdef, params)(inputs)
+
+        return cls._supervised(init, apply, train_data, eval_data, loss, name or "nnx")
+
+    @classmethod
+    def _supervised(cls, init, apply, train_data, eval_data, loss, name) -> "Task":
+        if not (isinstance(train_data, (tuple, list)) and len(train_data) == 2):
+            raise ValueError("train_data must be an (inputs, targets) pair for a Flax task")
+        if isinstance(loss, str):
+            if loss not in SUPERVISED_LOSSES:
+                raise ValueError(f"loss must be one of {tuple(SUPERVISED_LOSSES)} or a callable, got {loss!r}")
+            loss_name, loss = loss, SUPERVISED_LOSSES[loss]
+        elif callable(loss):
+            loss_name = None
+        else:
+            raise TypeError(f"loss must be a name or a callable, got {loss!r}")
+
+        def loss_fn(params: Params, batch: tuple[Any, Any]) -> jax.Array:
+            inputs, targets = batch
+            return loss(apply(params, inputs), targets)
+
+        def metrics(params: Params, data: tuple[Any, Any]) -> dict[str, jax.Array]:
+            inputs, targets = data
+            predictions = apply(params, inputs)
+            out = {"loss": loss(predictions, targets)}
+            if loss_name == "cross_entropy":
+                out["accuracy"] = jnp.mean(jnp.argmax(predictions, -1) == targets)
+            return out
+
+        return cls(init, loss_fn, tuple(train_data), tuple(eval_data) if eval_data is not None else None, metrics, name)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean softmax cross-entropy of ``logits`` against integer ``labels``."""
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+
+
+def mse(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """Mean squared error."""
+    return jnp.mean((predictions - targets) ** 2)
+
+
+SUPERVISED_LOSSES = {"cross_entropy": cross_entropy, "mse": mse}
