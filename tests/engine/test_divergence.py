@@ -1,0 +1,65 @@
+"""Diverging members are frozen and flagged at the right step; nobody else notices.
+Repeated sweeps compile nothing."""
+
+import jax
+import numpy as np
+import optax
+
+from lrjax.engine import init_key
+from tests.engine.conftest import run
+
+
+def first_bad_step(task, lr, steps):
+    """Plain Optax gradient descent: the first step whose loss or update is non-finite."""
+    opt = optax.sgd(lr)
+    params = task.init(init_key(0, 1, 0))
+    state = opt.init(params)
+    loss_and_grad = jax.jit(jax.value_and_grad(task.loss))
+    for t in range(steps):
+        loss, grads = loss_and_grad(params, task.train_data)
+        updates, state = opt.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        if not (np.isfinite(loss) and np.all(np.isfinite(params))):
+            return t
+    return -1
+
+
+def test_gradient_descent_on_a_quadratic_diverges_exactly_above_two_over_L(quadratic, sgd):
+    two_over_l = 2.0 / quadratic.info["max_eigenvalue"]
+    lrs = np.asarray([0.1, 0.5, 0.9, 0.98, 1.02, 1.2, 3.0, 30.0]) * two_over_l
+    result = run(quadratic, sgd, {"learning_rate": lrs}, steps=1500)
+    stable = lrs < two_over_l
+    np.testing.assert_array_equal(result.diverged, ~stable)
+    h, x = quadratic.info["hessian"], np.asarray(quadratic.train_data, np.float64)
+    d = x - x.mean(0)
+    minimum = 0.5 * np.mean(np.einsum("bi,ij,bj->b", d, h, d))
+    np.testing.assert_allclose(result.final("train_loss")[stable], minimum, rtol=1e-4)
+    for i in np.flatnonzero(~stable):
+        assert result.diverged_at[i] == first_bad_step(quadratic, float(lrs[i]), 1500)
+        assert np.all(np.isnan(result.train_loss[i, result.diverged_at[i] + 1 :]))
+        assert np.all(np.isfinite(result.final_params[i]))  # frozen before the overflow
+    assert np.all(result.diverged_at[stable] == -1)
+
+
+def test_an_exploding_member_leaves_the_others_bitwise_identical(digits, sgd):
+    calm = run(digits, sgd, {"learning_rate": [0.05, 0.3, 0.01, 0.1]}, steps=40, batch_size=64, eval_every=20)
+    wild = run(digits, sgd, {"learning_rate": [0.05, 0.3, 1e12, 0.1]}, steps=40, batch_size=64, eval_every=20)
+    assert wild.diverged.tolist() == [False, False, True, False]
+    assert 0 <= wild.diverged_at[2] < 40
+    others = [0, 1, 3]
+    np.testing.assert_array_equal(wild.train_loss[others], calm.train_loss[others])
+    for name in calm.eval_metrics:
+        np.testing.assert_array_equal(wild.eval_metrics[name][others], calm.eval_metrics[name][others])
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[others], b[others]), wild.final_params, calm.final_params)
+    assert np.isnan(wild.final("loss")[2])
+    assert wild.best()["learning_rate"] != np.float32(1e12)
+
+
+def test_a_repeated_sweep_with_new_values_compiles_nothing(digits, adam):
+    first = run(digits, adam, {"learning_rate": [1e-3, 1e-2, 1e-1]}, steps=30, batch_size=32, eval_every=10)
+    again = run(digits, adam, {"learning_rate": [2e-3, 5e-2, 3e-1]}, steps=30, batch_size=32, eval_every=10)
+    longer = run(digits, adam, {"learning_rate": [4e-3, 6e-2, 2e-1]}, steps=50, batch_size=32, eval_every=10, seed=7)
+    assert first.info["compiles"] >= 1
+    assert again.info["compiles"] == 0
+    assert longer.info["compiles"] == 0  # steps and seed are runtime values, not program shape
+    assert not np.allclose(first.train_loss[:, -1], again.train_loss[:, -1])

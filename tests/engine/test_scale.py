@@ -1,0 +1,61 @@
+"""Sharding over devices (4 forced CPU devices, in a subprocess) and memory-budget groups.
+
+Results agree within 1e-6 rather than bitwise: members that share a batch run their first
+layer as one matmul whose width is the number of members in the program (per device, per
+group), and float32 summation order depends on that shape. SGD keeps the dynamics from
+amplifying those ulp-level differences, so the comparison tests the engine, not chaos."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+
+from tests.engine.conftest import run
+
+MULTI_DEVICE = textwrap.dedent(
+    """
+    import jax, numpy as np, optax
+    import lrjax, lrjax.datasets as D
+    assert jax.local_device_count() == 4, jax.devices()
+    task = D.digits_mlp(hidden=(16,))
+    opt = lambda hp: optax.sgd(hp["learning_rate"])
+    configs = {"learning_rate": np.geomspace(1e-2, 0.5, 6).astype(np.float32)}   # 6: not divisible by 4
+    kw = dict(steps=30, batch_size=32, seeds=2, eval_every=10, progress=False)
+    one = lrjax.sweep(task, opt, configs, devices=jax.devices()[:1], **kw)
+    four = lrjax.sweep(task, opt, configs, **kw)
+    assert one.info["devices"] == 1 and four.info["devices"] == 4, (one.info, four.info)
+    assert four.train_loss.shape == (12, 30), four.train_loss.shape
+    np.testing.assert_allclose(four.train_loss, one.train_loss, rtol=1e-6, atol=1e-7)
+    for k in one.eval_metrics:
+        np.testing.assert_allclose(four.eval_metrics[k], one.eval_metrics[k], rtol=1e-6, atol=1e-7)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), four.final_params, one.final_params)
+    (programs,) = [p for p in task._programs.values() if len(p.layout.devices) == 4]
+    hps = jax.device_put({"learning_rate": np.zeros(programs.layout.members, np.float32)}, programs.config_sharding)
+    state = programs.init(hps, jax.random.split(jax.random.key(0), 2))
+    leaf = jax.tree.leaves(state.params)[0]
+    assert programs.layout.members == 8 and leaf.shape[:2] == (2, 8)
+    assert len(leaf.sharding.device_set) == 4 and leaf.sharding.shard_shape(leaf.shape)[:2] == (2, 2)
+    print("sharded ok")
+    """
+)
+
+
+def test_four_devices_match_one_device_and_shard_the_member_axis():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", MULTI_DEVICE], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "sharded ok" in proc.stdout
+
+
+def test_memory_groups_equal_the_unsplit_sweep(digits, sgd):
+    configs = {"learning_rate": np.geomspace(1e-2, 0.5, 5).astype(np.float32)}
+    whole = run(digits, sgd, configs, steps=20, batch_size=32, eval_every=10)
+    split = run(digits, sgd, configs, steps=20, batch_size=32, eval_every=10, memory_budget=1)
+    assert whole.info["groups"] == 1 and split.info["groups"] == 5
+    np.testing.assert_allclose(split.train_loss, whole.train_loss, rtol=1e-6)
+    for k in whole.eval_metrics:
+        np.testing.assert_allclose(split.eval_metrics[k], whole.eval_metrics[k], rtol=1e-6, atol=1e-7)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), split.final_params, whole.final_params)
