@@ -17,7 +17,7 @@ MetricsFn = Callable[[Params, Batch], Mapping[str, jax.Array]]
 
 
 def _check_data(name: str, data: Any) -> Any:
-    """``data`` as a pytree of device arrays sharing a leading (examples) axis, all finite."""
+    """``data`` as a pytree of host arrays sharing a leading (examples) axis, all finite."""
     leaves, treedef = jax.tree.flatten(data)
     if not leaves:
         raise ValueError(f"{name} must be a pytree of arrays with a leading examples axis, got {data!r}")
@@ -39,7 +39,7 @@ def _check_data(name: str, data: Any) -> Any:
         raise ValueError(f"{name} arrays must share their leading (examples) axis, got shapes {shapes}")
     if sizes == {0}:
         raise ValueError(f"{name} must contain at least one example, got 0")
-    return jax.tree.unflatten(treedef, [jnp.asarray(a) for a in arrays])
+    return jax.tree.unflatten(treedef, arrays)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -76,12 +76,13 @@ class Task:
                 raise TypeError(f"{field} must be callable, got {getattr(self, field)!r}")
         if self.metrics is not None and not callable(self.metrics):
             raise TypeError(f"metrics must be callable or None, got {self.metrics!r}")
-        object.__setattr__(self, "train_data", _check_data("train_data", self.train_data))
-        if self.eval_data is not None:
-            eval_data = _check_data("eval_data", self.eval_data)
-            if jax.tree.structure(eval_data) != jax.tree.structure(self.train_data):
-                raise ValueError("eval_data must have the same pytree structure as train_data")
-            object.__setattr__(self, "eval_data", eval_data)
+        train_data = _check_data("train_data", self.train_data)
+        eval_data = None if self.eval_data is None else _check_data("eval_data", self.eval_data)
+        if eval_data is not None and jax.tree.structure(eval_data) != jax.tree.structure(train_data):
+            raise ValueError("eval_data must have the same pytree structure as train_data")
+        # Only now, with everything checked, move the data to the device (once per task).
+        object.__setattr__(self, "train_data", jax.tree.map(jnp.asarray, train_data))
+        object.__setattr__(self, "eval_data", None if eval_data is None else jax.tree.map(jnp.asarray, eval_data))
 
     @property
     def num_train(self) -> int:

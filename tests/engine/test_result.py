@@ -1,0 +1,120 @@
+"""SweepResult: best(), to_pandas(), save/load, plot(); Flax NNX and linen adapters; grids."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import lrjax
+import lrjax.datasets as D
+from lrjax.engine import init_key
+from tests.engine.conftest import run
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def result(digits, sgd):
+    configs = lrjax.search.grid({"learning_rate": [0.03, 0.3, 1e12]})
+    return run(digits, sgd, configs, steps=40, batch_size=64, seeds=2, eval_every=20)
+
+
+def test_best_averages_seeds_and_skips_diverged(result):
+    loss = result.final("loss").reshape(3, 2).mean(1)
+    best = result.best()
+    assert best["index"] == int(np.nanargmin(loss)) and best["loss"] == pytest.approx(loss[best["index"]])
+    assert best["learning_rate"] == pytest.approx(0.3)
+    accuracy = result.best("accuracy")
+    assert accuracy["accuracy"] == pytest.approx(np.nanmax(result.final("accuracy").reshape(3, 2).mean(1)))
+    with pytest.raises(ValueError, match="metric must be 'train_loss' or one of"):
+        result.best("f1")
+
+
+def test_to_pandas_has_one_row_per_member(result):
+    frame = result.to_pandas()
+    assert len(frame) == 6 and list(frame["seed"]) == [0, 1, 0, 1, 0, 1]
+    assert {"learning_rate", "final_train_loss", "eval_loss", "eval_accuracy", "diverged", "diverged_at"} <= set(frame)
+    assert frame["diverged"].tolist() == [False, False, False, False, True, True]
+    np.testing.assert_allclose(frame["eval_loss"][:4], result.eval_metrics["loss"][:4, -1])
+    assert result.eval_steps.tolist() == [20, 40]
+
+
+def test_save_and_load_round_trip(result, tmp_path, digits):
+    path = tmp_path / "sweep.npz"
+    result.save(str(path))
+    loaded = lrjax.SweepResult.load(str(path), like=digits.init(jax.random.key(0)))
+    np.testing.assert_array_equal(loaded.train_loss, result.train_loss)
+    np.testing.assert_array_equal(loaded.eval_metrics["accuracy"], result.eval_metrics["accuracy"])
+    np.testing.assert_array_equal(loaded.diverged_at, result.diverged_at)
+    assert loaded.configs.keys() == result.configs.keys() and loaded.info == result.info
+    jax.tree.map(np.testing.assert_array_equal, loaded.final_params, result.final_params)
+    flat = lrjax.SweepResult.load(str(path))
+    assert "['Dense_0']['kernel']" in flat.final_params
+
+
+def test_plot_colours_curves_and_marks_diverged(result):
+    fig = result.plot()
+    curves, colorbar_axis, final = fig.axes[0], fig.axes[2], fig.axes[1]
+    assert len(curves.get_lines()) == 6
+    assert final.get_xscale() == "log" and "learning_rate" in final.get_xlabel()
+    labels = [t.get_text() for t in final.get_legend().get_texts()]
+    assert labels == ["trained", "diverged"]
+    assert colorbar_axis.get_ylabel() == "learning_rate"
+
+
+def test_nnx_task_trains_like_its_linen_twin():
+    (x, y), _ = D.load_digits()
+
+    class Linen(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(10)(x.reshape(x.shape[0], -1))
+
+    class NNX(nnx.Module):
+        def __init__(self, rngs):
+            self.dense = nnx.Linear(64, 10, rngs=rngs)
+
+        def __call__(self, x):
+            return self.dense(x.reshape(x.shape[0], -1))
+
+    linen_task = lrjax.Task.from_linen(Linen(), (x, y))
+    nnx_task = lrjax.Task.from_nnx(NNX, (x, y))
+    # Same initial weights: copy the linen init into the NNX state.
+    linen_params = linen_task.init(init_key(0, 1, 0))
+    nnx_params = nnx_task.init(init_key(0, 1, 0))
+    nnx_params["dense"]["kernel"].set_value(linen_params["Dense_0"]["kernel"])
+    nnx_params["dense"]["bias"].set_value(linen_params["Dense_0"]["bias"])
+    np.testing.assert_allclose(nnx_task.loss(nnx_params, (x, y)), linen_task.loss(linen_params, (x, y)), rtol=1e-6)
+    opt = lambda hp: optax.sgd(hp["learning_rate"])  # noqa: E731
+    out = run(nnx_task, opt, {"learning_rate": [0.5, 2.0]}, steps=30)
+    assert np.all(out.train_loss[:, -1] < 0.6 * out.train_loss[:, 0])
+    assert set(out.eval_metrics) == {"loss", "accuracy"}
+
+
+def test_linear_regression_recovers_the_line():
+    task = D.linear_regression()
+    out = run(task, lambda hp: optax.sgd(hp["learning_rate"]), {"learning_rate": [0.5]}, steps=300)
+    assert out.final_params["w"][0] == pytest.approx(2.0, abs=0.05)
+    assert out.final_params["b"][0] == pytest.approx(1.0, abs=0.02)
+
+
+def test_cnn_task_runs_in_a_sweep():
+    out = run(D.digits_cnn(channels=(4, 8)), lambda hp: optax.adam(hp["learning_rate"]), {"learning_rate": [3e-3, 3e-2]}, steps=30, batch_size=64)
+    assert np.all(out.train_loss[:, -5:].mean(1) < out.train_loss[:, :5].mean(1))
+
+
+def test_grid_and_log_grid():
+    grid = lrjax.search.grid({"learning_rate": [0.1, 0.01], "weight_decay": [0.0, 1e-4, 1e-3]})
+    assert grid["learning_rate"].tolist() == [0.1] * 3 + [0.01] * 3
+    assert grid["weight_decay"].tolist() == [0.0, 1e-4, 1e-3] * 2
+    np.testing.assert_allclose(lrjax.search.log_grid(1e-4, 1.0, 5), [1e-4, 1e-3, 1e-2, 1e-1, 1.0], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"high must be > low \(0.1\), got 0.01"):
+        lrjax.search.log_grid(0.1, 0.01, 3)
+    with pytest.raises(ValueError, match="num must be an integer >= 1, got 0"):
+        lrjax.search.log_grid(0.1, 1.0, 0)
+    with pytest.raises(ValueError, match=r"axes\['lr'\] must be a non-empty 1-D sequence"):
+        lrjax.search.grid({"lr": []})
