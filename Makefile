@@ -1,5 +1,5 @@
 # Two entry points, each self-contained on a machine with only Python 3.11:
-#   make demo   create .venv, install lrjax, run the main job
+#   make demo   create .venv, install lrjax, run the main job (a learning-rate sweep on digits)
 #   make test   create .venv, install lrjax with test extras, run the test suite
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/lrjax sweep --task digits_mlp --optimizer adam --num 32 --steps 1000 --batch-size 64
 	$(BIN)/lrjax schedules --steps 1000 --out lrjax-schedules.png
 
 test: $(STAMP)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import pathlib
 import sys
 from typing import Optional, Sequence
 
 import numpy as np
+import optax
 
 import lrjax.schedules as S
+from lrjax import datasets, search
+from lrjax.sweep import sweep
 
 
 def gallery(total_steps: int, peak: float = 0.1) -> dict[str, S.Schedule]:
@@ -69,6 +73,49 @@ def _schedules_command(args: argparse.Namespace) -> int:
     return 0
 
 
+OPTIMIZERS = {
+    "sgd": lambda hp: optax.sgd(hp["learning_rate"]),
+    "momentum": lambda hp: optax.sgd(hp["learning_rate"], momentum=0.9),
+    "adam": lambda hp: optax.adam(hp["learning_rate"]),
+    "adamw": lambda hp: optax.adamw(hp["learning_rate"], weight_decay=1e-4),
+}
+TASKS = {"digits_mlp": datasets.digits_mlp, "digits_cnn": datasets.digits_cnn}
+
+
+def _sweep_command(args: argparse.Namespace) -> int:
+    task = TASKS[args.task]()
+    configs = {"learning_rate": search.log_grid(args.lr_min, args.lr_max, args.num)}
+    result = sweep(
+        task, OPTIMIZERS[args.optimizer], configs, steps=args.steps, batch_size=args.batch_size,
+        seed=args.seed, seeds=args.seeds, eval_every=args.eval_every,
+    )
+    frame = result.to_pandas()
+    by_config = frame.groupby("learning_rate", as_index=False).agg(
+        final_train_loss=("final_train_loss", "mean"),
+        eval_loss=("eval_loss", "mean"),
+        eval_accuracy=("eval_accuracy", "mean"),
+        diverged=("diverged", "any"),
+    )
+    ranked = by_config.sort_values("eval_loss", na_position="last")
+    info = result.info
+    print(
+        f"\n{args.task} · {args.optimizer} · {args.num} learning rates × {args.seeds} seed(s) · {args.steps} steps "
+        f"· batch {args.batch_size}: {info['seconds']:.1f} s, {info['compiles']} compilations "
+        f"({info['compile_seconds']:.1f} s), {int(result.diverged.sum())} member(s) diverged"
+    )
+    print(f"\nbest {min(args.top, len(ranked))} learning rates by final eval loss (mean over seeds):")
+    print(ranked.head(args.top).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    best = result.best()
+    print(f"\nbest learning rate: {best['learning_rate']:.4g} (eval loss {best['loss']:.4f})")
+    out = pathlib.Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, png = out / f"lrjax-sweep-{args.task}.csv", out / f"lrjax-sweep-{args.task}.png"
+    frame.to_csv(csv, index=False)
+    result.plot().savefig(png, dpi=110)
+    print(f"wrote {csv} and {png}")
+    return 0
+
+
 def _steps_arg(text: str) -> int:
     value = int(text)
     if value < 20:
@@ -84,6 +131,21 @@ def _parser() -> argparse.ArgumentParser:
     sched.add_argument("--peak", type=float, default=0.1, help="peak learning rate (default 0.1)")
     sched.add_argument("--out", default=None, help="write the figure to this PNG file")
     sched.set_defaults(run=_schedules_command)
+
+    sw = commands.add_parser("sweep", help="sweep learning rates on a built-in task in one compiled program")
+    sw.add_argument("--task", choices=sorted(TASKS), default="digits_mlp")
+    sw.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+    sw.add_argument("--lr-min", type=float, default=1e-4, help="smallest learning rate (default 1e-4)")
+    sw.add_argument("--lr-max", type=float, default=3.0, help="largest learning rate (default 3)")
+    sw.add_argument("--num", type=int, default=32, help="learning rates, log-spaced (default 32)")
+    sw.add_argument("--steps", type=int, default=1000, help="training steps (default 1000)")
+    sw.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    sw.add_argument("--seeds", type=int, default=1, help="seeds per learning rate (default 1)")
+    sw.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    sw.add_argument("--eval-every", type=int, default=100, help="evaluate every N steps (default 100)")
+    sw.add_argument("--top", type=int, default=8, help="rows in the table (default 8)")
+    sw.add_argument("--out-dir", default=".", help="where to write the CSV and PNG (default .)")
+    sw.set_defaults(run=_sweep_command)
     return parser
 
 

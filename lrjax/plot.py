@@ -92,6 +92,12 @@ def _hyperparameter(result: Any, name: Optional[str]) -> str:
     return name
 
 
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` steps along the last axis (length shrinks by window − 1)."""
+    total = np.cumsum(np.pad(values, [(0, 0)] * (values.ndim - 1) + [(1, 0)]), axis=-1)
+    return (total[..., window:] - total[..., :-window]) / window
+
+
 def sweep(result: Any, *, hyperparameter: Optional[str] = None, metric: str = "loss") -> Any:
     """Two panels: training-loss curves coloured by a hyperparameter (log colour scale), and
     each member's final ``metric`` against it, with diverged members marked at the top.
@@ -114,12 +120,14 @@ def sweep(result: Any, *, hyperparameter: Optional[str] = None, metric: str = "l
     cmap = plt.get_cmap("viridis")
     fig, (curves, final) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
 
-    steps = np.arange(result.train_loss.shape[1])
+    window = max(1, result.train_loss.shape[1] // 50)
+    smooth = moving_average(result.train_loss, window)
+    steps = np.arange(smooth.shape[1]) + window - 1
     for i in np.argsort(x):
-        curves.plot(steps, result.train_loss[i], color=cmap(norm(x[i])), lw=1, alpha=0.8)
+        curves.plot(steps, smooth[i], color=cmap(norm(x[i])), lw=1, alpha=0.8)
     curves.set_yscale("log")
     curves.set_xlabel("step")
-    curves.set_ylabel("training loss")
+    curves.set_ylabel("training loss" + (f" (mean of last {window} steps)" if window > 1 else ""))
     curves.set_title(f"{result.info.get('task', '')}: training loss per member")
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=curves, label=name)
 

@@ -132,13 +132,11 @@ def sweep(
     if not isinstance(probe, optax.GradientTransformation):
         raise TypeError(f"optimizer(hp) must return an optax.GradientTransformation, got {type(probe).__name__}")
 
-    from tqdm.auto import tqdm
-
     started = time.perf_counter()
-    with count_compiles() as compiles, tqdm(desc=f"sweep {task.name}", unit="chunk", disable=not progress) as bar:
+    with count_compiles() as compiles:
         raw = run(
             task, optimizer, hps, num_configs, steps=steps, batch_size=batch_size, seed=seed, seeds=seeds,
-            eval_every=eval_every, memory_budget=memory_budget, progress=bar, devices=devices,
+            eval_every=eval_every, memory_budget=memory_budget, progress=progress, devices=devices,
         )
     columns = {k: np.repeat(v, seeds, axis=0) for k, v in _columns(hps).items()}
     columns["seed"] = np.tile(np.arange(seeds), num_configs)

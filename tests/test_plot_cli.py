@@ -49,3 +49,17 @@ def test_cli_rejects_too_few_steps(capsys):
     with pytest.raises(SystemExit):
         cli.main(["schedules", "--steps", "5"])
     assert "must be an integer >= 20, got 5" in capsys.readouterr().err
+
+
+def test_cli_sweep_prints_ranked_table_and_writes_csv_and_png(tmp_path, capsys):
+    import pandas as pd
+
+    args = ["sweep", "--num", "4", "--lr-min", "1e-3", "--lr-max", "1.0", "--steps", "60", "--eval-every", "30"]
+    assert cli.main(args + ["--out-dir", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "4 learning rates × 1 seed(s) · 60 steps" in text and "best learning rate:" in text
+    frame = pd.read_csv(tmp_path / "lrjax-sweep-digits_mlp.csv")
+    assert len(frame) == 4 and {"learning_rate", "eval_loss", "eval_accuracy", "diverged"} <= set(frame)
+    best = frame.loc[frame["eval_loss"].idxmin(), "learning_rate"]
+    assert f"best learning rate: {best:.4g}" in text
+    assert (tmp_path / "lrjax-sweep-digits_mlp.png").read_bytes()[:4] == b"\x89PNG"

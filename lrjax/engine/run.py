@@ -9,6 +9,7 @@ from typing import Any, Optional, Sequence
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lrjax.engine.program import Layout, OptimizerFn, Programs, member_bytes
@@ -64,7 +65,7 @@ def run(
     seeds: int,
     eval_every: Optional[int],
     memory_budget: int,
-    progress: Any,
+    progress: bool,
     devices: Optional[Sequence[Any]] = None,
 ) -> RawRun:
     """Train every configuration × seed; ``hps`` leaves are host arrays with a leading config axis."""
@@ -83,7 +84,7 @@ def run(
     ends = [min((c + 1) * chunk, steps) for c in range(num_chunks)]
     eval_at = set(range(num_chunks)) if eval_every else {num_chunks - 1}
     groups = [np.arange(g, min(g + size, num_configs)) for g in range(0, num_configs, size)]
-    progress.reset(total=len(groups) * num_chunks)
+    bar = tqdm(total=len(groups) * num_chunks, desc=f"sweep {task.name}", unit="chunk", disable=not progress)
 
     losses, metrics, params, diverged, diverged_at = [], [], [], [], []
     for idx in groups:
@@ -96,7 +97,7 @@ def run(
             group_losses.append(np.asarray(chunk_losses))
             if c in eval_at:
                 group_metrics.append(jax.device_get(programs.evaluate(state.params, eval_data)))
-            progress.update(1)
+            bar.update(1)
         n = len(idx)
         losses.append(np.concatenate(group_losses).transpose(1, 2, 0)[:, :n, :steps])
         metrics.append({k: np.stack([m[k] for m in group_metrics], -1)[:, :n] for k in group_metrics[0]})
@@ -104,6 +105,7 @@ def run(
         diverged.append(np.asarray(state.diverged)[:, :n])
         diverged_at.append(np.asarray(state.diverged_at)[:, :n])
 
+    bar.close()
     join = lambda *xs: np.concatenate(xs, axis=1)  # noqa: E731
     return RawRun(
         train_loss=join(*losses),
