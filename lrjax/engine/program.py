@@ -31,6 +31,13 @@ class MemberState(NamedTuple):
     diverged_at: jax.Array
 
 
+class SweepState(NamedTuple):
+    """Members' state and, per seed, the current epoch's example order (seeds, examples)."""
+
+    members: MemberState
+    order: jax.Array
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """The static shape of a sweep program: one compiled program per distinct layout."""
@@ -40,10 +47,6 @@ class Layout:
     batch_size: Optional[int]  # None: full batch
     chunk: int  # steps per scanned chunk
     devices: tuple
-
-
-def _all_finite(tree: Any) -> jax.Array:
-    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 def _keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -67,11 +70,16 @@ class Programs:
         self.replicated = NamedSharding(self.mesh, P())
         shape = jax.eval_shape(task.loss, jax.eval_shape(task.init, jax.random.key(0)), self._example_batch())
         self.has_aux = isinstance(shape, tuple)
-        self.init = jax.jit(self._init, out_shardings=self.member_sharding)
+        # Init runs once per sweep; XLA's backend optimisations would cost more to compile
+        # (threefry random draws: ~0.8 s on CPU) than they ever save at run time (~1 ms).
+        state_sharding = SweepState(self.member_sharding, self.replicated)
+        self.init = jax.jit(
+            self._init, out_shardings=state_sharding, compiler_options={"xla_backend_optimization_level": 0}
+        )
         self.chunk = jax.jit(
             self._chunk,
             donate_argnums=0,
-            out_shardings=(self.member_sharding, NamedSharding(self.mesh, P(None, None, "members"))),
+            out_shardings=(state_sharding, NamedSharding(self.mesh, P(None, None, "members"))),
         )
         self.evaluate = jax.jit(self._evaluate, out_shardings=self.member_sharding)
 
@@ -80,7 +88,7 @@ class Programs:
         data = self.task.train_data
         return data if b is None else jax.tree.map(lambda x: x[:b], data)
 
-    def _init(self, hps: Any, keys: jax.Array) -> MemberState:
+    def _init(self, hps: Any, keys: jax.Array) -> SweepState:
         def per_seed(key: jax.Array) -> MemberState:
             params = self.task.init(_keys(key)[0])
 
@@ -90,15 +98,18 @@ class Programs:
 
             return jax.vmap(per_member)(hps)
 
-        return jax.vmap(per_seed)(keys)
+        examples = 1 if self.layout.batch_size is None else self.task.num_train
+        order = jnp.zeros((self.layout.seeds, examples), jnp.int32)  # drawn at step 0
+        return SweepState(jax.vmap(per_seed)(keys), order)
 
-    def _batch(self, key: jax.Array, t: jax.Array, data: Any) -> Any:
-        """Batch ``t`` for one seed: epochs are fixed-key permutations, the last partial batch dropped."""
+    def _order(self, key: jax.Array, epoch: jax.Array) -> jax.Array:
+        """The example order of ``epoch`` for one seed: a permutation from a fixed key."""
+        return jax.random.permutation(jax.random.fold_in(_keys(key)[1], epoch), self.task.num_train).astype(jnp.int32)
+
+    def _batch(self, order: jax.Array, t: jax.Array, data: Any) -> Any:
+        """Batch ``t`` of one seed's epoch ``order``; the last partial batch of an epoch is dropped."""
         b = self.layout.batch_size
-        n = jax.tree.leaves(data)[0].shape[0]
-        per_epoch = n // b
-        order = jax.random.permutation(jax.random.fold_in(_keys(key)[1], t // per_epoch), n)
-        idx = jax.lax.dynamic_slice_in_dim(order, (t % per_epoch) * b, b)
+        idx = jax.lax.dynamic_slice_in_dim(order, (t % (self.task.num_train // b)) * b, b)
         return jax.tree.map(lambda x: jnp.take(x, idx, axis=0), data)
 
     def _member_step(self, state: MemberState, hp: Any, batch: Any, t: jax.Array, active: jax.Array):
@@ -108,7 +119,10 @@ class Programs:
             loss = loss[0]
         updates, opt_state = self.optimizer(hp).update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        healthy = jnp.isfinite(loss) & _all_finite(params)
+        # One scalar: the sum is non-finite iff some update is (or they overflow together).
+        # Checking the updates rather than the new parameters lets XLA fuse the check and the
+        # freeze below into the optimizer's own elementwise loops (~15% faster on CPU).
+        healthy = jnp.isfinite(loss + sum(jnp.sum(u) for u in jax.tree.leaves(updates)))
         newly = active & ~state.diverged & ~healthy
         keep = ~active | state.diverged | ~healthy
         frozen = lambda old, new: jnp.where(keep, old, new)  # noqa: E731
@@ -120,15 +134,21 @@ class Programs:
         )
         return new_state, jnp.where(state.diverged, jnp.nan, loss).astype(jnp.float32)
 
-    def _chunk(self, state: MemberState, hps: Any, keys: jax.Array, data: Any, start: jax.Array, total: jax.Array):
+    def _chunk(self, state: SweepState, hps: Any, keys: jax.Array, data: Any, start: jax.Array, total: jax.Array):
         full_batch = self.layout.batch_size is None
         over_members = jax.vmap(self._member_step, in_axes=(0, 0, None, None, None))
         over_seeds = jax.vmap(over_members, in_axes=(0, None, None if full_batch else 0, None, None))
 
-        def body(state: MemberState, i: jax.Array):
+        def body(state: SweepState, i: jax.Array):
             t = start + i
-            batches = data if full_batch else jax.vmap(self._batch, in_axes=(0, None, None))(keys, t, data)
-            return over_seeds(state, hps, batches, t, t < total)
+            order, batches = state.order, data
+            if not full_batch:
+                per_epoch = self.task.num_train // self.layout.batch_size
+                new_epoch = lambda: jax.vmap(self._order, in_axes=(0, None))(keys, t // per_epoch)  # noqa: E731
+                order = jax.lax.cond(t % per_epoch == 0, new_epoch, lambda: order)
+                batches = jax.vmap(self._batch, in_axes=(0, None, None))(order, t, data)
+            members, losses = over_seeds(state.members, hps, batches, t, t < total)
+            return SweepState(members, order), losses
 
         return jax.lax.scan(body, state, jnp.arange(self.layout.chunk))
 

@@ -15,7 +15,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from lrjax.engine.program import Layout, OptimizerFn, Programs, member_bytes
 from lrjax.task import Task
 
-DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of member state (params, optimizer state, gradients)
+DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of member state, see group_size
 DEFAULT_CHUNK = 100
 
 
@@ -39,7 +39,9 @@ def _take(tree: Any, idx: np.ndarray) -> Any:
 
 def group_size(num_configs: int, seeds: int, bytes_per_member: int, budget: int, num_devices: int) -> int:
     """Configurations per program run: as many as fit ``budget``, a multiple of the device count."""
-    per_config = 3 * seeds * max(bytes_per_member, 1)  # parameters, optimizer state, gradients
+    # A member's parameters and optimizer state, counted three times: the state, the next
+    # state being written, and gradients and updates in flight.
+    per_config = 3 * seeds * max(bytes_per_member, 1)
     fit = max(budget // per_config, 1)
     size = max(num_devices, fit // num_devices * num_devices)
     return min(size, math.ceil(num_configs / num_devices) * num_devices)
@@ -96,14 +98,14 @@ def run(
             state, chunk_losses = programs.chunk(state, group_hps, keys, train_data, c * chunk, steps)
             group_losses.append(np.asarray(chunk_losses))
             if c in eval_at:
-                group_metrics.append(jax.device_get(programs.evaluate(state.params, eval_data)))
+                group_metrics.append(jax.device_get(programs.evaluate(state.members.params, eval_data)))
             bar.update(1)
         n = len(idx)
         losses.append(np.concatenate(group_losses).transpose(1, 2, 0)[:, :n, :steps])
         metrics.append({k: np.stack([m[k] for m in group_metrics], -1)[:, :n] for k in group_metrics[0]})
-        params.append(jax.tree.map(lambda x: np.asarray(x)[:, :n], state.params))
-        diverged.append(np.asarray(state.diverged)[:, :n])
-        diverged_at.append(np.asarray(state.diverged_at)[:, :n])
+        params.append(jax.tree.map(lambda x: np.asarray(x)[:, :n], state.members.params))
+        diverged.append(np.asarray(state.members.diverged)[:, :n])
+        diverged_at.append(np.asarray(state.members.diverged_at)[:, :n])
 
     bar.close()
     join = lambda *xs: np.concatenate(xs, axis=1)  # noqa: E731

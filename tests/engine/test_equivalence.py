@@ -88,5 +88,7 @@ def test_minibatch_epochs_cover_every_example_once(digits, sgd):
     programs = Programs(digits, sgd, Layout(1, 1, 100, 1, tuple(jax.local_devices())))
     key = jax.random.split(jax.random.key(0), 1)[0]
     tagged = jnp.arange(n)
-    seen = np.concatenate([np.asarray(programs._batch(key, t, tagged)) for t in range(n // 100)])
+    epochs = [programs._order(key, e) for e in range(2)]
+    seen = np.concatenate([np.asarray(programs._batch(epochs[0], t, tagged)) for t in range(n // 100)])
     assert len(np.unique(seen)) == len(seen) == (n // 100) * 100
+    assert sorted(np.asarray(epochs[1])) == list(range(n)) and not np.array_equal(epochs[0], epochs[1])

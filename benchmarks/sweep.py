@@ -1,0 +1,190 @@
+"""Benchmark: an N-configuration learning-rate sweep against the ways people run it today.
+
+Everything is measured in one run, on one machine, on the digits MLP with Adam, minibatch 64:
+
+  sweep      lrjax.sweep: N configurations in one compiled, vmapped, scanned program.
+  (a) scans  the same N configurations one after another, each a jitted lax.scan over steps
+             (the learning rate is a traced argument, so this compiles once).
+  (b) optax  plain Optax as users write it: the learning rate a Python float, a jitted step
+             function per configuration (one compile per value), a Python loop over steps,
+             batches drawn with NumPy.
+  (c) floor  model FLOPs / measured matmul throughput: 6 · batch · (weights) FLOPs per member
+             step (forward 2, backward 4), divided by the best f32 matmul rate measured here.
+
+Also: compile time and XLA's memory analysis of the compiled chunk program as N grows.
+
+    python benchmarks/sweep.py                  # N = 64, 1000 steps, best of 3
+    python benchmarks/sweep.py --num 1024 --scaling 64,256,1024,4096   # on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import lrjax
+import lrjax.datasets as D
+from lrjax.engine.run import programs_for
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    jax.block_until_ready(out)
+    return time.perf_counter() - start, out
+
+
+def matmul_flops_per_second(size: int = 2048, repeats: int = 10) -> float:
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    jax.block_until_ready(f(a))
+    best = min(timed(lambda: f(a))[0] for _ in range(repeats))
+    return 2 * size**3 / best
+
+
+def model_flops(task, steps: int, batch: int, members: int) -> float:
+    weights = sum(x.size for x in jax.tree.leaves(task.init(jax.random.key(0))) if x.ndim == 2)
+    return 6.0 * batch * weights * steps * members
+
+
+def scans_one_after_another(task, lrs, steps: int, batch: int) -> float:
+    x, y = task.train_data
+    n = x.shape[0]
+
+    def train(lr, key):
+        opt = optax.adam(lr)
+        params = task.init(key)
+
+        def step(carry, t):
+            params, state = carry
+            idx = jax.random.choice(jax.random.fold_in(key, t), n, (batch,), replace=False)
+            grads = jax.grad(task.loss)(params, (x[idx], y[idx]))
+            updates, state = opt.update(grads, state, params)
+            return (optax.apply_updates(params, updates), state), None
+
+        return jax.lax.scan(step, (params, opt.init(params)), jnp.arange(steps))[0][0]
+
+    train = jax.jit(train)
+    key = jax.random.key(0)
+    return timed(lambda: [train(lr, key) for lr in lrs])[0]
+
+
+def plain_optax(task, lrs, steps: int, batch: int) -> float:
+    x, y = (np.asarray(a) for a in task.train_data)
+    per_epoch = len(x) // batch
+
+    def one(lr: float):
+        opt = optax.adam(lr)  # a Python float: baked into the compiled step
+        params = task.init(jax.random.key(0))
+        state = opt.init(params)
+        rng = np.random.default_rng(0)
+
+        @jax.jit
+        def step(params, state, batch):
+            grads = jax.grad(task.loss)(params, batch)
+            updates, state = opt.update(grads, state, params)
+            return optax.apply_updates(params, updates), state
+
+        for t in range(steps):
+            if t % per_epoch == 0:
+                order = rng.permutation(len(x))
+            idx = order[(t % per_epoch) * batch : (t % per_epoch + 1) * batch]
+            params, state = step(params, state, (x[idx], y[idx]))
+        return params
+
+    return timed(lambda: [one(float(lr)) for lr in lrs])[0]
+
+
+def memory_of_chunk(task, optimizer, result_members: int, chunk: int, batch: int) -> dict:
+    from lrjax.engine.program import Layout
+
+    layout = Layout(1, result_members, batch, chunk, tuple(jax.local_devices()[:1]))
+    programs = programs_for(task, optimizer, layout)
+    hps = {"learning_rate": jnp.zeros(result_members)}
+    keys = jax.random.split(jax.random.key(0), 1)
+    state = jax.eval_shape(programs.init, hps, keys)
+    compiled = programs.chunk.lower(state, hps, keys, task.train_data, 0, 1).compile()
+    mem = compiled.memory_analysis()
+    return {
+        "argument_bytes": int(mem.argument_size_in_bytes),
+        "output_bytes": int(mem.output_size_in_bytes),
+        "temp_bytes": int(mem.temp_size_in_bytes),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3, help="repeat each measurement, keep the fastest")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--scaling", default="16,64,256,1024", help="N values for compile time and memory")
+    parser.add_argument("--skip-plain", action="store_true", help="skip (b), which is slow for large N")
+    parser.add_argument("--json", default=None, help="also write the numbers to this file")
+    args = parser.parse_args()
+
+    task = D.digits_mlp(hidden=(args.hidden,))
+    optimizer = lambda hp: optax.adam(hp["learning_rate"])  # noqa: E731
+    lrs = lrjax.search.log_grid(1e-4, 1.0, args.num)
+    kw = dict(steps=args.steps, batch_size=args.batch_size, progress=False)
+    device = jax.devices()[0]
+    print(f"# lrjax sweep benchmark: {device.platform} ({device.device_kind}), {jax.local_device_count()} device(s), "
+          f"{platform.processor() or platform.machine()}, jax {jax.__version__}")
+    print(f"# digits MLP 64-{args.hidden}-10, Adam, batch {args.batch_size}, {args.steps} steps, N = {args.num}, "
+          f"best of {args.repeats}\n")
+
+    # The machine may be shared: each measurement is repeated and the fastest kept (noise only
+    # ever adds time). "Cold" runs use a fresh task each time, so nothing is cached.
+    def sweep_cold():
+        fresh = D.digits_mlp(hidden=(args.hidden,))
+        return timed(lambda: lrjax.sweep(fresh, optimizer, {"learning_rate": lrs}, **kw))
+
+    colds = [sweep_cold() for _ in range(args.repeats)]
+    cold, first = min(colds, key=lambda c: c[0])
+    warm = min(timed(lambda: lrjax.sweep(task, optimizer, {"learning_rate": lrs * 0.5}, **kw))[0] for _ in range(args.repeats + 1))
+    scans = min(scans_one_after_another(task, lrs, args.steps, args.batch_size) for _ in range(args.repeats))
+    plain = None if args.skip_plain else min(plain_optax(task, lrs, args.steps, args.batch_size) for _ in range(args.repeats))
+    rate = max(matmul_flops_per_second() for _ in range(args.repeats))
+    floor = model_flops(task, args.steps, args.batch_size, args.num) / rate
+
+    rows = [
+        ("lrjax.sweep, end to end (with compile)", cold, cold / cold),
+        ("lrjax.sweep, warm (new values, no compile)", warm, warm / cold),
+        ("(a) jitted scan per config, one after another", scans, scans / cold),
+        ("(b) plain Optax, Python-float LR, loop per config", plain, None if plain is None else plain / cold),
+        ("(c) FLOP floor: model FLOPs / matmul rate", floor, floor / cold),
+    ]
+    print("| run | seconds | ÷ sweep end to end |\n|---|---:|---:|")
+    for name, seconds, ratio in rows:
+        if seconds is not None:
+            print(f"| {name} | {seconds:.2f} | {ratio:.2f} |")
+    print(f"\nsweep compile: {first.info['compiles']} compilations, {first.info['compile_seconds']:.2f} s; "
+          f"matmul rate {rate / 1e9:.1f} GFLOP/s; warm sweep = {warm / floor:.2f} × the FLOP floor, "
+          f"end to end = {cold / floor:.2f} × the floor")
+    if plain is not None:
+        print(f"speed-ups of the sweep: {scans / cold:.1f}× vs (a), {plain / cold:.1f}× vs (b)")
+
+    print("\n| N | compile s | sweep s (cold) | chunk program: arguments MiB | temporaries MiB |\n|---:|---:|---:|---:|---:|")
+    scaling = []
+    for n in [int(v) for v in args.scaling.split(",")]:
+        task_n = D.digits_mlp(hidden=(args.hidden,))  # a fresh task: nothing cached
+        seconds, result = timed(lambda: lrjax.sweep(task_n, optimizer, {"learning_rate": lrjax.search.log_grid(1e-4, 1.0, n)}, **kw))
+        mem = memory_of_chunk(task_n, optimizer, n, min(args.steps, 100), args.batch_size)
+        scaling.append({"N": n, "compile_seconds": result.info["compile_seconds"], "seconds": seconds, **mem})
+        print(f"| {n} | {result.info['compile_seconds']:.2f} | {seconds:.2f} | {mem['argument_bytes'] / 2**20:.2f} | {mem['temp_bytes'] / 2**20:.2f} |")
+
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": str(device), "rows": rows, "scaling": scaling, "matmul_flops": rate}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
