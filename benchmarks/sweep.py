@@ -132,7 +132,7 @@ def main() -> None:
     args = parser.parse_args()
 
     task = D.digits_mlp(hidden=(args.hidden,))
-    optimizer = lambda hp: optax.adam(hp["learning_rate"])  # noqa: E731
+    optimizer = lambda hp: optax.adam(hp["learning_rate"])
     lrs = lrjax.search.log_grid(1e-4, 1.0, args.num)
     kw = dict(steps=args.steps, batch_size=args.batch_size, progress=False)
     device = jax.devices()[0]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
 from typing import Any, Mapping, Optional, Sequence
 
@@ -14,7 +12,10 @@ import optax
 from lrjax.engine.compiles import count_compiles
 from lrjax.engine.program import OptimizerFn
 from lrjax.engine.run import DEFAULT_MEMORY_BUDGET, run
+from lrjax.result import SweepResult
 from lrjax.task import Task
+
+__all__ = ["SweepResult", "check_configs", "sweep"]
 
 
 def _positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
@@ -77,12 +78,6 @@ def _columns(configs: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return cols
 
 
-def _members(x: np.ndarray) -> np.ndarray:
-    """(seeds, configs, ...) -> (configs · seeds, ...), configuration-major."""
-    x = np.asarray(x)
-    return x.swapaxes(0, 1).reshape((x.shape[0] * x.shape[1],) + x.shape[2:])
-
-
 def sweep(
     task: Task,
     optimizer: OptimizerFn,
@@ -96,7 +91,7 @@ def sweep(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     progress: bool = True,
     devices: Optional[Sequence[Any]] = None,
-) -> "SweepResult":
+) -> SweepResult:
     """Train every configuration (× ``seeds``) simultaneously in one compiled, vmapped program.
 
     ``optimizer(hp)`` builds an Optax transformation from one member's hyperparameters, a dict
@@ -134,127 +129,14 @@ def sweep(
 
     started = time.perf_counter()
     with count_compiles() as compiles:
-        raw = run(
+        result = run(
             task, optimizer, hps, num_configs, steps=steps, batch_size=batch_size, seed=seed, seeds=seeds,
             eval_every=eval_every, memory_budget=memory_budget, progress=progress, devices=devices,
         )
-    columns = {k: np.repeat(v, seeds, axis=0) for k, v in _columns(hps).items()}
-    columns["seed"] = np.tile(np.arange(seeds), num_configs)
-    return SweepResult(
-        configs=columns,
-        train_loss=_members(raw.train_loss),
-        eval_steps=raw.eval_steps,
-        eval_metrics={k: _members(v) for k, v in raw.eval_metrics.items()},
-        final_params=jax.tree.map(_members, raw.final_params),
-        diverged=_members(raw.diverged),
-        diverged_at=_members(raw.diverged_at),
-        info={
-            "task": task.name, "steps": steps, "batch_size": batch_size, "seed": seed, "seeds": seeds,
-            "compiles": compiles.count, "compile_seconds": compiles.seconds,
-            "seconds": time.perf_counter() - started, "groups": raw.groups, "devices": raw.devices,
-        },
+    result.configs = {k: np.repeat(v, seeds, axis=0) for k, v in _columns(hps).items()}
+    result.configs["seed"] = np.tile(np.arange(seeds), num_configs)
+    result.info.update(
+        task=task.name, steps=steps, batch_size=batch_size, seed=seed, seeds=seeds,
+        compiles=compiles.count, compile_seconds=compiles.seconds, seconds=time.perf_counter() - started,
     )
-
-
-@dataclasses.dataclass
-class SweepResult:
-    """What a sweep measured, one row per member (configuration-major, seeds inner).
-
-    Attributes:
-      configs: name -> (M,) values, plus ``seed`` (the seed index of each member).
-      train_loss: (M, steps) training loss before each update; NaN after divergence.
-      eval_steps: (E,) numbers of updates applied at each evaluation.
-      eval_metrics: name -> (M, E); always includes ``loss``.
-      final_params: the parameters pytree with a leading M axis.
-      diverged: (M,) whether the member's loss or parameters turned non-finite.
-      diverged_at: (M,) the step at which it did, or −1.
-      info: task name, steps, batch size, seeds, compiles, compile and wall seconds.
-    """
-
-    configs: dict[str, np.ndarray]
-    train_loss: np.ndarray
-    eval_steps: np.ndarray
-    eval_metrics: dict[str, np.ndarray]
-    final_params: Any
-    diverged: np.ndarray
-    diverged_at: np.ndarray
-    info: dict[str, Any]
-
-    @property
-    def num_members(self) -> int:
-        return int(self.diverged.shape[0])
-
-    def final(self, metric: str = "loss") -> np.ndarray:
-        """Each member's final value of an eval metric, or of ``train_loss`` (mean of the last
-        5% of steps); NaN for diverged members."""
-        if metric == "train_loss":
-            window = max(1, self.train_loss.shape[1] // 20)
-            values = self.train_loss[:, -window:].mean(axis=1)
-        elif metric in self.eval_metrics:
-            values = self.eval_metrics[metric][:, -1].astype(np.float64)
-        else:
-            raise ValueError(f"metric must be 'train_loss' or one of {sorted(self.eval_metrics)}, got {metric!r}")
-        return np.where(self.diverged, np.nan, values)
-
-    def best(self, metric: str = "loss", mode: Optional[str] = None) -> dict[str, Any]:
-        """The configuration with the best final ``metric``, averaged over its seeds.
-
-        ``mode`` is ``"min"`` or ``"max"`` (default: ``max`` for metrics named like accuracy).
-        A configuration with a diverged seed ranks last.
-        """
-        mode = mode or ("max" if "acc" in metric else "min")
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        seeds = self.info["seeds"]
-        scores = self.final(metric).reshape(-1, seeds).mean(axis=1)
-        if np.all(np.isnan(scores)):
-            raise ValueError("every configuration diverged; there is no best")
-        i = int(np.nanargmin(scores) if mode == "min" else np.nanargmax(scores))
-        row = {k: v[i * seeds].item() for k, v in self.configs.items() if k != "seed"}
-        return {**row, metric: float(scores[i]), "index": i}
-
-    def to_pandas(self) -> Any:
-        """One row per member: configuration, seed, final losses and metrics, divergence."""
-        import pandas as pd
-
-        frame = pd.DataFrame({k: np.asarray(v) for k, v in self.configs.items()})
-        frame["final_train_loss"] = self.final("train_loss")
-        for name in self.eval_metrics:
-            frame[f"eval_{name}"] = self.final(name)
-        frame["diverged"] = self.diverged
-        frame["diverged_at"] = self.diverged_at
-        return frame
-
-    def plot(self, hyperparameter: Optional[str] = None, metric: str = "loss") -> Any:
-        """Loss curves coloured by learning rate, and final ``metric`` against it; see `lrjax.plot.sweep`."""
-        from lrjax import plot
-
-        return plot.sweep(self, hyperparameter=hyperparameter, metric=metric)
-
-    def save(self, path: str) -> None:
-        """Write the result to a ``.npz`` file (parameters are stored by their pytree paths)."""
-        arrays = {f"config/{k}": v for k, v in self.configs.items()}
-        arrays.update({f"eval/{k}": v for k, v in self.eval_metrics.items()})
-        for p, leaf in jax.tree_util.tree_flatten_with_path(self.final_params)[0]:
-            arrays[f"params/{jax.tree_util.keystr(p)}"] = np.asarray(leaf)
-        np.savez_compressed(
-            path, train_loss=self.train_loss, eval_steps=self.eval_steps, diverged=self.diverged,
-            diverged_at=self.diverged_at, info=np.asarray(json.dumps(self.info)), **arrays,
-        )
-
-    @classmethod
-    def load(cls, path: str, like: Any = None) -> "SweepResult":
-        """Read a saved result. ``final_params`` is a dict keyed by pytree path, or, given
-        ``like`` (any pytree with the parameters' structure), that structure."""
-        with np.load(path) as f:
-            data = {k: f[k] for k in f.files}
-        section = lambda prefix: {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}  # noqa: E731
-        params = section("params/")
-        if like is not None:
-            paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(like)[0]]
-            params = jax.tree.unflatten(jax.tree.structure(like), [params[p] for p in paths])
-        return cls(
-            configs=section("config/"), train_loss=data["train_loss"], eval_steps=data["eval_steps"],
-            eval_metrics=section("eval/"), final_params=params, diverged=data["diverged"],
-            diverged_at=data["diverged_at"], info=json.loads(str(data["info"])),
-        )
+    return result

@@ -4,11 +4,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-import lrjax.schedules as S  # noqa: E402
-from lrjax import cli, plot  # noqa: E402
+import lrjax.schedules as S
+from lrjax import cli, plot
 
 
 def test_plot_draws_each_schedule_with_its_label():

@@ -15,7 +15,8 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from lrjax.task import Task
 
@@ -125,7 +126,7 @@ class Programs:
         healthy = jnp.isfinite(loss + sum(jnp.sum(u) for u in jax.tree.leaves(updates)))
         newly = active & ~state.diverged & ~healthy
         keep = ~active | state.diverged | ~healthy
-        frozen = lambda old, new: jnp.where(keep, old, new)  # noqa: E731
+        frozen = lambda old, new: jnp.where(keep, old, new)
         new_state = MemberState(
             jax.tree.map(frozen, state.params, params),
             jax.tree.map(frozen, state.opt_state, opt_state),
@@ -144,7 +145,7 @@ class Programs:
             order, batches = state.order, data
             if not full_batch:
                 per_epoch = self.task.num_train // self.layout.batch_size
-                new_epoch = lambda: jax.vmap(self._order, in_axes=(0, None))(keys, t // per_epoch)  # noqa: E731
+                new_epoch = lambda: jax.vmap(self._order, in_axes=(0, None))(keys, t // per_epoch)
                 order = jax.lax.cond(t % per_epoch == 0, new_epoch, lambda: order)
                 batches = jax.vmap(self._batch, in_axes=(0, None, None))(order, t, data)
             members, losses = over_seeds(state.members, hps, batches, t, t < total)

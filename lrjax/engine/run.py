@@ -3,34 +3,27 @@ run the chunks with a progress bar, evaluate, and gather the results on the host
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any, Optional, Sequence
 
 import jax
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lrjax.engine.program import Layout, OptimizerFn, Programs, member_bytes
+from lrjax.result import SweepResult
 from lrjax.task import Task
 
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of member state, see group_size
 DEFAULT_CHUNK = 100
 
 
-@dataclasses.dataclass
-class RawRun:
-    """Host arrays shaped (seeds, configs, ...)."""
-
-    train_loss: np.ndarray
-    eval_steps: np.ndarray
-    eval_metrics: dict[str, np.ndarray]
-    final_params: Any
-    diverged: np.ndarray
-    diverged_at: np.ndarray
-    groups: int
-    devices: int
+def _members(x: np.ndarray) -> np.ndarray:
+    """(seeds, configs, ...) -> (configs · seeds, ...): configuration-major, seeds inner."""
+    x = np.asarray(x)
+    return x.swapaxes(0, 1).reshape((x.shape[0] * x.shape[1],) + x.shape[2:])
 
 
 def _take(tree: Any, idx: np.ndarray) -> Any:
@@ -69,8 +62,11 @@ def run(
     memory_budget: int,
     progress: bool,
     devices: Optional[Sequence[Any]] = None,
-) -> RawRun:
-    """Train every configuration × seed; ``hps`` leaves are host arrays with a leading config axis."""
+) -> SweepResult:
+    """Train every configuration × seed; ``hps`` leaves are host arrays with a leading config axis.
+
+    The result's ``configs`` are left for the caller to fill; ``info`` holds the number of
+    memory groups and devices."""
     devices = tuple(devices or jax.local_devices())
     first = _take(hps, np.asarray(0))
     size = group_size(num_configs, seeds, member_bytes(task, optimizer, first), memory_budget, len(devices))
@@ -108,14 +104,14 @@ def run(
         diverged_at.append(np.asarray(state.members.diverged_at)[:, :n])
 
     bar.close()
-    join = lambda *xs: np.concatenate(xs, axis=1)  # noqa: E731
-    return RawRun(
+    join = lambda *xs: _members(np.concatenate(xs, axis=1))
+    return SweepResult(
+        configs={},
         train_loss=join(*losses),
         eval_steps=np.asarray([ends[c] for c in sorted(eval_at)]),
         eval_metrics={k: join(*(m[k] for m in metrics)) for k in metrics[0]},
         final_params=jax.tree.map(join, *params),
         diverged=join(*diverged),
         diverged_at=join(*diverged_at),
-        groups=len(groups),
-        devices=len(devices),
+        info={"groups": len(groups), "devices": len(devices)},
     )

@@ -7,7 +7,16 @@ from typing import Optional, Sequence
 import jax.numpy as jnp
 
 from lrjax import _validate as v
-from lrjax.schedules._base import Array, Numeric, Schedule, as_float, count_le, floordiv, schedule_dataclass, static_field
+from lrjax.schedules._base import (
+    Array,
+    Numeric,
+    Schedule,
+    as_float,
+    count_le,
+    floordiv,
+    schedule_dataclass,
+    static_field,
+)
 
 
 @schedule_dataclass

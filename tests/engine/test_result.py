@@ -2,7 +2,6 @@
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import optax
@@ -89,7 +88,7 @@ def test_nnx_task_trains_like_its_linen_twin():
     nnx_params["dense"]["kernel"].set_value(linen_params["Dense_0"]["kernel"])
     nnx_params["dense"]["bias"].set_value(linen_params["Dense_0"]["bias"])
     np.testing.assert_allclose(nnx_task.loss(nnx_params, (x, y)), linen_task.loss(linen_params, (x, y)), rtol=1e-6)
-    opt = lambda hp: optax.sgd(hp["learning_rate"])  # noqa: E731
+    opt = lambda hp: optax.sgd(hp["learning_rate"])
     out = run(nnx_task, opt, {"learning_rate": [0.5, 2.0]}, steps=30)
     assert np.all(out.train_loss[:, -1] < 0.6 * out.train_loss[:, 0])
     assert set(out.eval_metrics) == {"loss", "accuracy"}

@@ -18,10 +18,10 @@ import pathlib
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch.optim import lr_scheduler as S  # noqa: E402
+import keras
+import numpy as np
+import torch
+from torch.optim import lr_scheduler as S
 
 STEPS = 131  # steps 0..130
 BASE = 0.1

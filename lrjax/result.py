@@ -1,0 +1,114 @@
+"""`SweepResult`: what a sweep measured, one row per member, with tables, plots and files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Optional
+
+import jax
+import numpy as np
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """What a sweep measured, one row per member (configuration-major, seeds inner).
+
+    Attributes:
+      configs: name -> (M,) values, plus ``seed`` (the seed index of each member).
+      train_loss: (M, steps) training loss before each update; NaN after divergence.
+      eval_steps: (E,) numbers of updates applied at each evaluation.
+      eval_metrics: name -> (M, E); always includes ``loss``.
+      final_params: the parameters pytree with a leading M axis.
+      diverged: (M,) whether the member's loss or parameters turned non-finite.
+      diverged_at: (M,) the step at which it did, or −1.
+      info: task name, steps, batch size, seeds, compiles, compile and wall seconds.
+    """
+
+    configs: dict[str, np.ndarray]
+    train_loss: np.ndarray
+    eval_steps: np.ndarray
+    eval_metrics: dict[str, np.ndarray]
+    final_params: Any
+    diverged: np.ndarray
+    diverged_at: np.ndarray
+    info: dict[str, Any]
+
+    @property
+    def num_members(self) -> int:
+        return int(self.diverged.shape[0])
+
+    def final(self, metric: str = "loss") -> np.ndarray:
+        """Each member's final value of an eval metric, or of ``train_loss`` (mean of the last
+        5% of steps); NaN for diverged members."""
+        if metric == "train_loss":
+            window = max(1, self.train_loss.shape[1] // 20)
+            values = self.train_loss[:, -window:].mean(axis=1)
+        elif metric in self.eval_metrics:
+            values = self.eval_metrics[metric][:, -1].astype(np.float64)
+        else:
+            raise ValueError(f"metric must be 'train_loss' or one of {sorted(self.eval_metrics)}, got {metric!r}")
+        return np.where(self.diverged, np.nan, values)
+
+    def best(self, metric: str = "loss", mode: Optional[str] = None) -> dict[str, Any]:
+        """The configuration with the best final ``metric``, averaged over its seeds.
+
+        ``mode`` is ``"min"`` or ``"max"`` (default: ``max`` for metrics named like accuracy).
+        A configuration with a diverged seed ranks last.
+        """
+        mode = mode or ("max" if "acc" in metric else "min")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        seeds = self.info["seeds"]
+        scores = self.final(metric).reshape(-1, seeds).mean(axis=1)
+        if np.all(np.isnan(scores)):
+            raise ValueError("every configuration diverged; there is no best")
+        i = int(np.nanargmin(scores) if mode == "min" else np.nanargmax(scores))
+        row = {k: v[i * seeds].item() for k, v in self.configs.items() if k != "seed"}
+        return {**row, metric: float(scores[i]), "index": i}
+
+    def to_pandas(self) -> Any:
+        """One row per member: configuration, seed, final losses and metrics, divergence."""
+        import pandas as pd
+
+        frame = pd.DataFrame({k: np.asarray(v) for k, v in self.configs.items()})
+        frame["final_train_loss"] = self.final("train_loss")
+        for name in self.eval_metrics:
+            frame[f"eval_{name}"] = self.final(name)
+        frame["diverged"] = self.diverged
+        frame["diverged_at"] = self.diverged_at
+        return frame
+
+    def plot(self, hyperparameter: Optional[str] = None, metric: str = "loss") -> Any:
+        """Loss curves coloured by learning rate, and final ``metric`` against it; see `lrjax.plot.sweep`."""
+        from lrjax import plot
+
+        return plot.sweep(self, hyperparameter=hyperparameter, metric=metric)
+
+    def save(self, path: str) -> None:
+        """Write the result to a ``.npz`` file (parameters are stored by their pytree paths)."""
+        arrays = {f"config/{k}": v for k, v in self.configs.items()}
+        arrays.update({f"eval/{k}": v for k, v in self.eval_metrics.items()})
+        for p, leaf in jax.tree_util.tree_flatten_with_path(self.final_params)[0]:
+            arrays[f"params/{jax.tree_util.keystr(p)}"] = np.asarray(leaf)
+        np.savez_compressed(
+            path, train_loss=self.train_loss, eval_steps=self.eval_steps, diverged=self.diverged,
+            diverged_at=self.diverged_at, info=np.asarray(json.dumps(self.info)), **arrays,
+        )
+
+    @classmethod
+    def load(cls, path: str, like: Any = None) -> "SweepResult":
+        """Read a saved result. ``final_params`` is a dict keyed by pytree path, or, given
+        ``like`` (any pytree with the parameters' structure), that structure."""
+        with np.load(path) as f:
+            data = {k: f[k] for k in f.files}
+        section = lambda prefix: {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
+        params = section("params/")
+        if like is not None:
+            paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(like)[0]]
+            params = jax.tree.unflatten(jax.tree.structure(like), [params[p] for p in paths])
+        return cls(
+            configs=section("config/"), train_loss=data["train_loss"], eval_steps=data["eval_steps"],
+            eval_metrics=section("eval/"), final_params=params, diverged=data["diverged"],
+            diverged_at=data["diverged_at"], info=json.loads(str(data["info"])),
+        )
