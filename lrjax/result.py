@@ -20,7 +20,7 @@ class SweepResult:
       eval_steps: (E,) numbers of updates applied at each evaluation.
       eval_metrics: name -> (M, E); always includes ``loss``.
       final_params: the parameters pytree with a leading M axis.
-      diverged: (M,) whether the member's loss or parameters turned non-finite.
+      diverged: (M,) whether the member's loss or update turned non-finite.
       diverged_at: (M,) the step at which it did, or −1.
       info: task name, steps, batch size, seeds, compiles, compile and wall seconds.
     """

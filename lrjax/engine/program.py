@@ -3,8 +3,8 @@
 Layout of every member array: ``(seeds, members, ...)``. Members that share a seed share their
 initial parameters and their batches (common random numbers). The batch is gathered once per
 seed and broadcast to that seed's members, so a layer that reads the data runs as one matmul
-across members. A member whose loss or parameters turn non-finite is frozen (its parameters
-and optimizer state stop changing) and flagged with the step; the other members never see it.
+across members. A member whose loss or update turns non-finite is frozen (its parameters and
+optimizer state stop changing) and flagged with the step; the other members never see it.
 """
 
 from __future__ import annotations
