@@ -2,6 +2,7 @@
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import optax
@@ -117,3 +118,18 @@ def test_grid_and_log_grid():
         lrjax.search.log_grid(0.1, 1.0, 0)
     with pytest.raises(ValueError, match=r"axes\['lr'\] must be a non-empty 1-D sequence"):
         lrjax.search.grid({"lr": []})
+
+
+def test_loss_with_aux_output_trains_and_reports_the_scalar_loss():
+    base = D.linear_regression()
+
+    def loss_with_aux(params, batch):
+        xs, ys = batch
+        err = params["w"] * xs + params["b"] - ys
+        return jnp.mean(err**2), {"mae": jnp.mean(jnp.abs(err))}
+
+    task = lrjax.Task(base.init, loss_with_aux, base.train_data, name="aux")
+    plain = run(base, lambda hp: optax.sgd(hp["learning_rate"]), {"learning_rate": [0.1, 0.5]}, steps=50)
+    aux = run(task, lambda hp: optax.sgd(hp["learning_rate"]), {"learning_rate": [0.1, 0.5]}, steps=50)
+    np.testing.assert_allclose(aux.train_loss, plain.train_loss, rtol=1e-6)
+    np.testing.assert_allclose(aux.final("loss"), plain.final("loss"), rtol=1e-6)
