@@ -5,6 +5,7 @@ Everything is measured in one run, on one machine, on the digits MLP with Adam, 
   sweep      lrjax.sweep: N configurations in one compiled, vmapped, scanned program.
   (a) scans  the same N configurations one after another, each a jitted lax.scan over steps
              (the learning rate is a traced argument, so this compiles once).
+  Every run produces the same outputs: the training loss at each step and a final evaluation.
   (b) optax  plain Optax as users write it: the learning rate a Python float, a jitted step
              function per configuration (one compile per value), a Python loop over steps,
              batches drawn with NumPy.
@@ -65,11 +66,12 @@ def scans_one_after_another(task, lrs, steps: int, batch: int) -> float:
         def step(carry, t):
             params, state = carry
             idx = jax.random.choice(jax.random.fold_in(key, t), n, (batch,), replace=False)
-            grads = jax.grad(task.loss)(params, (x[idx], y[idx]))
+            loss, grads = jax.value_and_grad(task.loss)(params, (x[idx], y[idx]))
             updates, state = opt.update(grads, state, params)
-            return (optax.apply_updates(params, updates), state), None
+            return (optax.apply_updates(params, updates), state), loss
 
-        return jax.lax.scan(step, (params, opt.init(params)), jnp.arange(steps))[0][0]
+        (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), jnp.arange(steps))
+        return losses, task.metrics(params, task.eval_data)  # the same outputs as the sweep
 
     train = jax.jit(train)
     key = jax.random.key(0)
@@ -88,16 +90,18 @@ def plain_optax(task, lrs, steps: int, batch: int) -> float:
 
         @jax.jit
         def step(params, state, batch):
-            grads = jax.grad(task.loss)(params, batch)
+            loss, grads = jax.value_and_grad(task.loss)(params, batch)
             updates, state = opt.update(grads, state, params)
-            return optax.apply_updates(params, updates), state
+            return optax.apply_updates(params, updates), state, loss
 
+        losses = []  # kept on device, stacked at the end: no synchronisation per step
         for t in range(steps):
             if t % per_epoch == 0:
                 order = rng.permutation(len(x))
             idx = order[(t % per_epoch) * batch : (t % per_epoch + 1) * batch]
-            params, state = step(params, state, (x[idx], y[idx]))
-        return params
+            params, state, loss = step(params, state, (x[idx], y[idx]))
+            losses.append(loss)
+        return jnp.stack(losses), task.metrics(params, task.eval_data)  # the same outputs as the sweep
 
     return timed(lambda: [one(float(lr)) for lr in lrs])[0]
 
