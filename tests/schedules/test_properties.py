@@ -107,7 +107,8 @@ FINITE_HORIZON = {
     "warmup_cosine_decay": lambda a, b, t: S.warmup_cosine_decay(0.0, a, t // 3, t, end_value=b),
     "warmup_stable_decay": lambda a, b, t: S.warmup_stable_decay(a, t // 3, t // 3, t // 3 + 1, end_value=b),
     "one_cycle": lambda a, b, t: S.one_cycle(a, t + 2, final_div_factor=a / b),
-    "exponential_end": lambda a, b, t: S.exponential_decay(a, 0.5, jnp.maximum(t // 20, 1), end_value=b),
+    # rate < (end/init)^(1/t): the floor is reached by step t
+    "exponential_end": lambda a, b, t: S.exponential_decay(a, 0.99 * (b / a) ** (1.0 / t), 1, end_value=b),
 }
 
 
