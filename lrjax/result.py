@@ -34,10 +34,6 @@ class SweepResult:
     diverged_at: np.ndarray
     info: dict[str, Any]
 
-    @property
-    def num_members(self) -> int:
-        return int(self.diverged.shape[0])
-
     def final(self, metric: str = "loss") -> np.ndarray:
         """Each member's final value of an eval metric, or of ``train_loss`` (mean of the last
         5% of steps); NaN for diverged members."""
