@@ -88,10 +88,11 @@ def run(
     for idx in groups:
         padded = np.concatenate([idx, np.full(size - len(idx), idx[-1])])
         group_hps = jax.device_put(_take(hps, padded), programs.config_sharding)
+        programs.compile(group_hps, keys, train_data, eval_data)
         state = programs.init(group_hps, keys)
         group_losses, group_metrics = [], []
         for c in range(num_chunks):
-            state, chunk_losses = programs.chunk(state, group_hps, keys, train_data, c * chunk, steps)
+            state, chunk_losses = programs.chunk(state, group_hps, train_data, c * chunk, steps)
             group_losses.append(np.asarray(chunk_losses))
             if c in eval_at:
                 group_metrics.append(jax.device_get(programs.evaluate(state.members.params, eval_data)))

@@ -83,12 +83,13 @@ def test_members_sharing_a_seed_see_the_same_batches(digits, adam):
 
 def test_minibatch_epochs_cover_every_example_once(digits, sgd):
     from lrjax.engine.program import Layout, Programs
+    from lrjax.engine.shuffle import epoch_order
 
     n = digits.num_train
     programs = Programs(digits, sgd, Layout(1, 1, 100, 1, tuple(jax.local_devices())))
-    key = jax.random.split(jax.random.key(0), 1)[0]
+    words = jnp.asarray([12345, 678], jnp.uint32)
     tagged = jnp.arange(n)
-    epochs = [programs._order(key, e) for e in range(2)]
+    epochs = [epoch_order(words, e, n) for e in range(2)]
     seen = np.concatenate([np.asarray(programs._batch(epochs[0], t, tagged)) for t in range(n // 100)])
     assert len(np.unique(seen)) == len(seen) == (n // 100) * 100
     assert sorted(np.asarray(epochs[1])) == list(range(n)) and not np.array_equal(epochs[0], epochs[1])

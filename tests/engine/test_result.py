@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 
 @pytest.fixture(scope="module")
 def result(digits, sgd):
-    configs = lrjax.search.grid({"learning_rate": [0.03, 0.3, 1e12]})
+    configs = lrjax.search.grid({"learning_rate": [0.03, 0.3, 1e20]})
     return run(digits, sgd, configs, steps=40, batch_size=64, seeds=2, eval_every=20)
 
 
