@@ -14,6 +14,10 @@ Everything is measured in one run, on one machine, on the digits MLP with Adam, 
 
 Also: compile time and XLA's memory analysis of the compiled chunk program as N grows.
 
+On CPU the host is split into one JAX device per core (``jax_num_cpu_devices``, as the README
+recommends for sweeps on CPU), so the sweep shards its members over the cores. Everything runs in
+that one process; the baselines train one configuration at a time, which has nothing to shard.
+
     python benchmarks/sweep.py                  # N = 64, 1000 steps, best of 3
     python benchmarks/sweep.py --num 1024 --scaling 64,256,1024,4096   # on a GPU
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 
@@ -106,16 +111,16 @@ def plain_optax(task, lrs, steps: int, batch: int) -> float:
     return timed(lambda: [one(float(lr)) for lr in lrs])[0]
 
 
-def memory_of_chunk(task, optimizer, result_members: int, chunk: int, batch: int) -> dict:
+def memory_of_chunk(task, optimizer, members: int, chunk: int, batch: int) -> dict:
     from lrjax.engine.program import Layout
 
-    layout = Layout(1, result_members, batch, chunk, tuple(jax.local_devices()[:1]))
-    programs = programs_for(task, optimizer, layout)
-    hps = {"learning_rate": jnp.zeros(result_members)}
-    keys = jax.random.split(jax.random.key(0), 1)
-    state = jax.eval_shape(programs.init, hps, keys)
-    compiled = programs.chunk.lower(state, hps, keys, task.train_data, 0, 1).compile()
-    mem = compiled.memory_analysis()
+    programs = programs_for(task, optimizer, Layout(1, members, batch, chunk, tuple(jax.local_devices())))
+    hps = jax.device_put({"learning_rate": jnp.zeros(members)}, programs.config_sharding)
+    keys = jax.device_put(jax.random.split(jax.random.key(0), 1), programs.replicated)
+    data = jax.device_put(task.train_data, programs.replicated)
+    jitted = programs.jitted(hps)
+    state = jitted.init.lower(hps, keys).out_info
+    mem = jitted.chunk.lower(state, hps, data, 0, 1).compile().memory_analysis()
     return {
         "argument_bytes": int(mem.argument_size_in_bytes),
         "output_bytes": int(mem.output_size_in_bytes),
@@ -133,7 +138,15 @@ def main() -> None:
     parser.add_argument("--scaling", default="16,64,256,1024", help="N values for compile time and memory")
     parser.add_argument("--skip-plain", action="store_true", help="skip (b), which is slow for large N")
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
+    parser.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=os.cpu_count(),
+        help="on CPU, split the host into this many JAX devices, so the sweep shards its members over "
+        "the cores (the default: one per core; 1 turns it off)",
+    )
     args = parser.parse_args()
+    jax.config.update("jax_num_cpu_devices", args.cpu_devices)
 
     task = D.digits_mlp(hidden=(args.hidden,))
     optimizer = lambda hp: optax.adam(hp["learning_rate"])

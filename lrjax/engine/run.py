@@ -12,7 +12,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from lrjax.engine.program import Layout, OptimizerFn, Programs, member_bytes
+from lrjax.engine.program import Layout, OptimizerFn, Programs, member_bytes, stacked_axis
 from lrjax.result import SweepResult
 from lrjax.task import Task
 
@@ -88,19 +88,19 @@ def run(
     for idx in groups:
         padded = np.concatenate([idx, np.full(size - len(idx), idx[-1])])
         group_hps = jax.device_put(_take(hps, padded), programs.config_sharding)
-        programs.compile(group_hps, keys, train_data, eval_data)
-        state = programs.init(group_hps, keys)
+        jitted = programs.compile(group_hps, keys, train_data, eval_data)
+        state = jitted.init(group_hps, keys)
         group_losses, group_metrics = [], []
         for c in range(num_chunks):
-            state, chunk_losses = programs.chunk(state, group_hps, train_data, c * chunk, steps)
+            state, chunk_losses = jitted.chunk(state, group_hps, train_data, c * chunk, steps)
             group_losses.append(np.asarray(chunk_losses))
             if c in eval_at:
-                group_metrics.append(jax.device_get(programs.evaluate(state.members.params, eval_data)))
+                group_metrics.append(jax.device_get(jitted.evaluate(state.members.params, eval_data)))
             bar.update(1)
         n = len(idx)
         losses.append(np.concatenate(group_losses).transpose(1, 2, 0)[:, :n, :steps])
         metrics.append({k: np.stack([m[k] for m in group_metrics], -1)[:, :n] for k in group_metrics[0]})
-        params.append(jax.tree.map(lambda x: np.asarray(x)[:, :n], state.members.params))
+        params.append(jax.tree.map(lambda x: np.moveaxis(np.asarray(x), stacked_axis(x), 1)[:, :n], state.members.params))
         diverged.append(np.asarray(state.members.diverged)[:, :n])
         diverged_at.append(np.asarray(state.members.diverged_at)[:, :n])
 

@@ -1,9 +1,11 @@
 """Diverging members are frozen and flagged at the right step; nobody else notices.
-Repeated sweeps compile nothing."""
+A sweep compiles each program once; repeated sweeps compile nothing."""
 
 import jax
 import numpy as np
 import optax
+
+import lrjax.datasets as D
 
 from lrjax.engine import init_key
 from tests.engine.conftest import run
@@ -64,3 +66,12 @@ def test_a_repeated_sweep_with_new_values_compiles_nothing(digits, adam):
     assert again.info["compiles"] == 0
     assert longer.info["compiles"] == 0  # steps and seed are runtime values, not program shape
     assert not np.allclose(first.train_loss[:, -1], again.train_loss[:, -1])
+
+
+def test_a_sweep_compiles_each_of_its_three_programs_once(adam):
+    # Init, chunk and evaluate are compiled ahead of their first call from the state's expected
+    # shapes and shardings; a mismatch with what init really returns would compile the chunk twice.
+    kw = dict(steps=30, batch_size=32, eval_every=10)
+    run(D.digits_mlp(hidden=(16,)), adam, {"learning_rate": [1e-3, 1e-2]}, **kw)  # jax's own small programs
+    fresh = run(D.digits_mlp(hidden=(16,)), adam, {"learning_rate": [1e-3, 1e-2]}, **kw)
+    assert fresh.info["compiles"] == 3
