@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import pathlib
 import sys
 from typing import Optional, Sequence
 
+import jax
 import numpy as np
 import optax
 
@@ -82,7 +84,19 @@ OPTIMIZERS = {
 TASKS = {"digits_mlp": datasets.digits_mlp, "digits_cnn": datasets.digits_cnn}
 
 
+def _use_cpu_devices(count: int) -> None:
+    """Split the host CPU into ``count`` JAX devices, so that a sweep shards its members over the
+    cores (about 1.4x faster on 2 cores than one device running XLA's own threads). JAX allows it
+    only before its backends start: called from a program that already ran JAX, the devices stay
+    as they are (the summary line reports how many the sweep used)."""
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:
+        pass
+
+
 def _sweep_command(args: argparse.Namespace) -> int:
+    _use_cpu_devices(args.cpu_devices)
     task = TASKS[args.task]()
     configs = {"learning_rate": search.log_grid(args.lr_min, args.lr_max, args.num)}
     result = sweep(
@@ -100,7 +114,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
     info = result.info
     print(
         f"\n{args.task} · {args.optimizer} · {args.num} learning rates × {args.seeds} seed(s) · {args.steps} steps "
-        f"· batch {args.batch_size}: {info['seconds']:.1f} s, {info['compiles']} compilations "
+        f"· batch {args.batch_size} · {info['devices']} device(s): {info['seconds']:.1f} s, {info['compiles']} compilations "
         f"({info['compile_seconds']:.1f} s), {int(result.diverged.sum())} member(s) diverged"
     )
     print(f"\nbest {min(args.top, len(ranked))} learning rates by final eval loss (mean over seeds):")
@@ -145,6 +159,10 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--eval-every", type=int, default=100, help="evaluate every N steps (default 100)")
     sw.add_argument("--top", type=int, default=8, help="rows in the table (default 8)")
     sw.add_argument("--out-dir", default=".", help="where to write the CSV and PNG (default .)")
+    sw.add_argument(
+        "--cpu-devices", type=int, default=os.cpu_count() or 1,
+        help="on CPU, JAX devices to split the host into, members sharded over them (default: one per core)",
+    )
     sw.set_defaults(run=_sweep_command)
     return parser
 

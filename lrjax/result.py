@@ -22,7 +22,8 @@ class SweepResult:
       final_params: the parameters pytree with a leading M axis.
       diverged: (M,) whether the member's loss or update turned non-finite.
       diverged_at: (M,) the step at which it did, or −1.
-      info: task name, steps, batch size, seeds, compiles, compile and wall seconds.
+      info: task name, steps, batch size, seeds, devices, memory groups, XLA compilations,
+        seconds spent tracing and compiling (wall clock) and seconds in all.
     """
 
     configs: dict[str, np.ndarray]

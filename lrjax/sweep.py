@@ -137,6 +137,6 @@ def sweep(
     result.configs["seed"] = np.tile(np.arange(seeds), num_configs)
     result.info.update(
         task=task.name, steps=steps, batch_size=batch_size, seed=seed, seeds=seeds,
-        compiles=compiles.count, compile_seconds=compiles.seconds, seconds=time.perf_counter() - started,
+        compiles=compiles.count, seconds=time.perf_counter() - started,
     )
     return result

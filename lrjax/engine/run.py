@@ -4,6 +4,7 @@ run the chunks with a progress bar, evaluate, and gather the results on the host
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Optional, Sequence
 
 import jax
@@ -66,7 +67,7 @@ def run(
     """Train every configuration × seed; ``hps`` leaves are host arrays with a leading config axis.
 
     The result's ``configs`` are left for the caller to fill; ``info`` holds the number of
-    memory groups and devices."""
+    memory groups and devices, and the wall-clock seconds spent tracing and compiling."""
     devices = tuple(devices or jax.local_devices())
     first = _take(hps, np.asarray(0))
     size = group_size(num_configs, seeds, member_bytes(task, optimizer, first), memory_budget, len(devices))
@@ -85,10 +86,13 @@ def run(
     bar = tqdm(total=len(groups) * num_chunks, desc=f"sweep {task.name}", unit="chunk", disable=not progress)
 
     losses, metrics, params, diverged, diverged_at = [], [], [], [], []
+    compile_seconds = 0.0
     for idx in groups:
         padded = np.concatenate([idx, np.full(size - len(idx), idx[-1])])
         group_hps = jax.device_put(_take(hps, padded), programs.config_sharding)
+        started = time.perf_counter()
         jitted = programs.compile(group_hps, keys, train_data, eval_data)
+        compile_seconds += time.perf_counter() - started
         state = jitted.init(group_hps, keys)
         group_losses, group_metrics = [], []
         for c in range(num_chunks):
@@ -114,5 +118,5 @@ def run(
         final_params=jax.tree.map(join, *params),
         diverged=join(*diverged),
         diverged_at=join(*diverged_at),
-        info={"groups": len(groups), "devices": len(devices)},
+        info={"groups": len(groups), "devices": len(devices), "compile_seconds": compile_seconds},
     )
