@@ -18,7 +18,7 @@ On CPU the host is split into one JAX device per core (``jax_num_cpu_devices``, 
 recommends for sweeps on CPU), so the sweep shards its members over the cores. Everything runs in
 that one process; the baselines train one configuration at a time, which has nothing to shard.
 
-    python benchmarks/sweep.py                  # N = 64, 1000 steps, best of 3
+    python benchmarks/sweep.py                  # N = 64, 1000 steps, best of 5
     python benchmarks/sweep.py --num 1024 --scaling 64,256,1024,4096   # on a GPU
 """
 
@@ -132,7 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num", type=int, default=64)
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3, help="repeat each measurement, keep the fastest")
+    parser.add_argument("--repeats", type=int, default=5, help="repeat each measurement, keep the fastest")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--scaling", default="16,64,256,1024", help="N values for compile time and memory")
