@@ -35,7 +35,8 @@ _EVALUATE_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
 
 class MemberState(NamedTuple):
-    """Training state of every member, leaves shaped (seeds, members, ...)."""
+    """Training state of every member: each leaf stored (seeds, ...) with its member axis where
+    `member_axis` puts it."""
 
     params: Any
     opt_state: Any
@@ -74,6 +75,12 @@ def member_axis(ndim: int) -> int:
 def stacked_axis(x: Any) -> int:
     """The member axis of a state leaf stored (seeds, ...), see `member_axis`."""
     return 1 + member_axis(jnp.ndim(x) - 2)
+
+
+def _per_seed_axes(tree: Any) -> Any:
+    """For a tree of state leaves stored (seeds, ...): each leaf's member axis once the seed
+    axis is mapped away, as ``jax.vmap`` in_axes/out_axes."""
+    return jax.tree.map(lambda x: stacked_axis(x) - 1, tree)
 
 
 def _keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -240,7 +247,7 @@ class Programs:
 
     def _chunk(self, state: SweepState, hps: Any, data: Any, start: jax.Array, total: jax.Array):
         full_batch = self.layout.batch_size is None
-        axes = jax.tree.map(lambda x: stacked_axis(x) - 1, state.members)
+        axes = _per_seed_axes(state.members)
         over_members = jax.vmap(self._member_step, in_axes=(axes, 0, None, None, None), out_axes=(axes, 0))
         over_seeds = jax.vmap(over_members, in_axes=(0, None, None if full_batch else 0, None, None))
 
@@ -264,5 +271,5 @@ class Programs:
                 out["loss"] = self._loss(p, data)[0]
             return {k: jnp.asarray(v, jnp.float32) for k, v in out.items()}
 
-        return jax.vmap(jax.vmap(metrics, in_axes=(jax.tree.map(lambda x: stacked_axis(x) - 1, params),)))(params)
+        return jax.vmap(jax.vmap(metrics, in_axes=(_per_seed_axes(params),)))(params)
 

@@ -9,8 +9,6 @@ from typing import Any, Optional, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from lrjax.engine.program import Layout, OptimizerFn, Programs, member_bytes, stacked_axis
@@ -74,7 +72,7 @@ def run(
     chunk = eval_every or min(steps, DEFAULT_CHUNK)
     programs = programs_for(task, optimizer, Layout(seeds, size, batch_size, chunk, devices))
 
-    replicated = NamedSharding(programs.mesh, P())
+    replicated = programs.replicated
     keys = jax.device_put(jax.random.split(jax.random.key(seed), seeds), replicated)
     train_data = jax.device_put(task.train_data, replicated)
     eval_data = train_data if task.eval_data is None else jax.device_put(task.eval_data, replicated)
