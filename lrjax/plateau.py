@@ -20,6 +20,8 @@ class ReduceOnPlateauState(NamedTuple):
       num_bad: consecutive observations without improvement.
       cooldown_counter: observations still ignored after the last reduction.
       count: observations so far.
+      accumulated: the sum of the values received since the last observation.
+      accumulated_count: how many values that sum holds (``< accumulation_size``).
     """
 
     scale: jax.Array
@@ -27,6 +29,8 @@ class ReduceOnPlateauState(NamedTuple):
     num_bad: jax.Array
     cooldown_counter: jax.Array
     count: jax.Array
+    accumulated: jax.Array
+    accumulated_count: jax.Array
 
 
 def reduce_on_plateau(
@@ -37,17 +41,21 @@ def reduce_on_plateau(
     cooldown: int = 0,
     min_scale: float = 0.0,
     mode: str = "min",
+    accumulation_size: int = 1,
 ) -> optax.GradientTransformationExtraArgs:
     """Scale updates down by ``factor`` when a metric has plateaued (PyTorch ``ReduceLROnPlateau``).
 
-    Each ``update(updates, state, params=None, *, value)`` is one observation of the
-    monitored metric (one "epoch"). An observation a improves on the best b if, for mode
+    Each ``update(updates, state, params=None, *, value)`` receives one value of the monitored
+    metric; every ``accumulation_size`` values are averaged into one observation (one "epoch":
+    with the training loss of each step as ``value``, set it to the steps per epoch, as in
+    ``optax.contrib.reduce_on_plateau``). An observation a improves on the best b if, for mode
     ``min``, a < b − threshold·|b| (``rel``) or a < b − threshold (``abs``); for mode ``max``,
     a > b + threshold·|b| or a > b + threshold. The relative test uses |b|, so it is correct
     for negative metrics (PyTorch's b·(1 − threshold) is not). After more than ``patience``
     observations without improvement the scale becomes max(scale · factor, min_scale), the
     count of bad observations resets and the next ``cooldown`` observations are ignored.
-    The updates are multiplied by the scale *after* this observation. A NaN metric never
+    The updates are multiplied by the scale *after* this observation (between observations, by
+    the scale of the last one). A NaN metric never
     improves. Unlike PyTorch there is no ``eps`` on the change of the learning rate.
 
     Chain it after the optimizer, e.g. ``optax.chain(optax.adam(1e-3), reduce_on_plateau())``,
@@ -61,6 +69,23 @@ def reduce_on_plateau(
       cooldown: >= 0 observations ignored after each reduction.
       min_scale: in [0, 1], the floor of the scale.
       mode: ``"min"`` (lower is better) or ``"max"``.
+      accumulation_size: >= 1 values averaged into one observation.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` whose state is a `ReduceOnPlateauState`.
+      ``factor``, ``patience``, ``threshold``, ``cooldown``, ``min_scale`` and
+      ``accumulation_size`` may be traced values (e.g. one per member of a sweep).
+
+    Example:
+      >>> import jax.numpy as jnp, lrjax
+      >>> tx = lrjax.reduce_on_plateau(factor=0.5, patience=0)
+      >>> state = tx.init(None)
+      >>> for loss in (1.0, 1.0, 1.0):
+      ...     _, state = tx.update(jnp.ones(()), state, value=loss)
+      >>> float(state.scale)
+      0.25
+
+    Reference: PyTorch ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
     """
     v.check("factor", factor, gt=0, lt=1)
     v.check("patience", patience, ge=0)
@@ -69,6 +94,7 @@ def reduce_on_plateau(
     v.check("cooldown", cooldown, ge=0)
     v.check("min_scale", min_scale, ge=0, le=1)
     v.check_choice("mode", mode, ("min", "max"))
+    v.check("accumulation_size", accumulation_size, ge=1)
     sign = 1.0 if mode == "min" else -1.0
 
     def init_fn(params: Any) -> ReduceOnPlateauState:
@@ -79,6 +105,8 @@ def reduce_on_plateau(
             num_bad=jnp.zeros((), jnp.int32),
             cooldown_counter=jnp.zeros((), jnp.int32),
             count=jnp.zeros((), jnp.int32),
+            accumulated=jnp.zeros((), jnp.float32),
+            accumulated_count=jnp.zeros((), jnp.int32),
         )
 
     def observe(state: ReduceOnPlateauState, value: jax.Array) -> ReduceOnPlateauState:
@@ -100,11 +128,24 @@ def reduce_on_plateau(
             num_bad=jnp.where(reduce, 0, num_bad).astype(jnp.int32),
             cooldown_counter=jnp.where(reduce, cooldown, cooldown_counter).astype(jnp.int32),
             count=state.count + 1,
+            accumulated=state.accumulated,
+            accumulated_count=state.accumulated_count,
+        )
+
+    def accumulate(state: ReduceOnPlateauState, value: jax.Array) -> ReduceOnPlateauState:
+        total = state.accumulated + jnp.asarray(value, jnp.float32)
+        count = state.accumulated_count + 1
+        full = count >= accumulation_size
+        observed = observe(state, total / count.astype(jnp.float32))
+        state = jax.tree.map(lambda new, old: jnp.where(full, new, old), observed, state)
+        return state._replace(
+            accumulated=jnp.where(full, 0.0, total).astype(jnp.float32),
+            accumulated_count=jnp.where(full, 0, count).astype(jnp.int32),
         )
 
     def update_fn(updates, state, params=None, *, value, **extra_args):
         del params, extra_args
-        state = observe(state, value)
+        state = accumulate(state, value)
         updates = jax.tree.map(lambda u: (state.scale * u).astype(u.dtype), updates)
         return updates, state
 

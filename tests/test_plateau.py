@@ -108,3 +108,20 @@ def test_scales_updates_inside_an_optax_chain():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         lrjax.reduce_on_plateau(**kwargs)
+
+
+def test_accumulation_averages_values_into_one_observation():
+    # Every 3 values are one observation of their mean; between observations the scale holds.
+    rng = np.random.default_rng(4)
+    values = np.cumsum(rng.standard_normal(60)).astype(np.float32) * 0.1 + 5.0
+    accumulated = scales(lrjax.reduce_on_plateau(factor=0.5, patience=1, accumulation_size=3), values)
+    per_epoch = scales(lrjax.reduce_on_plateau(factor=0.5, patience=1), values.reshape(20, 3).mean(axis=1))
+    np.testing.assert_allclose(accumulated[2::3], per_epoch, rtol=1e-6)
+    np.testing.assert_array_equal(accumulated[0:2], [1.0, 1.0])
+    np.testing.assert_array_equal(accumulated[3::3], accumulated[4::3])  # held between observations
+    assert len(set(per_epoch)) >= 3
+
+
+def test_accumulation_size_must_be_at_least_one():
+    with pytest.raises(ValueError, match="accumulation_size must be >= 1, got 0"):
+        lrjax.reduce_on_plateau(accumulation_size=0)
