@@ -2,12 +2,14 @@
 
 from lrjax import datasets, schedules, search
 from lrjax.plateau import ReduceOnPlateauState, reduce_on_plateau
+from lrjax.population import Population
 from lrjax.sweep import SweepResult, sweep
 from lrjax.task import Task
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Population",
     "ReduceOnPlateauState",
     "SweepResult",
     "Task",

@@ -24,6 +24,8 @@ class SweepResult:
       diverged_at: (M,) the step at which it did, or −1.
       info: task name, steps, batch size, seeds, devices, memory groups, XLA compilations,
         seconds spent tracing and compiling (wall clock) and seconds in all.
+      plateau_scale: (M, E) each member's plateau scale after each evaluation's observation
+        (with ``plateau=``), else None.
     """
 
     configs: dict[str, np.ndarray]
@@ -34,6 +36,7 @@ class SweepResult:
     diverged: np.ndarray
     diverged_at: np.ndarray
     info: dict[str, Any]
+    plateau_scale: Optional[np.ndarray] = None
 
     def final(self, metric: str = "loss") -> np.ndarray:
         """Each member's final value of an eval metric, or of ``train_loss`` (mean of the last
@@ -86,6 +89,8 @@ class SweepResult:
         """Write the result to a ``.npz`` file (parameters are stored by their pytree paths)."""
         arrays = {f"config/{k}": v for k, v in self.configs.items()}
         arrays.update({f"eval/{k}": v for k, v in self.eval_metrics.items()})
+        if self.plateau_scale is not None:
+            arrays["plateau_scale"] = self.plateau_scale
         for p, leaf in jax.tree_util.tree_flatten_with_path(self.final_params)[0]:
             arrays[f"params/{jax.tree_util.keystr(p)}"] = np.asarray(leaf)
         np.savez_compressed(
@@ -107,5 +112,5 @@ class SweepResult:
         return cls(
             configs=section("config/"), train_loss=data["train_loss"], eval_steps=data["eval_steps"],
             eval_metrics=section("eval/"), final_params=params, diverged=data["diverged"],
-            diverged_at=data["diverged_at"], info=json.loads(str(data["info"])),
+            diverged_at=data["diverged_at"], info=json.loads(str(data["info"])), plateau_scale=data.get("plateau_scale"),
         )

@@ -57,8 +57,9 @@ class Task:
       name: used in tables and plots.
       info: facts about the problem (e.g. a quadratic's Hessian and eigenvalues).
 
-    Equality is identity: a sweep caches its compiled program on the task, so reuse the same
-    `Task` object to reuse the program.
+    Equality is identity. Compiled programs live in the engine's bounded cache
+    (`lrjax.engine.cache`), keyed by the task; a new task whose programs lower to the same XLA
+    computation reuses the compiled executables.
     """
 
     init: Callable[[jax.Array], Params]
@@ -68,7 +69,6 @@ class Task:
     metrics: Optional[MetricsFn] = None
     name: str = "task"
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    _programs: dict = dataclasses.field(default_factory=dict, repr=False, init=False)
 
     def __post_init__(self) -> None:
         for field in ("init", "loss"):

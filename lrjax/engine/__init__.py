@@ -1,7 +1,7 @@
-"""The vmapped, scanned, jitted training program behind `lrjax.sweep` (internal)."""
+"""The vmapped, scanned, jitted training programs behind `lrjax.Population` (internal)."""
 
+from lrjax.engine import cache
 from lrjax.engine.compiles import CompileLog, count_compiles
-from lrjax.engine.program import Layout, MemberState, Programs, init_key
-from lrjax.engine.run import DEFAULT_MEMORY_BUDGET, group_size, run
+from lrjax.engine.program import CHUNK, Layout, MemberState, PopulationState, Programs, init_key
 
-__all__ = ["CompileLog", "DEFAULT_MEMORY_BUDGET", "Layout", "MemberState", "Programs", "count_compiles", "group_size", "init_key", "run"]
+__all__ = ["CHUNK", "CompileLog", "Layout", "MemberState", "PopulationState", "Programs", "cache", "count_compiles", "init_key"]

@@ -1,16 +1,29 @@
-"""The compiled sweep programs: init, a scanned chunk of training steps, and evaluation.
+"""The traced programs behind a population: init, reset, a chunk of training steps, evaluation,
+plateau observation and copy.
 
-Every state leaf is stored ``(seeds, ...)`` with a member axis placed by `member_axis`: a dense
-kernel (in, out) is stored (seeds, in, members, out). Members that share a seed share their
-initial parameters and their batches (common random numbers). The batch is gathered once per
-seed and broadcast to that seed's members, so a layer that reads the data runs as one matmul
-across members, with no transposes around it. A member whose loss or update turns non-finite is
-frozen (its parameters stop changing) and flagged with the step; the other members never see it.
+Every member-state leaf is stored ``(seeds, ...)`` with a member axis placed by `member_axis`: a
+dense kernel (in, out) is stored (seeds, in, members, out). Hyperparameters, flags and counters
+are stored (seeds, members). Members that share a seed share their initial parameters and their
+batches (common random numbers). The batch is gathered once per seed and broadcast to that
+seed's members, so a layer that reads the data runs as one matmul across members, with no
+transposes around it.
+
+Each training step of member m, with ``run = active[m] & ~diverged[m]``:
+
+    loss, g  = value_and_grad(loss)(params, batch)             batch: the seed's batch at the clock
+    u, opt   = optimizer(hp).update(g, opt_state, params, value=loss)
+    u        = scale · u                                       (plateau on evaluations, else 1)
+    params   = params + u         if run and loss and u are finite, else unchanged
+    opt      = opt                if active, else unchanged   (a frozen member's is never read)
+    steps   += 1                  if the update was applied
+    diverged = True, diverged_at = steps   the first time loss or u is non-finite
+
+The data order follows the population's clock (steps of `advance` so far), shared by every
+member of a seed; schedules see the member's own count (Optax's, in its optimizer state).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -24,43 +37,51 @@ from lrjax.engine.shuffle import epoch_order
 from lrjax.task import Task
 
 OptimizerFn = Callable[[Any], optax.GradientTransformation]
+PlateauFn = Callable[[Any], optax.GradientTransformationExtraArgs]
 
-# XLA:CPU compile options (other platforms compile with their defaults). Measured on the digits
-# MLP sweep (2-core CPU): the MLIR fusion emitters spend ~8 ms compiling each fusion, the classic
-# ones about half; the backend optimisation level trades compile time against run time.
-# Init runs once per sweep: threefry draws compile at level 0 in 0.12 s instead of 0.24 s.
-_INIT_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
-_CHUNK_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
-_EVALUATE_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+CHUNK = 100  # steps per call of the chunk program (at most; the count is a runtime value)
 
 
 class MemberState(NamedTuple):
     """Training state of every member: each leaf stored (seeds, ...) with its member axis where
-    `member_axis` puts it."""
+    `member_axis` puts it.
+
+    Attributes:
+      params, opt_state: the task's parameters and the optimizer's state.
+      diverged: whether the loss or an update turned non-finite (the member is then frozen).
+      diverged_at: the member's step count when it did, or −1.
+      steps: updates applied to the member.
+      plateau: the plateau transformation's state (None without one).
+      scale: the factor the plateau applies to the updates (None without one).
+    """
 
     params: Any
     opt_state: Any
     diverged: jax.Array
     diverged_at: jax.Array
+    steps: jax.Array
+    plateau: Any
+    scale: Any
 
 
-class SweepState(NamedTuple):
-    """Members' state and, per seed, the current epoch's example order (seeds, examples) and the
-    key words (seeds, 2) that draw it (see `lrjax.engine.shuffle`)."""
+class PopulationState(NamedTuple):
+    """Members' state; per seed, the current epoch's example order (seeds, examples) and the key
+    words (seeds, 2) that draw it (see `lrjax.engine.shuffle`); and the clock, the number of
+    steps taken by the population, which decides the batches."""
 
     members: MemberState
     order: jax.Array
     shuffle: jax.Array
+    clock: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """The static shape of a sweep program: one compiled program per distinct layout."""
+    """The static shape of a population's programs: one set of programs per distinct layout."""
 
     seeds: int
-    members: int  # configurations per program run, a multiple of the device count
+    members: int  # configuration slots, a multiple of the device count
     batch_size: Optional[int]  # None: full batch
-    chunk: int  # steps per scanned chunk
     devices: tuple
 
 
@@ -83,193 +104,215 @@ def _per_seed_axes(tree: Any) -> Any:
     return jax.tree.map(lambda x: stacked_axis(x) - 1, tree)
 
 
+def _where_members(mask: jax.Array, new: Any, old: Any) -> Any:
+    """Per member, ``new`` where ``mask`` (seeds, members) else ``old`` (stored state trees)."""
+
+    def select(a: jax.Array, b: jax.Array) -> jax.Array:
+        axis = stacked_axis(a)
+        shape = [1] * a.ndim
+        shape[0], shape[axis] = mask.shape
+        return jnp.where(mask.reshape(shape), a, b)
+
+    return jax.tree.map(select, new, old)
+
+
 def _keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Per-seed keys: one for parameter init, one for batch order."""
     return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
 
 
+def seed_keys(seed: int, seeds: int) -> jax.Array:
+    """The per-seed keys of a population with ``seed`` and ``seeds``."""
+    return jax.random.split(jax.random.key(seed), seeds)
+
+
 def init_key(seed: int, seeds: int, index: int) -> jax.Array:
-    """The key passed to ``task.init`` for seed ``index`` of a sweep with ``seed`` and ``seeds``."""
-    return _keys(jax.random.split(jax.random.key(seed), seeds)[index])[0]
-
-
-def member_shapes(task: Task, optimizer: OptimizerFn, hp: Any) -> MemberState:
-    """Shapes and dtypes of one member's state (from ``jax.eval_shape``; nothing runs)."""
-
-    def one(hp: Any) -> MemberState:
-        params = task.init(jax.random.key(0))
-        return MemberState(params, optimizer(hp).init(params), jnp.zeros((), bool), jnp.zeros((), jnp.int32))
-
-    return jax.eval_shape(one, hp)
+    """The key passed to ``task.init`` for seed ``index`` of a population with ``seed`` and ``seeds``."""
+    return _keys(seed_keys(seed, seeds)[index])[0]
 
 
 def member_bytes(task: Task, optimizer: OptimizerFn, hp: Any) -> int:
-    """Bytes of one member's parameters and optimizer state."""
-    shapes = member_shapes(task, optimizer, hp)
-    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves((shapes.params, shapes.opt_state)))
+    """Bytes of one member's parameters and optimizer state (from shapes; nothing runs)."""
+    shapes = jax.eval_shape(lambda hp: (p := task.init(jax.random.key(0)), optimizer(hp).init(p)), hp)
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
 
 
-class Jitted(NamedTuple):
-    """The three jitted programs for one member-state structure (see `Programs.compile`), and
-    that state's shapes, dtypes and shardings."""
-
-    state: SweepState
-    init: Callable[..., SweepState]
-    chunk: Callable[..., tuple[SweepState, jax.Array]]
-    evaluate: Callable[..., dict[str, jax.Array]]
+def _with_value(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+    """``tx`` accepting ``value=`` in ``update`` (plain transformations ignore it)."""
+    return optax.with_extra_args_support(tx)
 
 
 class Programs:
-    """Jitted init / chunk / evaluate programs for one task, optimizer and layout."""
+    """The traced functions of one task, optimizer, plateau and layout, and their shardings.
 
-    def __init__(self, task: Task, optimizer: OptimizerFn, layout: Layout):
-        self.task, self.optimizer, self.layout = task, optimizer, layout
+    ``plateau`` is None or a function ``hp -> transformation`` whose ``update(u, state,
+    value=metric)`` scales ``u`` (e.g. `lrjax.reduce_on_plateau`). The functions are jitted and
+    compiled by `lrjax.engine.cache`; this class only defines them."""
+
+    def __init__(self, task: Task, optimizer: OptimizerFn, plateau: Optional[PlateauFn], layout: Layout):
+        self.task, self.optimizer, self.plateau, self.layout = task, optimizer, plateau, layout
         self.mesh = Mesh(list(layout.devices), ("members",))
-        self.config_sharding = NamedSharding(self.mesh, P("members"))
+        self.slots = NamedSharding(self.mesh, P(None, "members"))  # (seeds, members) arrays
         self.replicated = NamedSharding(self.mesh, P())
-        self._cpu = all(d.platform == "cpu" for d in layout.devices)
-        self._jitted: dict[Any, Jitted] = {}
-        self._compiled: set = set()
 
-    def jitted(self, hps: Any) -> Jitted:
-        """The programs for hyperparameters like ``hps`` (leaves with a leading member axis).
+    # -- shapes and shardings -------------------------------------------------------------
 
-        Every state leaf is sharded along its member axis, which `member_axis` places by the
-        leaf's rank, so the output shardings are built from one member's state shapes."""
-        hp = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), hps)
-        one = member_shapes(self.task, self.optimizer, hp)
-        key = jax.tree.structure(one), tuple((x.shape, x.dtype) for x in jax.tree.leaves(one))
-        if key not in self._jitted:
-            seeds, members = self.layout.seeds, self.layout.members
+    def member_shapes(self, hp: Any) -> MemberState:
+        """Shapes and dtypes of one member's state for a hyperparameter tree like ``hp``."""
+        return jax.eval_shape(lambda hp: self._fresh_member(self.task.init(jax.random.key(0)), hp), hp)
 
-            def stacked(x: jax.ShapeDtypeStruct) -> jax.ShapeDtypeStruct:
-                a = member_axis(x.ndim)
-                spec = P(None, *([None] * a), "members")
-                shape = (seeds, *x.shape[:a], members, *x.shape[a:])
-                return jax.ShapeDtypeStruct(shape, x.dtype, sharding=NamedSharding(self.mesh, spec))
+    def state_shapes(self, hps: Any) -> PopulationState:
+        """The population state's shapes, dtypes and shardings for hyperparameters like ``hps``
+        (leaves (seeds, members)). Every member leaf is sharded along its member axis."""
+        hp = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[2:], x.dtype), hps)
+        seeds, members = self.layout.seeds, self.layout.members
 
-            state = SweepState(
-                jax.tree.map(stacked, one),
-                jax.ShapeDtypeStruct((seeds, self._examples), jnp.int32, sharding=self.replicated),
-                jax.ShapeDtypeStruct((seeds, 2), jnp.uint32, sharding=self.replicated),
-            )
-            shardings = jax.tree.map(lambda x: x.sharding, state)
-            options = lambda o: o if self._cpu else None
-            self._jitted[key] = Jitted(
-                state,
-                jax.jit(self._init, out_shardings=shardings, compiler_options=options(_INIT_OPTIONS)),
-                jax.jit(
-                    self._chunk,
-                    donate_argnums=0,
-                    out_shardings=(shardings, NamedSharding(self.mesh, P(None, None, "members"))),
-                    compiler_options=options(_CHUNK_OPTIONS),
-                ),
-                jax.jit(
-                    self._evaluate,
-                    out_shardings=NamedSharding(self.mesh, P(None, "members")),
-                    compiler_options=options(_EVALUATE_OPTIONS),
-                ),
-            )
-        return self._jitted[key]
+        def stacked(x: jax.ShapeDtypeStruct) -> jax.ShapeDtypeStruct:
+            a = member_axis(x.ndim)
+            spec = P(None, *([None] * a), "members")
+            shape = (seeds, *x.shape[:a], members, *x.shape[a:])
+            return jax.ShapeDtypeStruct(shape, x.dtype, sharding=NamedSharding(self.mesh, spec))
 
-    def compile(self, hps: Any, keys: jax.Array, train_data: Any, eval_data: Any) -> Jitted:
-        """`jitted`, with the three programs compiled for these arguments, once per signature.
-
-        Tracing runs in this thread; XLA compiles in worker threads (it releases the GIL). The
-        chunk program, the slowest to compile, is traced first, and the small init and evaluate
-        programs are traced and compiled while it compiles. Later calls with arrays of the same
-        shapes, dtypes and shardings find the programs in jit's cache."""
-        jitted = self.jitted(hps)
-        args = (hps, keys, train_data, eval_data)
-        signature = jax.tree.structure(args), tuple(
-            (x.shape, x.dtype, getattr(x, "sharding", None)) for x in jax.tree.leaves(args)
+        return PopulationState(
+            jax.tree.map(stacked, self.member_shapes(hp)),
+            jax.ShapeDtypeStruct((seeds, self.examples), jnp.int32, sharding=self.replicated),
+            jax.ShapeDtypeStruct((seeds, 2), jnp.uint32, sharding=self.replicated),
+            jax.ShapeDtypeStruct((), jnp.int32, sharding=self.replicated),
         )
-        if signature not in self._compiled:
-            with concurrent.futures.ThreadPoolExecutor(3) as pool:
-                jobs = [pool.submit(jitted.chunk.lower(jitted.state, hps, train_data, 0, 1).compile)]
-                jobs.append(pool.submit(jitted.init.lower(hps, keys).compile))
-                jobs.append(pool.submit(jitted.evaluate.lower(jitted.state.members.params, eval_data).compile))
-                for job in jobs:
-                    job.result()
-            self._compiled.add(signature)
-        return jitted
 
     @property
-    def _examples(self) -> int:
+    def examples(self) -> int:
         """Length of a seed's example order: the training set, or 1 in full-batch mode (unused)."""
         return 1 if self.layout.batch_size is None else self.task.num_train
 
-    def _init(self, hps: Any, keys: jax.Array) -> SweepState:
-        def per_seed(key: jax.Array) -> MemberState:
+    # -- the traced functions -------------------------------------------------------------
+
+    def _fresh_member(self, params: Any, hp: Any) -> MemberState:
+        plateau, scale = None, None
+        if self.plateau is not None:
+            plateau, scale = self.plateau(hp).init(jnp.ones((), jnp.float32)), jnp.ones((), jnp.float32)
+        opt_state = _with_value(self.optimizer(hp)).init(params)
+        zero = jnp.zeros((), jnp.int32)
+        return MemberState(params, opt_state, jnp.zeros((), bool), zero - 1, zero, plateau, scale)
+
+    def _fresh_members(self, hps: Any, keys: jax.Array) -> MemberState:
+        def per_seed(key: jax.Array, hps: Any) -> MemberState:
             params = self.task.init(_keys(key)[0])
+            one = jax.eval_shape(self._fresh_member, params, jax.tree.map(lambda x: x[0], hps))
+            out_axes = jax.tree.map(lambda x: member_axis(x.ndim), one)
+            return jax.vmap(self._fresh_member, in_axes=(None, 0), out_axes=out_axes)(params, hps)
 
-            def per_member(hp: Any) -> MemberState:
-                opt_state = self.optimizer(hp).init(params)
-                return MemberState(params, opt_state, jnp.zeros((), bool), jnp.full((), -1, jnp.int32))
+        return jax.vmap(per_seed)(keys, hps)
 
-            one = jax.eval_shape(per_member, jax.tree.map(lambda x: x[0], hps))
-            return jax.vmap(per_member, out_axes=jax.tree.map(lambda x: member_axis(x.ndim), one))(hps)
-
-        order = jnp.zeros((self.layout.seeds, self._examples), jnp.int32)  # drawn at step 0
+    def init(self, hps: Any, keys: jax.Array) -> PopulationState:
+        """Fresh members (each seed's initial parameters), the clock at 0."""
+        order = jnp.zeros((self.layout.seeds, self.examples), jnp.int32)  # drawn at the first step
         shuffle = jax.vmap(lambda key: jax.random.key_data(_keys(key)[1]).astype(jnp.uint32))(keys)
-        return SweepState(jax.vmap(per_seed)(keys), order, shuffle)
+        return PopulationState(self._fresh_members(hps, keys), order, shuffle, jnp.zeros((), jnp.int32))
+
+    def reset(self, state: PopulationState, hps: Any, keys: jax.Array, mask: jax.Array) -> PopulationState:
+        """Members where ``mask`` start afresh with ``hps``: their seed's initial parameters, a
+        new optimizer (and plateau) state, no steps, not diverged."""
+        members = _where_members(mask, self._fresh_members(hps, keys), state.members)
+        return state._replace(members=members)
+
+    def copy(self, state: PopulationState, source_seed: jax.Array, source_member: jax.Array) -> PopulationState:
+        """Every member slot (s, m) takes the whole state of slot (source_seed[s, m], source_member[s, m])."""
+
+        def gather(x: jax.Array) -> jax.Array:
+            axis = stacked_axis(x)
+            y = jnp.moveaxis(x, axis, 1)[source_seed, source_member]
+            return jnp.moveaxis(y, 1, axis)
+
+        return state._replace(members=jax.tree.map(gather, state.members))
 
     def _loss(self, params: Any, batch: Any) -> tuple[jax.Array, Any]:
         """The task's loss as (loss, aux), aux None for a loss without one."""
         out = self.task.loss(params, batch)
         return (out[0], out[1]) if isinstance(out, tuple) else (out, None)
 
-    def _batch(self, order: jax.Array, t: jax.Array, data: Any) -> Any:
+    def batch(self, order: jax.Array, t: jax.Array, data: Any) -> Any:
         """Batch ``t`` of one seed's epoch ``order``; the last partial batch of an epoch is dropped."""
         b = self.layout.batch_size
         idx = jax.lax.dynamic_slice_in_dim(order, (t % (self.task.num_train // b)) * b, b)
         return jax.tree.map(lambda x: jnp.take(x, idx, axis=0), data)
 
-    def _member_step(self, state: MemberState, hp: Any, batch: Any, t: jax.Array, active: jax.Array):
+    def _member_step(self, state: MemberState, hp: Any, active: jax.Array, batch: Any) -> tuple[MemberState, jax.Array]:
         (loss, _), grads = jax.value_and_grad(self._loss, has_aux=True)(state.params, batch)
-        updates, opt_state = self.optimizer(hp).update(grads, state.opt_state, state.params)
+        updates, opt_state = _with_value(self.optimizer(hp)).update(grads, state.opt_state, state.params, value=loss)
+        if state.scale is not None:
+            updates = jax.tree.map(lambda u: (state.scale * u).astype(u.dtype), updates)
         params = optax.apply_updates(state.params, updates)
         # One scalar: the sum is non-finite iff some update is (or they overflow together).
         # Checking the updates rather than the new parameters lets XLA fuse the check and the
-        # freeze below into the optimizer's own elementwise loops (~15% faster on CPU).
+        # selects below into the optimizer's own elementwise loops.
         healthy = jnp.isfinite(loss + sum(jnp.sum(u) for u in jax.tree.leaves(updates)))
-        newly = active & ~state.diverged & ~healthy
-        keep = ~active | state.diverged | ~healthy
-        # Only the parameters are held: a frozen member's optimizer state is never read for
-        # anything that is kept, so writing it through saves a select per state leaf (~5%).
-        new_state = MemberState(
-            jax.tree.map(lambda old, new: jnp.where(keep, old, new), state.params, params),
-            opt_state,
-            state.diverged | newly,
-            jnp.where(newly, t, state.diverged_at).astype(jnp.int32),
+        run = active & ~state.diverged
+        applied = run & healthy
+        newly = run & ~healthy
+        new_state = state._replace(
+            params=jax.tree.map(lambda new, old: jnp.where(applied, new, old), params, state.params),
+            # A frozen member's optimizer state is never read for anything kept, so it is written
+            # through; an inactive member's is held, since it may be activated again.
+            opt_state=jax.tree.map(lambda new, old: jnp.where(active, new, old), opt_state, state.opt_state),
+            diverged=state.diverged | newly,
+            diverged_at=jnp.where(newly, state.steps, state.diverged_at).astype(jnp.int32),
+            steps=(state.steps + applied).astype(jnp.int32),
         )
-        return new_state, jnp.where(state.diverged, jnp.nan, loss).astype(jnp.float32)
+        return new_state, jnp.where(run, loss, jnp.nan).astype(jnp.float32)
 
-    def _chunk(self, state: SweepState, hps: Any, data: Any, start: jax.Array, total: jax.Array):
+    def chunk(self, state: PopulationState, hps: Any, active: jax.Array, data: Any, n: jax.Array):
+        """``n`` (<= `CHUNK`, a runtime value) training steps of every member.
+
+        Returns the new state and the losses (CHUNK, seeds, members): the loss before each
+        step's update, NaN where a member is inactive or diverged and after step ``n``."""
         full_batch = self.layout.batch_size is None
         axes = _per_seed_axes(state.members)
-        over_members = jax.vmap(self._member_step, in_axes=(axes, 0, None, None, None), out_axes=(axes, 0))
-        over_seeds = jax.vmap(over_members, in_axes=(0, None, None if full_batch else 0, None, None))
+        over_members = jax.vmap(self._member_step, in_axes=(axes, 0, 0, None), out_axes=(axes, 0))
+        over_seeds = jax.vmap(over_members, in_axes=(0, 0, 0, None if full_batch else 0))
 
-        def body(state: SweepState, i: jax.Array):
-            t = start + i
+        def body(i: jax.Array, carry: tuple[PopulationState, jax.Array]):
+            state, losses = carry
+            t = state.clock
             order, batches = state.order, data
             if not full_batch:
                 per_epoch = self.task.num_train // self.layout.batch_size
                 new_epoch = lambda: jax.vmap(epoch_order, in_axes=(0, None, None))(state.shuffle, t // per_epoch, self.task.num_train)
                 order = jax.lax.cond(t % per_epoch == 0, new_epoch, lambda: order)
-                batches = jax.vmap(self._batch, in_axes=(0, None, None))(order, t, data)
-            members, losses = over_seeds(state.members, hps, batches, t, t < total)
-            return SweepState(members, order, state.shuffle), losses
+                batches = jax.vmap(self.batch, in_axes=(0, None, None))(order, t, data)
+            members, loss = over_seeds(state.members, hps, active, batches)
+            losses = jax.lax.dynamic_update_index_in_dim(losses, loss, i, 0)
+            return PopulationState(members, order, state.shuffle, t + 1), losses
 
-        return jax.lax.scan(body, state, jnp.arange(self.layout.chunk))
+        losses = jnp.full((CHUNK, self.layout.seeds, self.layout.members), jnp.nan, jnp.float32)
+        return jax.lax.fori_loop(0, n, body, (state, losses))
 
-    def _evaluate(self, params: Any, data: Any) -> dict[str, jax.Array]:
-        def metrics(p: Any) -> dict[str, jax.Array]:
-            out = dict(self.task.metrics(p, data)) if self.task.metrics is not None else {}
-            if "loss" not in out:
-                out["loss"] = self._loss(p, data)[0]
-            return {k: jnp.asarray(v, jnp.float32) for k, v in out.items()}
+    def metric_names(self) -> list[str]:
+        """Names of the metrics `evaluate` reports (from shapes; nothing runs)."""
+        params = jax.eval_shape(self.task.init, jax.random.key(0))
+        return sorted(jax.eval_shape(self._metrics, params, self.task.train_data))
 
-        return jax.vmap(jax.vmap(metrics, in_axes=(_per_seed_axes(params),)))(params)
+    def _metrics(self, params: Any, data: Any) -> dict[str, jax.Array]:
+        out = dict(self.task.metrics(params, data)) if self.task.metrics is not None else {}
+        if "loss" not in out:
+            out["loss"] = self._loss(params, data)[0]
+        return {k: jnp.asarray(v, jnp.float32) for k, v in out.items()}
 
+    def evaluate(self, params: Any, data: Any) -> dict[str, jax.Array]:
+        """Every member's metrics on ``data``: name -> (seeds, members)."""
+        return jax.vmap(jax.vmap(self._metrics, in_axes=(_per_seed_axes(params), None)), in_axes=(0, None))(params, data)
+
+    def observe(self, state: PopulationState, hps: Any, values: jax.Array, active: jax.Array) -> PopulationState:
+        """Each active, not diverged member's plateau observes its value (seeds, members); its
+        scale becomes the factor the plateau applies to a unit update."""
+
+        def one(plateau: Any, hp: Any, value: jax.Array) -> tuple[Any, jax.Array]:
+            scaled, plateau = self.plateau(hp).update(jnp.ones((), jnp.float32), plateau, value=value)
+            return plateau, jnp.asarray(scaled, jnp.float32)
+
+        members = state.members
+        axes = (_per_seed_axes(members.plateau), _per_seed_axes(members.scale))
+        over_members = jax.vmap(one, in_axes=(axes[0], 0, 0), out_axes=axes)
+        plateau, scale = jax.vmap(over_members)(members.plateau, hps, values)
+        observed = members._replace(plateau=plateau, scale=scale)
+        return state._replace(members=_where_members(active & ~members.diverged, observed, members))

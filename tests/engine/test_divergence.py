@@ -7,7 +7,7 @@ import optax
 
 import lrjax.datasets as D
 
-from lrjax.engine import init_key
+from lrjax.engine import cache, init_key
 from tests.engine.conftest import run
 
 
@@ -73,5 +73,6 @@ def test_a_sweep_compiles_each_of_its_three_programs_once(adam):
     # shapes and shardings; a mismatch with what init really returns would compile the chunk twice.
     kw = dict(steps=30, batch_size=32, eval_every=10)
     run(D.digits_mlp(hidden=(16,)), adam, {"learning_rate": [1e-3, 1e-2]}, **kw)  # jax's own small programs
+    cache.clear()
     fresh = run(D.digits_mlp(hidden=(16,)), adam, {"learning_rate": [1e-3, 1e-2]}, **kw)
     assert fresh.info["compiles"] == 3

@@ -13,9 +13,11 @@ from tests.engine.conftest import run
 STEPS = 25
 
 OPTIMIZERS = {
+    # Effective steps lr / (1 - momentum) stay <= 3: at lr 1.0 with momentum 0.5 the dynamics amplify
+    # float32 summation-order differences to 1.5e-5 in 25 steps on some CPUs (measured here).
     "sgd_momentum": (
         lambda hp: optax.sgd(hp["learning_rate"], momentum=hp["momentum"]),
-        {"learning_rate": [0.05, 0.3, 1.0], "momentum": [0.0, 0.9, 0.5]},
+        {"learning_rate": [0.05, 0.3, 0.5], "momentum": [0.0, 0.9, 0.5]},
     ),
     "adam": (lambda hp: optax.adam(hp["learning_rate"], b1=hp["b1"]), {"learning_rate": [1e-3, 1e-2, 0.1], "b1": [0.9, 0.8, 0.95]}),
     "adamw": (
@@ -86,10 +88,10 @@ def test_minibatch_epochs_cover_every_example_once(digits, sgd):
     from lrjax.engine.shuffle import epoch_order
 
     n = digits.num_train
-    programs = Programs(digits, sgd, Layout(1, 1, 100, 1, tuple(jax.local_devices())))
+    programs = Programs(digits, sgd, None, Layout(1, 1, 100, tuple(jax.local_devices())))
     words = jnp.asarray([12345, 678], jnp.uint32)
     tagged = jnp.arange(n)
     epochs = [epoch_order(words, e, n) for e in range(2)]
-    seen = np.concatenate([np.asarray(programs._batch(epochs[0], t, tagged)) for t in range(n // 100)])
+    seen = np.concatenate([np.asarray(programs.batch(epochs[0], t, tagged)) for t in range(n // 100)])
     assert len(np.unique(seen)) == len(seen) == (n // 100) * 100
     assert sorted(np.asarray(epochs[1])) == list(range(n)) and not np.array_equal(epochs[0], epochs[1])

@@ -32,11 +32,9 @@ MULTI_DEVICE = textwrap.dedent(
     for k in one.eval_metrics:
         np.testing.assert_allclose(four.eval_metrics[k], one.eval_metrics[k], rtol=1e-6, atol=1e-7)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), four.final_params, one.final_params)
-    (programs,) = [p for p in task._programs.values() if len(p.layout.devices) == 4]
-    hps = jax.device_put({"learning_rate": np.zeros(programs.layout.members, np.float32)}, programs.config_sharding)
-    state = programs.jitted(hps).init(hps, jax.random.split(jax.random.key(0), 2))
-    leaf = jax.tree.leaves(state.members.params)[0]
-    assert programs.layout.members == 8 and leaf.shape[:2] == (2, 8)
+    pop = lrjax.Population(task, opt, configs, seeds=2, batch_size=32)
+    leaf = jax.tree.leaves(pop._state.members.params)[0]
+    assert leaf.shape[:2] == (2, 8)
     assert len(leaf.sharding.device_set) == 4 and leaf.sharding.shard_shape(leaf.shape)[:2] == (2, 2)
     print("sharded ok")
     """

@@ -1,0 +1,168 @@
+"""Engine-owned caches of compiled programs, bounded, and never stored on the user's objects.
+
+Two levels:
+
+- **Program sets**, keyed by (task, optimizer, plateau, layout) identity: the jitted functions
+  and, per operation and hyperparameter signature, the compiled executable. A population calls
+  these executables directly, so after an operation's first use it cannot recompile.
+- **Executables**, keyed by a SHA-256 of the lowered StableHLO text, the argument and result
+  pytree structures, the compiler options and the device ids: a new program set whose programs lower to the same HLO (a notebook cell run again
+  writes the same optimizer lambda anew; a new `Task` object with the same functions and data
+  shapes) pays tracing and lowering but no XLA compilation. The HLO text is the whole computation,
+  so equal text means an interchangeable executable.
+
+Both caches are least-recently-used dictionaries of bounded size (`MAX_PROGRAM_SETS`,
+`MAX_EXECUTABLES`); `clear()` empties them.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import hashlib
+import threading
+from typing import Any, Callable, Hashable, Optional, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from lrjax.engine.program import Layout, OptimizerFn, PlateauFn, Programs
+from lrjax.task import Task
+
+MAX_PROGRAM_SETS = 16
+MAX_EXECUTABLES = 64
+
+# XLA:CPU compile options (other platforms compile with their defaults). Measured on the digits
+# MLP sweep (2-core CPU): the MLIR fusion emitters spend ~8 ms compiling each fusion, the classic
+# ones about half; the backend optimisation level trades compile time against run time. Init
+# and reset run rarely: their threefry draws compile at level 0 in half the time.
+_RARE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+_CHUNK = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
+_DEFAULT = {"xla_cpu_use_fusion_emitters": False}
+
+
+class _LRU:
+    """A thread-safe least-recently-used dictionary holding at most ``size`` entries."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: collections.OrderedDict = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            return None
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_PROGRAM_SETS = _LRU(MAX_PROGRAM_SETS)
+_EXECUTABLES = _LRU(MAX_EXECUTABLES)
+
+
+def clear() -> None:
+    """Forget every cached program (the next population traces and compiles afresh)."""
+    _PROGRAM_SETS.clear()
+    _EXECUTABLES.clear()
+
+
+def sizes() -> dict[str, int]:
+    """How many program sets and executables the caches hold."""
+    return {"program_sets": len(_PROGRAM_SETS), "executables": len(_EXECUTABLES)}
+
+
+def _hp_signature(hps: Any) -> Hashable:
+    return jax.tree.structure(hps), tuple((x.shape, np.dtype(x.dtype).str) for x in jax.tree.leaves(hps))
+
+
+class ProgramSet:
+    """The compiled operations of one `Programs`: ``init``, ``reset``, ``chunk``, ``evaluate``,
+    ``observe`` and ``copy``, each compiled once per hyperparameter signature."""
+
+    def __init__(self, programs: Programs):
+        self.programs = programs
+        self._compiled: dict[Hashable, Any] = {}
+        self._lock = threading.Lock()
+
+    def _jit_and_args(self, name: str, hps: Any, keys: jax.Array, train_data: Any, eval_data: Any) -> tuple[Callable, tuple, dict]:
+        """The jitted function for operation ``name``, arguments to lower it with, and its XLA
+        compiler options."""
+        p = self.programs
+        state = p.state_shapes(hps)
+        shardings = jax.tree.map(lambda x: x.sharding, state)
+        slots = lambda dtype: jax.ShapeDtypeStruct(tuple(jax.tree.leaves(hps)[0].shape[:2]), dtype, sharding=p.slots)
+        losses = NamedSharding(p.mesh, P(None, None, "members"))
+        table = {  # name: (function, donated state, output shardings, options, arguments)
+            "init": (p.init, (), shardings, _RARE, (hps, keys)),
+            "reset": (p.reset, 0, shardings, _RARE, (state, hps, keys, slots(bool))),
+            "copy": (p.copy, 0, shardings, _DEFAULT, (state, slots(np.int32), slots(np.int32))),
+            "chunk": (p.chunk, 0, (shardings, losses), _CHUNK, (state, hps, slots(bool), train_data, np.int32(0))),
+            "evaluate": (p.evaluate, (), p.slots, _DEFAULT, (state.members.params, eval_data)),
+            "observe": (p.observe, 0, shardings, _DEFAULT, (state, hps, slots(np.float32), slots(bool))),
+        }
+        fn, donate, out, options, args = table[name]
+        options = options if all(d.platform == "cpu" for d in p.layout.devices) else {}
+        return jax.jit(fn, donate_argnums=donate, out_shardings=out, compiler_options=options or None), args, options
+
+    def ensure(self, names: Sequence[str], hps: Any, keys: jax.Array, train_data: Any, eval_data: Any) -> None:
+        """Compile the operations ``names`` for hyperparameters like ``hps`` unless compiled.
+
+        Lowering (tracing) runs in this thread, in the order given; executables not in the
+        HLO-keyed cache are compiled by XLA in worker threads (it releases the GIL), so the
+        first, slowest program compiles while the next ones are traced."""
+        signature = _hp_signature(hps)
+        missing = [n for n in names if (n, signature) not in self._compiled]
+        if not missing:
+            return
+        devices = tuple(d.id for d in self.programs.layout.devices)
+        with concurrent.futures.ThreadPoolExecutor(len(missing)) as pool:
+            jobs = {}
+            for name in missing:
+                fn, args, options = self._jit_and_args(name, hps, keys, train_data, eval_data)
+                lowered = fn.lower(*args)
+                text = lowered.as_text()
+                # The executable checks its arguments' pytree structure, which the text lacks.
+                trees = str(lowered.in_tree), str(lowered.out_tree)
+                key = (hashlib.sha256(text.encode()).hexdigest(), trees, tuple(sorted(options.items())), devices)
+                cached = _EXECUTABLES.get(key)
+                jobs[name] = (key, cached if cached is not None else pool.submit(lowered.compile))
+            for name, (key, job) in jobs.items():
+                compiled = job if not isinstance(job, concurrent.futures.Future) else job.result()
+                _EXECUTABLES.put(key, compiled)
+                with self._lock:
+                    self._compiled[(name, signature)] = compiled
+
+    def __call__(self, name: str, hps: Any, *args: Any) -> Any:
+        """Run the compiled operation ``name`` (see `ensure`) for hyperparameters like ``hps``."""
+        return self._compiled[(name, _hp_signature(hps))](*args)
+
+    def compiled(self, name: str, hps: Any) -> bool:
+        """Whether operation ``name`` is compiled for hyperparameters like ``hps``."""
+        return (name, _hp_signature(hps)) in self._compiled
+
+
+def program_set(task: Task, optimizer: OptimizerFn, plateau: Optional[PlateauFn], layout: Layout) -> ProgramSet:
+    """The cached program set for (task, optimizer, plateau, layout); built on first use."""
+    key = (task, optimizer, plateau, layout)
+    found = _PROGRAM_SETS.get(key)
+    if found is None:
+        found = ProgramSet(Programs(task, optimizer, plateau, layout))
+        _PROGRAM_SETS.put(key, found)
+    return found

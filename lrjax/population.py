@@ -1,0 +1,441 @@
+"""`Population`: a live set of members training as one compiled program, to advance, inspect,
+change, save and resume.
+
+Every policy above a plain sweep (plateau on validation, range tests, halving, PBT, Bayesian
+rounds, resuming after a crash) stops a population, looks at it, changes some members and goes
+on; `lrjax.sweep` is the simplest such driver.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import jax
+import numpy as np
+import optax
+
+from lrjax import _configs
+from lrjax.engine import cache
+from lrjax.engine.program import CHUNK, Layout, OptimizerFn, PlateauFn, member_bytes, seed_keys, stacked_axis
+from lrjax.result import SweepResult
+from lrjax.task import Task
+
+DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of member state, see `state_bytes`
+
+Members = Union[int, Sequence[int], np.ndarray]
+
+
+def positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``; TypeError / ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_task_and_optimizer(task: Any, optimizer: Any, hp: Any) -> None:
+    """TypeError unless ``task`` is a `Task` and ``optimizer(hp)`` an Optax transformation."""
+    if not isinstance(task, Task):
+        raise TypeError(f"task must be an lrjax.Task, got {task!r}")
+    if not callable(optimizer):
+        raise TypeError(f"optimizer must be a function hp -> optax.GradientTransformation, got {optimizer!r}")
+    probe = optimizer(hp)
+    if not isinstance(probe, optax.GradientTransformation):
+        raise TypeError(f"optimizer(hp) must return an optax.GradientTransformation, got {type(probe).__name__}")
+
+
+def state_bytes(member_bytes: int, members: int) -> int:
+    """Bytes a population of ``members`` needs for its state: each member's parameters and
+    optimizer state counted three times (the state, the next state being written, gradients and
+    updates in flight)."""
+    return 3 * members * max(member_bytes, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Fixed:
+    """``hp -> tx`` for one transformation shared by every member (hashable, so the engine's
+    program cache finds it again)."""
+
+    tx: optax.GradientTransformation
+
+    def __call__(self, hp: Any) -> optax.GradientTransformation:
+        return self.tx
+
+
+def _plateau_fn(plateau: Any) -> Optional[PlateauFn]:
+    if plateau is None:
+        return None
+    if isinstance(plateau, optax.GradientTransformation):
+        return _Fixed(plateau)
+    if callable(plateau):
+        return plateau
+    raise TypeError(f"plateau must be an Optax transformation (e.g. lrjax.reduce_on_plateau()) or a function hp -> one, got {plateau!r}")
+
+
+class Population:
+    """Members (configurations × seeds) training simultaneously in one compiled program.
+
+    Member ``i * seeds + s`` starts as configuration ``i`` with seed ``s``; members sharing a seed
+    share their initial parameters and, at every step of `advance`, their batch (the data order
+    follows the population's clock, whatever each member's own step count). Schedules in the
+    optimizer see the member's own count. Each operation compiles at its first use; afterwards
+    nothing recompiles, whatever `advance`'s length or which members change.
+
+    Args:
+      task: the `lrjax.Task` to train.
+      optimizer: ``optimizer(hp) -> optax.GradientTransformation``, called inside the traced
+        program with one member's hyperparameters (a dict of scalars, or schedules). It also
+        receives ``value=`` (the member's training loss) in ``update``.
+      configs: name -> one value per configuration (1-D arrays, or pytrees of them).
+      batch_size: examples per step, drawn epoch by epoch without replacement; None: full batch.
+      seed: the base seed of parameters and data order.
+      seeds: seeds per configuration.
+      devices: devices to shard the members over (default: all local devices).
+      memory_budget: bytes the state may take (`state_bytes`); more raises `ValueError`.
+      plateau: optional `lrjax.reduce_on_plateau(...)` (or ``optax.contrib.reduce_on_plateau``, or
+        a function ``hp -> `` one, to sweep its arguments): each `evaluate` is one observation of
+        each member's ``plateau_metric``, and the member's updates are multiplied by its scale
+        until the next.
+      plateau_metric: the evaluation metric the plateau observes.
+
+    Example:
+      >>> import optax, lrjax
+      >>> task = lrjax.datasets.linear_regression()
+      >>> pop = lrjax.Population(task, lambda hp: optax.sgd(hp["learning_rate"]), {"learning_rate": [0.01, 0.1]})
+      >>> pop.advance(50).shape
+      (2, 50)
+      >>> pop.copy(0, 1)                                     # the better into the worse
+      >>> pop.set_configs(0, {"learning_rate": 0.2})        # perturb, keep its parameters
+      >>> pop.steps.tolist()
+      [50, 50]
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        optimizer: OptimizerFn,
+        configs: Mapping[str, Any],
+        *,
+        batch_size: Optional[int] = None,
+        seed: int = 0,
+        seeds: int = 1,
+        devices: Optional[Sequence[Any]] = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        plateau: Any = None,
+        plateau_metric: str = "loss",
+    ):
+        hps, num_configs = _configs.check_configs(configs)
+        seeds = positive_int("seeds", seeds)
+        seed = positive_int("seed", seed, minimum=0)
+        memory_budget = positive_int("memory_budget", memory_budget)
+        if batch_size is not None:
+            batch_size = positive_int("batch_size", batch_size)
+            if batch_size > task.num_train:
+                raise ValueError(f"batch_size must be <= the number of training examples ({task.num_train}), got {batch_size}")
+        check_task_and_optimizer(task, optimizer, _configs.take(hps, 0))
+        plateau_fn = _plateau_fn(plateau)
+        devices = tuple(devices or jax.local_devices())
+        slots = math.ceil(num_configs / len(devices)) * len(devices)
+        layout = Layout(seeds, slots, batch_size, devices)
+        programs = cache.program_set(task, optimizer, plateau_fn, layout)
+        self._metric_names = programs.programs.metric_names()
+        if plateau_fn is not None and plateau_metric not in self._metric_names:
+            raise ValueError(f"plateau_metric must be one of the task's metrics {self._metric_names}, got {plateau_metric!r}")
+        one_member = member_bytes(task, optimizer, _configs.take(hps, 0))
+        needed = state_bytes(one_member, seeds * slots)
+        if needed > memory_budget:
+            raise ValueError(
+                f"the population needs {needed} bytes ({seeds} seeds × {slots} configurations × {one_member} bytes "
+                f"of parameters and optimizer state × 3), more than memory_budget={memory_budget}; "
+                "use fewer members (lrjax.sweep splits them into groups) or a larger budget"
+            )
+
+        self.task, self.optimizer, self.plateau, self.plateau_metric = task, optimizer, plateau_fn, plateau_metric
+        self.batch_size, self.seed, self.seeds, self.devices = batch_size, seed, seeds, devices
+        self._programs, self._layout = programs, layout
+        self._configs = {k: _configs.take(v, np.repeat(np.arange(num_configs), seeds)) for k, v in hps.items()}
+        self._active = np.ones(num_configs * seeds, bool)
+        replicated = programs.programs.replicated
+        self._keys = jax.device_put(seed_keys(seed, seeds), replicated)
+        self._train_data = jax.device_put(task.train_data, replicated)
+        self._eval_data = self._train_data if task.eval_data is None else jax.device_put(task.eval_data, replicated)
+        self._clock = 0
+        self._losses: list[np.ndarray] = []
+        self._eval_steps: list[int] = []
+        self._eval_metrics: list[dict[str, np.ndarray]] = []
+        self._plateau_scale: list[np.ndarray] = []
+        self._compile_seconds = 0.0
+        self._upload()
+        self._ensure(["chunk", "init", "evaluate"] + (["observe"] if plateau_fn else []))
+        self._state = self._run("init", self._device_hps, self._keys)
+
+    # -- layout: members (size,) on the host <-> slots (seeds, configurations) on device -----
+
+    def _to_slots(self, x: np.ndarray, pad: Any = None) -> np.ndarray:
+        """(size, ...) -> (seeds, slots, ...); padding slots repeat the last configuration or hold ``pad``."""
+        x = np.asarray(x)
+        y = x.reshape((-1, self.seeds) + x.shape[1:]).swapaxes(0, 1)
+        extra = self._layout.members - y.shape[1]
+        if extra:
+            fill = np.repeat(y[:, -1:], extra, axis=1) if pad is None else np.full((self.seeds, extra) + y.shape[2:], pad, y.dtype)
+            y = np.concatenate([y, fill], axis=1)
+        return np.ascontiguousarray(y)
+
+    def _to_members(self, y: Any) -> np.ndarray:
+        """(seeds, slots, ...) -> (size, ...), dropping padding slots."""
+        y = np.asarray(y)[:, : self.size // self.seeds]
+        return y.swapaxes(0, 1).reshape((self.size,) + y.shape[2:])
+
+    def _upload(self) -> None:
+        """Put the host's hyperparameters and active flags on the devices (no compilation)."""
+        slots = self._programs.programs.slots
+        self._device_hps = jax.device_put(jax.tree.map(self._to_slots, self._configs), slots)
+        self._device_active = jax.device_put(self._to_slots(self._active, pad=False), slots)
+
+    def _ensure(self, names: Sequence[str]) -> None:
+        started = time.perf_counter()
+        self._programs.ensure(names, self._device_hps, self._keys, self._train_data, self._eval_data)
+        self._compile_seconds += time.perf_counter() - started
+
+    def _run(self, name: str, *args: Any) -> Any:
+        if not self._programs.compiled(name, self._device_hps):
+            self._ensure([name])
+        return self._programs(name, self._device_hps, *args)
+
+    # -- inspection ---------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """Number of members: configurations × seeds."""
+        return int(self._active.size)
+
+    @property
+    def configs(self) -> dict[str, Any]:
+        """Each member's hyperparameters: name -> (size,) host arrays (pytrees of them for
+        pytree-valued configs), plus ``seed``, the member's seed index (a copy)."""
+        out = {k: jax.tree.map(np.copy, v) for k, v in self._configs.items()}
+        out["seed"] = np.tile(np.arange(self.seeds), self.size // self.seeds)
+        return out
+
+    @property
+    def steps(self) -> np.ndarray:
+        """(size,) updates each member has applied (a diverged member stops counting)."""
+        return self._to_members(self._state.members.steps)
+
+    @property
+    def clock(self) -> int:
+        """Steps the population has taken (`advance` calls summed): the position in the data."""
+        return self._clock
+
+    @property
+    def active(self) -> np.ndarray:
+        """(size,) whether each member trains in `advance`."""
+        return self._active.copy()
+
+    @property
+    def diverged(self) -> np.ndarray:
+        """(size,) whether each member's loss or update turned non-finite (it is then frozen)."""
+        return self._to_members(self._state.members.diverged)
+
+    @property
+    def diverged_at(self) -> np.ndarray:
+        """(size,) the member's step count when it diverged, or −1."""
+        return self._to_members(self._state.members.diverged_at)
+
+    @property
+    def params(self) -> Any:
+        """Every member's parameters as host arrays with a leading (size,) axis."""
+        return jax.tree.map(lambda x: self._to_members(np.moveaxis(np.asarray(x), stacked_axis(x), 1)), self._state.members.params)
+
+    def __repr__(self) -> str:
+        return (
+            f"Population(task={self.task.name!r}, size={self.size}, seeds={self.seeds}, clock={self._clock}, "
+            f"active={int(self._active.sum())}, diverged={int(self.diverged.sum())}, configs={sorted(self._configs)})"
+        )
+
+    # -- training -----------------------------------------------------------------------------
+
+    def advance(self, steps: int) -> np.ndarray:
+        """Train every active member for ``steps`` steps of the population's clock.
+
+        Args:
+          steps: >= 0 steps.
+
+        Returns:
+          (size, steps) training loss before each update; NaN where a member is inactive or
+          diverged.
+        """
+        steps = positive_int("steps", steps, minimum=0)
+        buffers = []
+        for start in range(0, steps, CHUNK):
+            n = min(CHUNK, steps - start)
+            self._state, losses = self._run("chunk", self._state, self._device_hps, self._device_active, self._train_data, np.int32(n))
+            buffers.append((losses, n))
+        self._clock += steps
+        seeds_slots = (self.seeds, self._layout.members)
+        stacked = np.concatenate([np.asarray(b)[:n] for b, n in buffers]) if buffers else np.zeros((0, *seeds_slots), np.float32)
+        losses = self._to_members(np.moveaxis(stacked, 0, -1))
+        self._losses.append(losses)
+        return losses.copy()
+
+    def evaluate(self) -> dict[str, np.ndarray]:
+        """Every member's metrics on the task's eval data (or its training data).
+
+        With a ``plateau``, this is one observation of ``plateau_metric`` for each active,
+        not diverged member. The evaluation is recorded in `result`.
+
+        Returns:
+          name -> (size,) values; always ``loss``. A diverged member is evaluated at its last
+          finite parameters.
+        """
+        metrics = self._run("evaluate", self._state.members.params, self._eval_data)
+        if self.plateau is not None:
+            values = metrics[self.plateau_metric]
+            self._state = self._run("observe", self._state, self._device_hps, values, self._device_active)
+            self._plateau_scale.append(self._to_members(self._state.members.scale))
+        host = {k: self._to_members(v) for k, v in jax.device_get(metrics).items()}
+        self._eval_steps.append(self._clock)
+        self._eval_metrics.append(host)
+        return {k: v.copy() for k, v in host.items()}
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def _members_arg(self, name: str, members: Members, *, unique: bool = True) -> np.ndarray:
+        """``members`` as an int array of member indices; raises naming ``name``."""
+        arr = np.atleast_1d(np.asarray(members))
+        if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+            raise ValueError(f"{name} must be a member index or a 1-D sequence of them, got {members!r}")
+        if np.any((arr < 0) | (arr >= self.size)):
+            bad = arr[(arr < 0) | (arr >= self.size)]
+            raise ValueError(f"{name} must be member indices in [0, {self.size}), got {bad[0].item()} in {arr.tolist()}")
+        if unique and len(np.unique(arr)) != arr.size:
+            raise ValueError(f"{name} must not repeat a member, got {arr.tolist()}")
+        return arr.astype(np.int64)
+
+    def _updated_configs(self, name: str, configs: Mapping[str, Any], index: np.ndarray) -> dict[str, Any]:
+        """The members' hyperparameters with ``configs`` written at ``index`` (a new dict; the
+        population is untouched). A config not named keeps its values; a scalar leaf applies to
+        every member in ``index``."""
+        if not isinstance(configs, Mapping):
+            raise ValueError(f"{name} must be a dict of name -> values, got {configs!r}")
+        new = dict(self._configs)
+        for key, value in configs.items():
+            where = f"{name}[{key!r}]"
+            if key not in self._configs:
+                raise ValueError(f"{name} has unknown name {key!r}; the population's configs are {sorted(self._configs)}")
+            value = _configs.as_tree(where, value)
+            expected = jax.tree.structure(self._configs[key])
+            if jax.tree.structure(value) != expected:
+                raise ValueError(f"{where} must have the structure of the population's {key!r} ({expected}), got {jax.tree.structure(value)}")
+
+            def write(old: np.ndarray, leaf: Any) -> np.ndarray:
+                arr = _configs.check_values(where, key, leaf)
+                if arr.ndim > 0 and arr.shape[0] != index.size:
+                    raise ValueError(f"{where} must have one value per member ({index.size}), got {arr.shape[0]}")
+                cast = arr.astype(old.dtype)
+                if not np.array_equal(cast, arr):
+                    raise TypeError(f"{where} must be of dtype {old.dtype} like the population's, got {arr.tolist()}")
+                out = old.copy()
+                out[index] = cast
+                return out
+
+            new[key] = jax.tree.map(write, self._configs[key], value)
+        return new
+
+    def replace(self, members: Members, configs: Mapping[str, Any]) -> None:
+        """Start ``members`` afresh with new hyperparameters: their seed's initial parameters, a
+        new optimizer state, steps at 0, not diverged. Configs not named keep their values.
+
+        Args:
+          members: member indices.
+          configs: name -> one value per member in ``members`` (or one value for all).
+        """
+        index = self._members_arg("members", members)
+        new = self._updated_configs("configs", configs, index)
+        mask = np.zeros(self.size, bool)
+        mask[index] = True
+        old = self._configs
+        self._configs = new
+        self._upload()
+        try:
+            mask = jax.device_put(self._to_slots(mask, pad=False), self._programs.programs.slots)
+            self._state = self._run("reset", self._state, self._device_hps, self._keys, mask)
+        except Exception:
+            self._configs = old
+            self._upload()
+            raise
+
+    def copy(self, dst: Members, src: Members) -> None:
+        """Copy members ``src`` into ``dst``: parameters, optimizer state, steps, divergence flags
+        and hyperparameters (all reads happen before any write). ``dst`` keeps its seed's data
+        stream and its active flag.
+
+        Args:
+          dst: member indices to overwrite (no repeats).
+          src: member indices to copy from, as many as ``dst``.
+        """
+        dst_index = self._members_arg("dst", dst)
+        src_index = self._members_arg("src", src, unique=False)
+        if dst_index.size != src_index.size:
+            raise ValueError(f"dst and src must have the same length, got {dst_index.size} and {src_index.size}")
+        source = np.arange(self.size)
+        source[dst_index] = src_index
+        configs, slots = self.size // self.seeds, self._layout.members
+        seed_of = np.tile(np.arange(self.seeds), configs)
+        config_of = np.repeat(np.arange(configs), self.seeds)
+        src_seed = np.tile(np.arange(self.seeds)[:, None], (1, slots)).astype(np.int32)
+        src_slot = np.tile(np.arange(slots)[None, :], (self.seeds, 1)).astype(np.int32)
+        src_seed[: , :configs] = self._to_slots(seed_of[source])[:, :configs]
+        src_slot[:, :configs] = self._to_slots(config_of[source])[:, :configs]
+        sharding = self._programs.programs.slots
+        self._state = self._run("copy", self._state, jax.device_put(src_seed, sharding), jax.device_put(src_slot, sharding))
+        self._configs = _configs.take(self._configs, source)
+        self._upload()
+
+    def set_configs(self, members: Members, configs: Mapping[str, Any]) -> None:
+        """Give ``members`` new hyperparameter values; parameters, optimizer state and steps are
+        untouched. Configs not named keep their values.
+
+        Args:
+          members: member indices.
+          configs: name -> one value per member in ``members`` (or one value for all).
+        """
+        index = self._members_arg("members", members)
+        self._configs = self._updated_configs("configs", configs, index)
+        self._upload()
+
+    def deactivate(self, members: Members) -> None:
+        """Stop training ``members``: `advance` leaves their state as it is (their loss is NaN)."""
+        self._active[self._members_arg("members", members, unique=False)] = False
+        self._upload()
+
+    def activate(self, members: Members) -> None:
+        """Train ``members`` again from where they stopped."""
+        self._active[self._members_arg("members", members, unique=False)] = True
+        self._upload()
+
+    # -- results ------------------------------------------------------------------------------
+
+    def result(self) -> SweepResult:
+        """A `SweepResult` of everything recorded so far: one row per member (slot), the training
+        loss at every step of the clock, every evaluation, the current configs and parameters."""
+        size = self.size
+        evals = len(self._eval_steps)
+        return SweepResult(
+            configs={**_configs.columns(self._configs), "seed": self.configs["seed"]},
+            train_loss=np.concatenate(self._losses, axis=1) if self._losses else np.zeros((size, 0), np.float32),
+            eval_steps=np.asarray(self._eval_steps, np.int64),
+            eval_metrics={k: np.stack([m[k] for m in self._eval_metrics], -1) if evals else np.zeros((size, 0), np.float32) for k in self._metric_names},
+            final_params=self.params,
+            diverged=self.diverged,
+            diverged_at=self.diverged_at,
+            plateau_scale=np.stack(self._plateau_scale, -1) if self.plateau is not None and evals else None,
+            info={
+                "task": self.task.name, "steps": self._clock, "batch_size": self.batch_size, "seed": self.seed,
+                "seeds": self.seeds, "devices": len(self.devices), "compile_seconds": self._compile_seconds,
+            },
+        )
