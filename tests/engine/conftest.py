@@ -1,30 +1,6 @@
-"""Shared, session-scoped tasks and optimizers, so compiled sweep programs are reused."""
-
-import optax
-import pytest
+"""The sweep call the engine tests share (fixtures are in tests/conftest.py)."""
 
 import lrjax
-import lrjax.datasets as D
-
-
-@pytest.fixture(scope="session")
-def digits():
-    return D.digits_mlp(hidden=(16,))
-
-
-@pytest.fixture(scope="session")
-def quadratic():
-    return D.quadratic((1.0, 10.0))
-
-
-@pytest.fixture(scope="session")
-def sgd():
-    return lambda hp: optax.sgd(hp["learning_rate"])
-
-
-@pytest.fixture(scope="session")
-def adam():
-    return lambda hp: optax.adam(hp["learning_rate"])
 
 
 def run(task, optimizer, configs, **kwargs):
