@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -17,9 +18,19 @@ import jax
 import numpy as np
 import optax
 
-from lrjax import _configs
+from lrjax import _checkpoint, _configs
 from lrjax.engine import cache
-from lrjax.engine.program import CHUNK, Layout, OptimizerFn, PlateauFn, member_bytes, seed_keys, stacked_axis
+from lrjax.engine.program import (
+    CHUNK,
+    Layout,
+    OptimizerFn,
+    PlateauFn,
+    PopulationState,
+    Programs,
+    member_bytes,
+    seed_keys,
+    stacked_axis,
+)
 from lrjax.result import SweepResult
 from lrjax.task import Task
 
@@ -169,6 +180,7 @@ class Population:
         self._eval_metrics: list[dict[str, np.ndarray]] = []
         self._plateau_scale: list[np.ndarray] = []
         self._compile_seconds = 0.0
+        self._checkpoint_extra: dict = {}
         self._upload()
         self._ensure(["chunk", "init", "evaluate"] + (["observe"] if plateau_fn else []))
         self._state = self._run("init", self._device_hps, self._keys)
@@ -439,3 +451,145 @@ class Population:
                 "seeds": self.seeds, "devices": len(self.devices), "compile_seconds": self._compile_seconds,
             },
         )
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def save(self, path: str) -> None:
+        """Checkpoint everything that decides the future to the directory ``path`` (orbax-checkpoint):
+        parameters, optimizer and plateau states, hyperparameters, per-member steps and flags, the
+        data-order keys and position, and the recorded history. Saving again replaces the
+        checkpoint only once the new one is complete. See `restore`."""
+        self._save(os.fspath(path), {})
+
+    def _save(self, path: str, extra: Mapping[str, Any]) -> None:
+        names = sorted(self._configs)
+        members = [self._to_slots_host(x) for x in jax.tree.leaves(self._state.members)]
+        arrays = {
+            "members": {str(i): x for i, x in enumerate(members)},
+            "configs": {str(i): {str(j): leaf for j, leaf in enumerate(jax.tree.leaves(self._configs[n]))} for i, n in enumerate(names)},
+            "data": {"order": np.asarray(self._state.order), "shuffle": np.asarray(self._state.shuffle), "clock": np.asarray(self._state.clock)},
+            "active": self._active,
+            "train_loss": self.result().train_loss,
+            "eval_steps": np.asarray(self._eval_steps, np.int64),
+            "eval": {str(i): np.stack([m[k] for m in self._eval_metrics], -1) if self._eval_metrics else np.zeros((self.size, 0), np.float32)
+                     for i, k in enumerate(self._metric_names)},
+        }
+        if self.plateau is not None:
+            arrays["plateau_scale"] = np.stack(self._plateau_scale, -1) if self._plateau_scale else np.zeros((self.size, 0), np.float32)
+        meta = {
+            "task": self.task.name, "size": self.size, "seed": self.seed, "seeds": self.seeds, "batch_size": self.batch_size,
+            "clock": self._clock, "plateau_metric": self.plateau_metric, "metrics": self._metric_names,
+            "config_names": names, "config_structures": [str(jax.tree.structure(self._configs[n])) for n in names],
+            "fingerprint": self._fingerprint(self.task, self.optimizer, self.plateau, self._configs, self.batch_size), "extra": dict(extra),
+        }
+        _checkpoint.save(path, arrays, meta)
+
+    def _to_slots_host(self, x: jax.Array) -> np.ndarray:
+        """A member-state leaf as a host array (seeds, configurations, ...), padding dropped."""
+        return np.moveaxis(np.asarray(x), stacked_axis(x), 1)[:, : self.size // self.seeds]
+
+    @staticmethod
+    def _fingerprint(task: Task, optimizer: OptimizerFn, plateau: Optional[PlateauFn], configs: Mapping[str, Any], batch_size: Optional[int]) -> dict:
+        """What a checkpoint's state must match: one member's state structure, shapes and dtypes
+        (from shapes; nothing runs), the number of training examples and the batch size."""
+        programs = Programs(task, optimizer, plateau, Layout(1, 1, batch_size, tuple(jax.local_devices()[:1])))
+        one = programs.member_shapes(_configs.take(configs, 0))
+        return {
+            "structure": str(jax.tree.structure(one)),
+            "leaves": [[list(x.shape), np.dtype(x.dtype).str] for x in jax.tree.leaves(one)],
+            "examples": task.num_train,
+        }
+
+    @classmethod
+    def restore(
+        cls,
+        path: str,
+        task: Task,
+        optimizer: OptimizerFn,
+        *,
+        configs: Optional[Mapping[str, Any]] = None,
+        devices: Optional[Sequence[Any]] = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        plateau: Any = None,
+    ) -> "Population":
+        """The population saved in ``path`` by `save`, continuing exactly where it stopped.
+
+        On the same number of devices it continues bitwise identically to a population never
+        interrupted; on another, within float32 summation order.
+
+        Args:
+          path: a directory written by `save`.
+          task, optimizer, plateau: as given to the saved population (the same structure; the
+            checkpoint is checked against them).
+          configs: needed only when a config value is a pytree other than an array (e.g. a
+            batch of schedules): any configs of the same structure, such as those the
+            population was created with; their values are ignored.
+          devices, memory_budget: as for `Population`.
+
+        Raises:
+          FileNotFoundError: no such directory.
+          ValueError: no complete checkpoint, a corrupt one, or one written for a different
+            task, optimizer, plateau or config structure.
+        """
+        path = os.fspath(path)
+        arrays, meta = _checkpoint.load(path)
+        names, structures = meta["config_names"], meta["config_structures"]
+        if configs is not None:
+            like, _ = _configs.check_configs(configs)
+            if sorted(like) != names:
+                raise ValueError(f"configs must have the checkpoint's names {names}, got {sorted(like)}")
+            trees = [jax.tree.structure(like[n]) for n in names]
+        else:
+            trees = [jax.tree.structure(np.zeros(1))] * len(names)
+        for name, tree, saved in zip(names, trees, structures):
+            if str(tree) != saved:
+                hint = "" if configs is not None else "; pass configs= with that structure"
+                raise ValueError(f"config {name!r} in {path!r} has structure {saved}, got {tree}{hint}")
+        member_configs = {
+            n: jax.tree.unflatten(tree, [arrays["configs"][str(i)][str(j)] for j in range(tree.num_leaves)])
+            for i, (n, tree) in enumerate(zip(names, trees))
+        }
+        plateau_fn = _plateau_fn(plateau)
+        if (plateau_fn is None) != ("plateau_scale" not in arrays):
+            raise ValueError(f"the checkpoint in {path!r} was saved {'with' if 'plateau_scale' in arrays else 'without'} a plateau; "
+                             f"restore it {'with' if 'plateau_scale' in arrays else 'without'} one")
+        fingerprint = cls._fingerprint(task, optimizer, plateau_fn, member_configs, meta["batch_size"])
+        if fingerprint != meta["fingerprint"]:
+            short = lambda v: (str(v)[:200] + "…") if len(str(v)) > 200 else v
+            diff = {k: (short(meta["fingerprint"].get(k)), short(fingerprint[k])) for k in fingerprint if fingerprint[k] != meta["fingerprint"].get(k)}
+            raise ValueError(f"the checkpoint in {path!r} was written for a different task, optimizer or plateau: (saved, given) {diff}")
+        seeds = meta["seeds"]
+        pop = cls(
+            task, optimizer, _configs.take(member_configs, np.arange(0, meta["size"], seeds)), batch_size=meta["batch_size"],
+            seed=meta["seed"], seeds=seeds, devices=devices, memory_budget=memory_budget, plateau=plateau,
+            plateau_metric=meta["plateau_metric"],
+        )
+        pop._load(arrays, meta, member_configs)
+        return pop
+
+    def _load(self, arrays: Mapping[str, Any], meta: Mapping[str, Any], member_configs: Mapping[str, Any]) -> None:
+        """Take the state and history of a checkpoint (see `restore`)."""
+        self._configs = dict(member_configs)
+        self._active = np.asarray(arrays["active"], bool)
+        self._upload()
+        shapes = self._programs.programs.state_shapes(self._device_hps)
+        slots = self._layout.members
+
+        def place(saved: np.ndarray, like: jax.ShapeDtypeStruct) -> jax.Array:
+            extra = slots - saved.shape[1]
+            padded = np.concatenate([saved, np.repeat(saved[:, -1:], extra, axis=1)], axis=1) if extra else saved
+            return jax.device_put(np.moveaxis(padded, 1, stacked_axis(padded)), like.sharding)
+
+        members = [arrays["members"][str(i)] for i in range(len(arrays["members"]))]
+        members = jax.tree.unflatten(jax.tree.structure(shapes.members), [place(x, s) for x, s in zip(members, jax.tree.leaves(shapes.members))])
+        data = arrays["data"]
+        replicated = self._programs.programs.replicated
+        self._state = PopulationState(members, *(jax.device_put(data[k], replicated) for k in ("order", "shuffle", "clock")))
+        self._clock = int(meta["clock"])
+        self._checkpoint_extra = meta["extra"]
+        self._losses = [np.asarray(arrays["train_loss"], np.float32)]
+        self._eval_steps = [int(t) for t in arrays["eval_steps"]]
+        evals = [arrays["eval"][str(i)] for i in range(len(self._metric_names))]
+        self._eval_metrics = [{k: v[:, e] for k, v in zip(self._metric_names, evals)} for e in range(len(self._eval_steps))]
+        if self.plateau is not None:
+            self._plateau_scale = [arrays["plateau_scale"][:, e] for e in range(len(self._eval_steps))]

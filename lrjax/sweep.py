@@ -8,7 +8,9 @@ the same shape so that they share one set of compiled programs.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import time
 from typing import Any, Mapping, Optional, Sequence
 
@@ -16,7 +18,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from lrjax import _configs
+from lrjax import _checkpoint, _configs
 from lrjax._configs import check_configs
 from lrjax.engine.compiles import count_compiles
 from lrjax.engine.program import CHUNK, OptimizerFn, member_bytes
@@ -35,12 +37,23 @@ def group_size(num_configs: int, seeds: int, bytes_per_member: int, budget: int,
     return min(size, math.ceil(num_configs / num_devices) * num_devices)
 
 
-def _boundaries(steps: int, eval_every: Optional[int]) -> list[tuple[int, bool]]:
-    """(clock, evaluate here) at which the sweep stops advancing: every `CHUNK` steps (for the
-    progress bar), every ``eval_every`` steps and at the end, where it always evaluates."""
-    evals = set(range(eval_every, steps + 1, eval_every)) if eval_every else set()
-    stops = sorted(evals | set(range(CHUNK, steps, CHUNK)) | {steps})
-    return [(t, t in evals or t == steps) for t in stops]
+def _boundaries(steps: int, eval_every: Optional[int], checkpoint_every: Optional[int]) -> list[tuple[int, bool, bool]]:
+    """(clock, evaluate, checkpoint) at which the sweep stops advancing: every `CHUNK` steps (for
+    the progress bar), every ``eval_every`` steps, every ``checkpoint_every`` steps and at the end,
+    where it always evaluates and checkpoints."""
+    every = lambda k: set(range(k, steps + 1, k)) if k else set()
+    evals, saves = every(eval_every), every(checkpoint_every)
+    stops = sorted(evals | saves | set(range(CHUNK, steps, CHUNK)) | {steps})
+    return [(t, t in evals or t == steps, t in saves or t == steps) for t in stops]
+
+
+def _signature(hps: Mapping[str, Any], **arguments: Any) -> dict[str, Any]:
+    """What a sweep's checkpoint must have been written by: the arguments that decide the
+    result, and a SHA-256 of the configurations."""
+    digest = hashlib.sha256()
+    for name, column in sorted(_configs.columns(hps).items()):
+        digest.update(name.encode() + column.dtype.str.encode() + np.ascontiguousarray(column).tobytes())
+    return {**arguments, "configs": digest.hexdigest()}
 
 
 def _join(parts: Sequence[SweepResult], counts: Sequence[int], info: dict[str, Any]) -> SweepResult:
@@ -75,6 +88,8 @@ def sweep(
     devices: Optional[Sequence[Any]] = None,
     plateau: Any = None,
     plateau_metric: str = "loss",
+    checkpoint: Optional[str] = None,
+    checkpoint_every: Optional[int] = None,
 ) -> SweepResult:
     """Train every configuration (× ``seeds``) simultaneously in one compiled, vmapped program.
 
@@ -101,6 +116,13 @@ def sweep(
         evaluation each member's plateau observes its own ``plateau_metric`` and scales the
         member's updates until the next; recorded in ``result.plateau_scale``.
       plateau_metric: the evaluation metric the plateau observes.
+      checkpoint: a directory. The sweep saves each memory group's population there
+        (``Population.save``, orbax-checkpoint) every ``checkpoint_every`` steps and when the group
+        finishes; if the directory holds checkpoints, the sweep resumes from them. A sweep killed
+        and started again with the same arguments finishes with results bitwise equal to an
+        uninterrupted sweep on the same devices. Checkpoints from a different sweep raise
+        `ValueError`.
+      checkpoint_every: steps between checkpoints (default: at each evaluation).
 
     Returns:
       A `SweepResult` whose member axis is configuration-major: member ``i * seeds + s`` is
@@ -120,6 +142,14 @@ def sweep(
     if eval_every is not None:
         eval_every = positive_int("eval_every", eval_every)
     check_task_and_optimizer(task, optimizer, _configs.take(hps, 0))
+    if checkpoint_every is not None:
+        checkpoint_every = positive_int("checkpoint_every", checkpoint_every)
+        if checkpoint is None:
+            raise ValueError(f"checkpoint_every={checkpoint_every} needs checkpoint=<directory>")
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise TypeError(f"checkpoint must be a directory path, got {checkpoint!r}")
+        checkpoint_every = checkpoint_every or eval_every
     devices = tuple(devices or jax.local_devices())
     one_member = member_bytes(task, optimizer, _configs.take(hps, 0))
     size = group_size(num_configs, seeds, one_member, memory_budget, len(devices))
@@ -129,20 +159,36 @@ def sweep(
     kwargs = dict(batch_size=batch_size, seed=seed, seeds=seeds, devices=devices, memory_budget=budget,
                   plateau=plateau, plateau_metric=plateau_metric)
 
+    signature = _signature(hps, steps=steps, eval_every=eval_every, batch_size=batch_size, seed=seed, seeds=seeds,
+                           group_size=size, plateau_metric=plateau_metric if plateau is not None else None)
+
     started = time.perf_counter()
     parts, compile_seconds = [], 0.0
     bar = tqdm(total=len(groups) * steps, desc=f"sweep {task.name}", unit="step", disable=not progress)
     with count_compiles() as compiles:
         for g, index in enumerate(groups):
             padded = np.concatenate([index, np.full(size - len(index), index[-1])])
-            pop = Population(task, optimizer, _configs.take(hps, padded), **kwargs)
-            if len(index) < size:
-                pop.deactivate(np.arange(len(index) * seeds, pop.size))
-            for clock, evaluate in _boundaries(steps, eval_every):
+            group_configs = _configs.take(hps, padded)
+            path = None if checkpoint is None else os.path.join(os.fspath(checkpoint), f"group_{g:04d}")
+            if path is not None and _checkpoint.exists(path):
+                pop = Population.restore(path, task, optimizer, configs=group_configs, devices=devices, memory_budget=budget, plateau=plateau)
+                expected = {**signature, "group": g}
+                if pop._checkpoint_extra != expected:
+                    diff = {k: (pop._checkpoint_extra.get(k), v) for k, v in expected.items() if pop._checkpoint_extra.get(k) != v}
+                    raise ValueError(f"{path!r} holds a checkpoint of another sweep, (saved, given): {diff}; use another checkpoint directory")
+            else:
+                pop = Population(task, optimizer, group_configs, **kwargs)
+                if len(index) < size:
+                    pop.deactivate(np.arange(len(index) * seeds, pop.size))
+            for clock, evaluate, save in _boundaries(steps, eval_every, checkpoint_every):
+                if clock <= pop.clock:
+                    continue  # done before the checkpoint this population resumed from
                 pop.advance(clock - pop.clock)
                 if evaluate:
                     pop.evaluate()
-                bar.update(clock - bar.n + g * steps)
+                if path is not None and save:
+                    pop._save(path, {**signature, "group": g})
+                bar.update(g * steps + clock - bar.n)
             parts.append(pop.result())
             compile_seconds += parts[-1].info["compile_seconds"]
     bar.close()
