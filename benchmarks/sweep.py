@@ -12,7 +12,8 @@ Everything is measured in one run, on one machine, on the digits MLP with Adam, 
   (c) floor  model FLOPs / measured matmul throughput: 6 · batch · (weights) FLOPs per member
              step (forward 2, backward 4), divided by the best f32 matmul rate measured here.
 
-Also: compile time and XLA's memory analysis of the compiled chunk program as N grows.
+Also: compile time and XLA's memory analysis of the compiled chunk program as N grows, and the
+compile time of a sweep re-run with its optimizer lambda written anew (a notebook cell run again).
 
 On CPU the host is split into one JAX device per core (``jax_num_cpu_devices``, as the README
 recommends for sweeps on CPU), so the sweep shards its members over the cores. Everything runs in
@@ -37,7 +38,7 @@ import optax
 
 import lrjax
 import lrjax.datasets as D
-from lrjax.engine.run import programs_for
+from lrjax.engine import cache
 
 
 def timed(fn):
@@ -111,21 +112,27 @@ def plain_optax(task, lrs, steps: int, batch: int) -> float:
     return timed(lambda: [one(float(lr)) for lr in lrs])[0]
 
 
-def memory_of_chunk(task, optimizer, members: int, chunk: int, batch: int) -> dict:
-    from lrjax.engine.program import Layout
-
-    programs = programs_for(task, optimizer, Layout(1, members, batch, chunk, tuple(jax.local_devices())))
-    hps = jax.device_put({"learning_rate": jnp.zeros(members)}, programs.config_sharding)
-    keys = jax.device_put(jax.random.split(jax.random.key(0), 1), programs.replicated)
-    data = jax.device_put(task.train_data, programs.replicated)
-    jitted = programs.jitted(hps)
-    state = jitted.init.lower(hps, keys).out_info
-    mem = jitted.chunk.lower(state, hps, data, 0, 1).compile().memory_analysis()
+def memory_of_chunk(task, optimizer, members: int, batch: int) -> dict:
+    pop = lrjax.Population(task, optimizer, {"learning_rate": np.zeros(members, np.float32)}, batch_size=batch)
+    mem = pop._programs.executable("chunk", pop._device_hps).memory_analysis()
     return {
         "argument_bytes": int(mem.argument_size_in_bytes),
         "output_bytes": int(mem.output_size_in_bytes),
         "temp_bytes": int(mem.temp_size_in_bytes),
     }
+
+
+def rerun_cell_compile_seconds(task, lrs, kw) -> tuple[float, float]:
+    """Compile seconds (tracing + compiling, wall) of a sweep with an optimizer lambda, and of the
+    same sweep with the same lambda written anew, as when a notebook cell runs again."""
+    source = 'optimizer = lambda hp: optax.adam(hp["learning_rate"])'
+    seconds = []
+    cache.clear()
+    for _ in range(2):
+        scope = {"optax": optax}
+        exec(source, scope)
+        seconds.append(lrjax.sweep(task, scope["optimizer"], {"learning_rate": lrs}, **kw).info["compile_seconds"])
+    return seconds[0], seconds[1]
 
 
 def main() -> None:
@@ -159,16 +166,19 @@ def main() -> None:
           f"best of {args.repeats}\n")
 
     # The machine may be shared: each measurement is repeated and the fastest kept (noise only
-    # ever adds time). "Cold" runs use a fresh task each time, so nothing is cached.
+    # ever adds time). "Cold" runs empty the engine's cache first, so everything compiles.
     def sweep_cold():
-        fresh = D.digits_mlp(hidden=(args.hidden,))
-        return timed(lambda: lrjax.sweep(fresh, optimizer, {"learning_rate": lrs}, **kw))
+        cache.clear()
+        return timed(lambda: lrjax.sweep(task, optimizer, {"learning_rate": lrs}, **kw))
 
     colds = [sweep_cold() for _ in range(args.repeats)]
     cold, first = min(colds, key=lambda c: c[0])
     warm = min(timed(lambda: lrjax.sweep(task, optimizer, {"learning_rate": lrs * 0.5}, **kw))[0] for _ in range(args.repeats + 1))
     scans = min(scans_one_after_another(task, lrs, args.steps, args.batch_size) for _ in range(args.repeats))
     plain = None if args.skip_plain else min(plain_optax(task, lrs, args.steps, args.batch_size) for _ in range(args.repeats))
+    reruns = [rerun_cell_compile_seconds(task, lrs, kw) for _ in range(args.repeats)]
+    first_compile = min(r[0] for r in reruns)
+    rerun_compile = min(r[1] for r in reruns)
     rate = max(matmul_flops_per_second() for _ in range(args.repeats))
     floor = model_flops(task, args.steps, args.batch_size, args.num) / rate
 
@@ -188,19 +198,22 @@ def main() -> None:
           f"end to end = {cold / floor:.2f} × the floor")
     if plain is not None:
         print(f"speed-ups of the sweep: {scans / cold:.1f}× vs (a), {plain / cold:.1f}× vs (b)")
+    print(f"compile seconds of a sweep {first_compile:.3f}; of the same sweep with its optimizer lambda written anew "
+          f"(a notebook cell run again) {rerun_compile:.3f} = {rerun_compile / first_compile:.0%}")
 
     print("\n| N | compile s | sweep s (cold) | chunk program: arguments MiB | temporaries MiB |\n|---:|---:|---:|---:|---:|")
     scaling = []
     for n in [int(v) for v in args.scaling.split(",")]:
-        task_n = D.digits_mlp(hidden=(args.hidden,))  # a fresh task: nothing cached
-        seconds, result = timed(lambda: lrjax.sweep(task_n, optimizer, {"learning_rate": lrjax.search.log_grid(1e-4, 1.0, n)}, **kw))
-        mem = memory_of_chunk(task_n, optimizer, n, min(args.steps, 100), args.batch_size)
+        cache.clear()  # nothing cached
+        seconds, result = timed(lambda: lrjax.sweep(task, optimizer, {"learning_rate": lrjax.search.log_grid(1e-4, 1.0, n)}, **kw))
+        mem = memory_of_chunk(task, optimizer, n, args.batch_size)
         scaling.append({"N": n, "compile_seconds": result.info["compile_seconds"], "seconds": seconds, **mem})
         print(f"| {n} | {result.info['compile_seconds']:.2f} | {seconds:.2f} | {mem['argument_bytes'] / 2**20:.2f} | {mem['temp_bytes'] / 2**20:.2f} |")
 
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": str(device), "rows": rows, "scaling": scaling, "matmul_flops": rate}, f, indent=1)
+            json.dump({"device": str(device), "rows": rows, "scaling": scaling, "matmul_flops": rate,
+                       "compile_seconds": {"first": first_compile, "rerun_cell": rerun_compile}}, f, indent=1)
 
 
 if __name__ == "__main__":

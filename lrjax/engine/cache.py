@@ -101,11 +101,10 @@ class ProgramSet:
         self._compiled: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
 
-    def _jit_and_args(self, name: str, hps: Any, keys: jax.Array, train_data: Any, eval_data: Any) -> tuple[Callable, tuple, dict]:
-        """The jitted function for operation ``name``, arguments to lower it with, and its XLA
-        compiler options."""
+    def _jit_and_args(self, name: str, state: Any, hps: Any, keys: jax.Array, train_data: Any, eval_data: Any) -> tuple[Callable, tuple, dict]:
+        """The jitted function for operation ``name``, arguments to lower it with (``state``:
+        the state's shapes and shardings), and its XLA compiler options."""
         p = self.programs
-        state = p.state_shapes(hps)
         shardings = jax.tree.map(lambda x: x.sharding, state)
         slots = lambda dtype: jax.ShapeDtypeStruct(tuple(jax.tree.leaves(hps)[0].shape[:2]), dtype, sharding=p.slots)
         losses = NamedSharding(p.mesh, P(None, None, "members"))
@@ -121,31 +120,50 @@ class ProgramSet:
         options = options if all(d.platform == "cpu" for d in p.layout.devices) else {}
         return jax.jit(fn, donate_argnums=donate, out_shardings=out, compiler_options=options or None), args, options
 
+    def _hlo_key(self, lowered: Any, options: dict) -> Optional[Hashable]:
+        """What decides the executable of ``lowered``: its StableHLO text, argument and result
+        pytree structures (which the executable checks and the text lacks), compiler options and
+        devices. None when JAX passes constants as hidden arguments (their values are then not
+        in the text, so the text does not decide the computation)."""
+        const_args = getattr(getattr(lowered, "_lowering", None), "const_args", None)
+        if const_args is None or len(const_args):
+            return None
+        digest = hashlib.sha256(lowered.as_text().encode()).hexdigest()
+        devices = tuple(d.id for d in self.programs.layout.devices)
+        return digest, str(lowered.in_tree), str(lowered.out_tree), tuple(sorted(options.items())), devices
+
     def ensure(self, names: Sequence[str], hps: Any, keys: jax.Array, train_data: Any, eval_data: Any) -> None:
         """Compile the operations ``names`` for hyperparameters like ``hps`` unless compiled.
 
-        Lowering (tracing) runs in this thread, in the order given; executables not in the
-        HLO-keyed cache are compiled by XLA in worker threads (it releases the GIL), so the
-        first, slowest program compiles while the next ones are traced."""
+        Lowering (tracing) runs in this thread, in the order given; executables found in neither
+        cache are compiled by XLA in worker threads (it releases the GIL), so the first, slowest
+        program compiles while the next ones are traced. Evaluation reads only the task's
+        parameters and data, so its executable is shared by every program set of a task and
+        layout, whatever the optimizer: a new optimizer does not even trace it."""
         signature = _hp_signature(hps)
         missing = [n for n in names if (n, signature) not in self._compiled]
         if not missing:
             return
-        devices = tuple(d.id for d in self.programs.layout.devices)
+        p = self.programs
+        state = p.state_shapes(hps)
         with concurrent.futures.ThreadPoolExecutor(len(missing)) as pool:
             jobs = {}
             for name in missing:
-                fn, args, options = self._jit_and_args(name, hps, keys, train_data, eval_data)
+                shared = ("evaluate", p.task, p.layout) if name == "evaluate" else None
+                found = _EXECUTABLES.get(shared) if shared else None
+                if found is not None:
+                    jobs[name] = ([], found)
+                    continue
+                fn, args, options = self._jit_and_args(name, state, hps, keys, train_data, eval_data)
                 lowered = fn.lower(*args)
-                text = lowered.as_text()
-                # The executable checks its arguments' pytree structure, which the text lacks.
-                trees = str(lowered.in_tree), str(lowered.out_tree)
-                key = (hashlib.sha256(text.encode()).hexdigest(), trees, tuple(sorted(options.items())), devices)
-                cached = _EXECUTABLES.get(key)
-                jobs[name] = (key, cached if cached is not None else pool.submit(lowered.compile))
-            for name, (key, job) in jobs.items():
-                compiled = job if not isinstance(job, concurrent.futures.Future) else job.result()
-                _EXECUTABLES.put(key, compiled)
+                key = self._hlo_key(lowered, options)
+                found = _EXECUTABLES.get(key) if key is not None else None
+                cache_keys = [k for k in (key, shared) if k is not None]
+                jobs[name] = (cache_keys, found if found is not None else pool.submit(lowered.compile))
+            for name, (cache_keys, job) in jobs.items():
+                compiled = job.result() if isinstance(job, concurrent.futures.Future) else job
+                for key in cache_keys:
+                    _EXECUTABLES.put(key, compiled)
                 with self._lock:
                     self._compiled[(name, signature)] = compiled
 
@@ -156,6 +174,11 @@ class ProgramSet:
     def compiled(self, name: str, hps: Any) -> bool:
         """Whether operation ``name`` is compiled for hyperparameters like ``hps``."""
         return (name, _hp_signature(hps)) in self._compiled
+
+    def executable(self, name: str, hps: Any) -> Any:
+        """The compiled executable (``jax.stages.Compiled``) of operation ``name``, e.g. for
+        its ``memory_analysis()``."""
+        return self._compiled[(name, _hp_signature(hps))]
 
 
 def program_set(task: Task, optimizer: OptimizerFn, plateau: Optional[PlateauFn], layout: Layout) -> ProgramSet:
