@@ -101,7 +101,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
     configs = {"learning_rate": search.log_grid(args.lr_min, args.lr_max, args.num)}
     result = sweep(
         task, OPTIMIZERS[args.optimizer], configs, steps=args.steps, batch_size=args.batch_size,
-        seed=args.seed, seeds=args.seeds, eval_every=args.eval_every,
+        seed=args.seed, seeds=args.seeds, eval_every=args.eval_every, checkpoint=args.checkpoint,
     )
     frame = result.to_pandas()
     by_config = frame.groupby("learning_rate", as_index=False).agg(
@@ -157,6 +157,10 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--seeds", type=int, default=1, help="seeds per learning rate (default 1)")
     sw.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     sw.add_argument("--eval-every", type=int, default=100, help="evaluate every N steps (default 100)")
+    sw.add_argument(
+        "--checkpoint", default=None, metavar="DIR",
+        help="save the sweep to DIR at each evaluation (orbax-checkpoint); run the same command again to resume",
+    )
     sw.add_argument("--top", type=int, default=8, help="rows in the table (default 8)")
     sw.add_argument("--out-dir", default=".", help="where to write the CSV and PNG (default .)")
     sw.add_argument(

@@ -209,6 +209,8 @@ class Population:
         self._device_active = jax.device_put(self._to_slots(self._active, pad=False), slots)
 
     def _ensure(self, names: Sequence[str]) -> None:
+        if all(self._programs.compiled(n, self._device_hps) for n in names):
+            return
         started = time.perf_counter()
         self._programs.ensure(names, self._device_hps, self._keys, self._train_data, self._eval_data)
         self._compile_seconds += time.perf_counter() - started

@@ -63,3 +63,15 @@ def test_cli_sweep_prints_ranked_table_and_writes_csv_and_png(tmp_path, capsys):
     best = frame.loc[frame["eval_loss"].idxmin(), "learning_rate"]
     assert f"best learning rate: {best:.4g}" in text
     assert (tmp_path / "lrjax-sweep-digits_mlp.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_sweep_with_a_checkpoint_resumes_to_the_same_table(tmp_path, capsys):
+    import pandas as pd
+
+    args = ["sweep", "--num", "3", "--steps", "40", "--eval-every", "20", "--checkpoint", str(tmp_path / "ckpt")]
+    assert cli.main(args + ["--out-dir", str(tmp_path / "a")]) == 0
+    assert (tmp_path / "ckpt" / "group_0000").is_dir()
+    assert cli.main(args + ["--out-dir", str(tmp_path / "b")]) == 0  # finds the finished checkpoint
+    capsys.readouterr()
+    first, second = (pd.read_csv(tmp_path / d / "lrjax-sweep-digits_mlp.csv") for d in "ab")
+    pd.testing.assert_frame_equal(first, second)

@@ -2,6 +2,8 @@
 set_configs and (de)activate do what they say, member by member; nothing recompiles after each
 operation's first use; bad input raises before any device work and changes nothing."""
 
+import pathlib
+
 import jax
 import numpy as np
 import optax
@@ -225,18 +227,15 @@ def test_construction_errors(digits):
         lrjax.Population(digits, momentum, CONFIGS, plateau=0.5)
 
 
-def test_pbt_style_snippet_from_the_readme(digits):
-    # Copy the best into the worst, perturb, continue: the README's population example.
-    pop = lrjax.Population(digits, lambda hp: optax.adam(hp["learning_rate"]),
-                           {"learning_rate": lrjax.search.log_grid(1e-4, 1e-1, 8)}, batch_size=64)
-    rng = np.random.default_rng(0)
-    for _ in range(5):
-        pop.advance(40)
-        loss = pop.evaluate()["loss"]
-        order = np.argsort(loss)
-        best, worst = order[:2], order[-2:]
-        pop.copy(worst, best)
-        pop.set_configs(worst, {"learning_rate": pop.configs["learning_rate"][worst] * rng.choice([0.8, 1.25], 2)})
-    result = pop.result()
-    assert result.train_loss.shape == (8, 200) and result.eval_metrics["loss"].shape == (8, 5)
-    assert np.nanmax(result.eval_metrics["loss"][:, -1]) < np.nanmax(result.eval_metrics["loss"][:, 0])
+def test_the_readmes_population_snippet_runs_as_written(tmp_path, monkeypatch):
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Populations") :]
+    code = section[section.index("```python\n") + len("```python\n") : section.index("```\n", section.index("```python"))]
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(code, scope)
+    result, pop = scope["result"], scope["pop"]
+    assert result.train_loss.shape == (8, 500) and result.eval_metrics["loss"].shape == (8, 5)
+    assert pop.clock == 500 and (tmp_path / "pbt-checkpoint").is_dir()
+    final = result.eval_metrics["loss"]
+    assert np.nanmax(final[:, -1]) < np.nanmax(final[:, 0])  # the worst got better by copying the best

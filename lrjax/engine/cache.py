@@ -2,9 +2,12 @@
 
 Two levels:
 
-- **Program sets**, keyed by (task, optimizer, plateau, layout) identity: the jitted functions
-  and, per operation and hyperparameter signature, the compiled executable. A population calls
-  these executables directly, so after an operation's first use it cannot recompile.
+- **Program sets**, keyed by the task's identity, the layout, and the optimizer and plateau
+  functions by `function_key`: per operation and hyperparameter signature, the compiled
+  executable. A population calls these executables directly, so after an operation's first use
+  it cannot recompile. A notebook cell run again writes its optimizer lambda anew with the same
+  code and the same referenced values: `function_key` finds the same program set, and nothing is
+  traced or compiled.
 - **Executables**, keyed by a SHA-256 of the lowered StableHLO text, the argument and result
   pytree structures, the compiler options and the device ids: a new program set whose programs lower to the same HLO (a notebook cell run again
   writes the same optimizer lambda anew; a new `Task` object with the same functions and data
@@ -17,10 +20,12 @@ Both caches are least-recently-used dictionaries of bounded size (`MAX_PROGRAM_S
 
 from __future__ import annotations
 
+import builtins
 import collections
 import concurrent.futures
 import hashlib
 import threading
+import types
 from typing import Any, Callable, Hashable, Optional, Sequence
 
 import jax
@@ -86,6 +91,63 @@ def clear() -> None:
 def sizes() -> dict[str, int]:
     """How many program sets and executables the caches hold."""
     return {"program_sets": len(_PROGRAM_SETS), "executables": len(_EXECUTABLES)}
+
+
+_SCALARS = (bool, int, float, complex, str, bytes, type(None))
+_BY_IDENTITY = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)
+
+
+def _value_key(value: Any) -> Optional[Hashable]:
+    """A key for a value a function reads: scalars by value; modules, functions and classes by
+    identity (the key holds them, so an id is never reused); tuples of those element-wise; None
+    for anything else (arrays, lists, dicts, other objects: their contents may change)."""
+    if isinstance(value, _SCALARS):
+        return type(value), value
+    if isinstance(value, _BY_IDENTITY):
+        return ("object", value)
+    if isinstance(value, tuple):
+        keys = tuple(_value_key(v) for v in value)
+        return None if any(k is None for k in keys) else (type(value), keys)
+    return None
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """Names a code object and the functions nested in it may look up as globals."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+def function_key(fn: Any) -> Hashable:
+    """A cache key for a function that equals another's when both compute the same thing.
+
+    A plain Python function is keyed by its code object (bytecode, constants, names, line
+    numbers; not the file name), its defaults and closure values and the globals it reads,
+    each by `_value_key`: so ``lambda hp: optax.adam(hp["lr"])`` written again in a re-run cell
+    gets the same key, and one reading a global ``WD = 0.1`` gets another key once ``WD``
+    changes. The callees it reads (modules, functions) count by identity, as for ``jax.jit``'s
+    own cache. Anything else, or a function reading a value `_value_key` cannot key, is keyed
+    by itself (identity, or its own ``__eq__``)."""
+    if not isinstance(fn, types.FunctionType):
+        return fn
+    try:
+        closure = tuple(_value_key(cell.cell_contents) for cell in fn.__closure__ or ())
+    except ValueError:  # an empty cell
+        return fn
+    scope = []
+    for name in sorted(_names(fn.__code__)):
+        if name in fn.__globals__:
+            scope.append((name, _value_key(fn.__globals__[name])))
+        elif hasattr(builtins, name):
+            scope.append((name, _value_key(getattr(builtins, name))))
+    defaults = _value_key(fn.__defaults__ or ())
+    kwdefaults = _value_key(tuple(sorted((fn.__kwdefaults__ or {}).items())))
+    parts = (closure, tuple(k for _, k in scope), (defaults,), (kwdefaults,))
+    if any(k is None for part in parts for k in part):
+        return fn
+    return "function", fn.__code__, closure, tuple(scope), defaults, kwdefaults
 
 
 def _hp_signature(hps: Any) -> Hashable:
@@ -182,8 +244,9 @@ class ProgramSet:
 
 
 def program_set(task: Task, optimizer: OptimizerFn, plateau: Optional[PlateauFn], layout: Layout) -> ProgramSet:
-    """The cached program set for (task, optimizer, plateau, layout); built on first use."""
-    key = (task, optimizer, plateau, layout)
+    """The cached program set for (task, optimizer, plateau, layout); built on first use. The
+    optimizer and plateau are keyed by `function_key`."""
+    key = (task, function_key(optimizer), function_key(plateau), layout)
     found = _PROGRAM_SETS.get(key)
     if found is None:
         found = ProgramSet(Programs(task, optimizer, plateau, layout))

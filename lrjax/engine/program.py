@@ -133,8 +133,12 @@ def init_key(seed: int, seeds: int, index: int) -> jax.Array:
 
 def member_bytes(task: Task, optimizer: OptimizerFn, hp: Any) -> int:
     """Bytes of one member's parameters and optimizer state (from shapes; nothing runs)."""
-    shapes = jax.eval_shape(lambda hp: (p := task.init(jax.random.key(0)), optimizer(hp).init(p)), hp)
-    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+
+    def state(hp: Any) -> tuple[Any, Any]:
+        params = task.init(jax.random.key(0))
+        return params, optimizer(hp).init(params)
+
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(jax.eval_shape(state, hp)))
 
 
 def _with_value(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
