@@ -7,6 +7,7 @@ import optax
 import lrjax
 from lrjax.engine import cache, count_compiles
 
+
 def cell(line=0):
     """What running a notebook cell does: a new function object, here on line ``line`` of it."""
     scope = {"optax": optax}

@@ -6,7 +6,6 @@ import numpy as np
 import optax
 
 import lrjax.datasets as D
-
 from lrjax.engine import cache, init_key
 from tests.engine.conftest import run
 
