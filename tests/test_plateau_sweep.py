@@ -27,17 +27,18 @@ def test_each_member_follows_its_own_validation_stream(digits):
         "factor": [0.5, 0.3, 0.7, 0.5],
         "patience": [0, 1, 2, 0],
         "cooldown": [0, 1, 0, 2],
+        "threshold": [0.02, 0.02, 0.01, 0.03],
     }
 
     def plateau(hp):
-        return lrjax.reduce_on_plateau(factor=hp["factor"], patience=hp["patience"], cooldown=hp["cooldown"], threshold=0.02)
+        return lrjax.reduce_on_plateau(factor=hp["factor"], patience=hp["patience"], cooldown=hp["cooldown"], threshold=hp["threshold"])
 
     result = lrjax.sweep(digits, lambda hp: optax.sgd(hp["learning_rate"]), configs, steps=200, batch_size=32,
                          eval_every=5, plateau=plateau, plateau_metric="loss", progress=False)
     assert result.plateau_scale.shape == (4, 40)
     for m in range(4):
         reference = lrjax.reduce_on_plateau(factor=configs["factor"][m], patience=configs["patience"][m],
-                                            cooldown=configs["cooldown"][m], threshold=0.02)
+                                            cooldown=configs["cooldown"][m], threshold=configs["threshold"][m])
         expected = standalone_scales(reference, result.eval_metrics["loss"][m])
         np.testing.assert_allclose(result.plateau_scale[m], expected, rtol=1e-6)
     assert len({tuple(row) for row in result.plateau_scale}) == 4  # four different factor sequences

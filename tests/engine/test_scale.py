@@ -36,6 +36,11 @@ MULTI_DEVICE = textwrap.dedent(
     leaf = jax.tree.leaves(pop._state.members.params)[0]
     assert leaf.shape[:2] == (2, 8)
     assert len(leaf.sharding.device_set) == 4 and leaf.sharding.shard_shape(leaf.shape)[:2] == (2, 2)
+    pop = lrjax.Population(task, opt, configs, batch_size=32)  # one seed: members 0 and 5 on devices 0 and 2
+    pop.advance(10)
+    pop.copy([5], [0])
+    losses = pop.advance(7)
+    np.testing.assert_array_equal(losses[5], losses[0])
     print("sharded ok")
     """
 )
