@@ -1,12 +1,34 @@
-"""lrjax: choose and schedule learning rates (and other optimizer hyperparameters) in JAX."""
+"""lrjax: choose and schedule learning rates (and other optimizer hyperparameters) in JAX.
 
-from lrjax import datasets, schedules, search
-from lrjax.plateau import ReduceOnPlateauState, reduce_on_plateau
-from lrjax.population import Population
-from lrjax.sweep import SweepResult, sweep
-from lrjax.task import Task
+The public API is re-exported here; implementation modules are private (``lrjax._sweep``,
+``lrjax._population``, ...). ``lrjax.datasets`` (Flax models) and ``lrjax.plot`` (matplotlib)
+are imported on first use, so ``import lrjax`` and ``import lrjax.schedules`` import neither.
+"""
 
-__version__ = "0.1.0"
+import importlib
+import importlib.metadata
+from typing import Any
+
+from lrjax import schedules, search
+from lrjax._plateau import ReduceOnPlateauState, reduce_on_plateau
+from lrjax._population import Population
+from lrjax._result import SweepResult
+from lrjax._sweep import sweep
+from lrjax._task import Task
+
+try:
+    __version__ = importlib.metadata.version("lrjax")
+except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+_LAZY = ("datasets", "plot")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return importlib.import_module(f"lrjax.{name}")
+    raise AttributeError(f"module 'lrjax' has no attribute {name!r}")
+
 
 __all__ = [
     "Population",
@@ -15,6 +37,7 @@ __all__ = [
     "Task",
     "__version__",
     "datasets",
+    "plot",
     "reduce_on_plateau",
     "schedules",
     "search",

@@ -15,7 +15,7 @@ import optax
 
 import lrjax.schedules as S
 from lrjax import datasets, search
-from lrjax.sweep import sweep
+from lrjax._sweep import sweep
 
 
 def gallery(total_steps: int, peak: float = 0.1) -> dict[str, S.Schedule]:

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrjax import _validate as v
-from lrjax.task import Task
+from lrjax._task import Task
 
 Split = tuple[np.ndarray, np.ndarray]
 

@@ -34,7 +34,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lrjax.engine.program import Layout, OptimizerFn, PlateauFn, Programs
-from lrjax.task import Task
+from lrjax._task import Task
 
 MAX_PROGRAM_SETS = 16
 MAX_EXECUTABLES = 64

@@ -34,7 +34,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lrjax.engine.shuffle import epoch_order
-from lrjax.task import Task
+from lrjax._task import Task
 
 OptimizerFn = Callable[[Any], optax.GradientTransformation]
 PlateauFn = Callable[[Any], optax.GradientTransformationExtraArgs]

@@ -31,8 +31,8 @@ from lrjax.engine.program import (
     seed_keys,
     stacked_axis,
 )
-from lrjax.result import SweepResult
-from lrjax.task import Task
+from lrjax._result import SweepResult
+from lrjax._task import Task
 
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of member state, see `state_bytes`
 

@@ -22,11 +22,11 @@ from lrjax import _checkpoint, _configs
 from lrjax._configs import check_configs
 from lrjax.engine.compiles import count_compiles
 from lrjax.engine.program import CHUNK, OptimizerFn, member_bytes
-from lrjax.population import DEFAULT_MEMORY_BUDGET, Population, check_task_and_optimizer, positive_int, state_bytes
-from lrjax.result import SweepResult
-from lrjax.task import Task
+from lrjax._population import DEFAULT_MEMORY_BUDGET, Population, check_task_and_optimizer, positive_int, state_bytes
+from lrjax._result import SweepResult
+from lrjax._task import Task
 
-__all__ = ["SweepResult", "check_configs", "sweep"]
+__all__ = ["check_configs", "group_size", "sweep"]
 
 
 def group_size(num_configs: int, seeds: int, bytes_per_member: int, budget: int, num_devices: int) -> int:
