@@ -22,22 +22,22 @@ def gallery(total_steps: int, peak: float = 0.1) -> dict[str, S.Schedule]:
     """One example of each schedule family over ``total_steps`` steps, peaking at ``peak``."""
     n = total_steps
     return {
-        "step_decay": S.step_decay(peak, n // 4, 0.5),
-        "multistep_decay": S.multistep_decay(peak, [n // 2, 3 * n // 4], 0.1),
-        "exponential_decay": S.exponential_decay(peak, 0.01, n),
-        "inverse_time_decay": S.inverse_time_decay(peak, 1.0, n // 10),
-        "linear": S.linear(peak, 0.0, n),
-        "polynomial(p=2, cycle)": S.polynomial(peak, 0.0, n // 3, 2.0, cycle=True),
-        "cosine_decay": S.cosine_decay(peak, n),
-        "cosine_restarts(x2)": S.cosine_restarts(peak, n // 15, period_mult=2, peak_mult=0.8),
-        "warmup_cosine_decay": S.warmup_cosine_decay(0.0, peak, n // 10, n),
-        "warmup_stable_decay(1-sqrt)": S.warmup_stable_decay(peak, n // 20, n - n // 20 - n // 4, n // 4, decay_shape="1-sqrt"),
-        "inverse_sqrt": S.inverse_sqrt(peak, n // 10),
-        "cyclic(triangular2)": S.cyclic(peak / 10, peak, n // 8, mode="triangular2"),
-        "one_cycle": S.one_cycle(peak, n),
-        "one_cycle(three_phase)": S.one_cycle(peak, n, three_phase=True, anneal="linear"),
-        "join(linear, exp)": S.join([S.linear(peak / 10, peak, n // 10), S.exponential_decay(peak, 0.05, n)], [n // 10]),
-        "batch-scaled cosine (sqrt, 4x)": S.scale_for_batch_size(S.cosine_decay(peak / 2, n), 256, 1024, rule="sqrt"),
+        "step_decay": S.step_decay(peak, step_size=n // 4, decay_rate=0.5),
+        "multistep_decay": S.multistep_decay(peak, milestones=[n // 2, 3 * n // 4], decay_rate=0.1),
+        "exponential_decay": S.exponential_decay(peak, decay_rate=0.01, decay_steps=n),
+        "inverse_time_decay": S.inverse_time_decay(peak, decay_rate=1.0, decay_steps=n // 10),
+        "linear": S.linear(peak, end_value=0.0, steps=n),
+        "polynomial(p=2, cycle)": S.polynomial(peak, end_value=0.0, steps=n // 3, power=2.0, cycle=True),
+        "cosine_decay": S.cosine_decay(peak, decay_steps=n),
+        "cosine_restarts(x2)": S.cosine_restarts(peak, period=n // 15, period_mult=2, peak_mult=0.8),
+        "warmup_cosine_decay": S.warmup_cosine_decay(0.0, peak_value=peak, warmup_steps=n // 10, total_steps=n),
+        "warmup_stable_decay(1-sqrt)": S.warmup_stable_decay(peak, warmup_steps=n // 20, stable_steps=n - n // 20 - n // 4, decay_steps=n // 4, decay_shape="1-sqrt"),
+        "inverse_sqrt": S.inverse_sqrt(peak, warmup_steps=n // 10),
+        "cyclic(triangular2)": S.cyclic(peak / 10, peak_value=peak, step_size_up=n // 8, mode="triangular2"),
+        "one_cycle": S.one_cycle(peak, total_steps=n),
+        "one_cycle(three_phase)": S.one_cycle(peak, total_steps=n, three_phase=True, anneal="linear"),
+        "join(linear, exp)": S.join([S.linear(peak / 10, end_value=peak, steps=n // 10), S.exponential_decay(peak, decay_rate=0.05, decay_steps=n)], boundaries=[n // 10]),
+        "batch-scaled cosine (sqrt, 4x)": S.scale_for_batch_size(S.cosine_decay(peak / 2, decay_steps=n), base_batch_size=256, batch_size=1024, rule="sqrt"),
     }
 
 

@@ -83,7 +83,7 @@ def test_a_killed_sweep_started_again_finishes_as_if_never_interrupted(tmp_path)
 
 
 def schedules(peaks):
-    return jax.tree.map(lambda *x: np.asarray(x), *[S.warmup_cosine_decay(0.0, p, 10, 80) for p in peaks])
+    return jax.tree.map(lambda *x: np.asarray(x), *[S.warmup_cosine_decay(0.0, peak_value=p, warmup_steps=10, total_steps=80) for p in peaks])
 
 
 def scheduled(hp):

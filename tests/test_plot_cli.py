@@ -12,7 +12,7 @@ from lrjax import cli, plot
 
 
 def test_plot_draws_each_schedule_with_its_label():
-    schedules = {"cosine": S.cosine_decay(0.1, 50), "step": S.step_decay(0.1, 10, 0.5)}
+    schedules = {"cosine": S.cosine_decay(0.1, decay_steps=50), "step": S.step_decay(0.1, step_size=10, decay_rate=0.5)}
     ax = plot.schedule(schedules, 60, log_scale=True, title="two")
     lines = ax.get_lines()
     assert [line.get_label() for line in lines] == ["cosine", "step"]
@@ -24,7 +24,7 @@ def test_plot_draws_each_schedule_with_its_label():
 
 
 def test_plot_accepts_explicit_steps_and_checks_labels():
-    ax = plot.schedule([S.linear(1.0, 0.0, 10)], [0, 5, 10], labels=["lin"])
+    ax = plot.schedule([S.linear(1.0, end_value=0.0, steps=10)], [0, 5, 10], labels=["lin"])
     np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [1.0, 0.5, 0.0])
     with pytest.raises(ValueError, match="labels must have 2 entries"):
         plot.schedule([S.constant(1.0), S.constant(2.0)], 10, labels=["one"])

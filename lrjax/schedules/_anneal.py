@@ -55,7 +55,7 @@ def _anneal(init_value, end_value, steps, power, begin_step, shape, cycle, names
     return Anneal(init_value, end_value, steps, power, begin_step, shape, cycle)
 
 
-def linear(init_value: Numeric, end_value: Numeric, steps: Numeric, *, begin_step: Numeric = 0) -> Anneal:
+def linear(init_value: Numeric, *, end_value: Numeric, steps: Numeric, begin_step: Numeric = 0) -> Anneal:
     """Linear schedule: η(t) = η₀ + (η₁ − η₀) · min(t − t₀, T)/T for t ≥ t₀, η₀ before.
 
     With η₁ = 0 this is η₀(1 − t/T). Holds η₁ after the horizon. Matches
@@ -73,10 +73,10 @@ def linear(init_value: Numeric, end_value: Numeric, steps: Numeric, *, begin_ste
 
 def polynomial(
     init_value: Numeric,
+    *,
     end_value: Numeric,
     steps: Numeric,
     power: Numeric = 1.0,
-    *,
     begin_step: Numeric = 0,
     cycle: bool = False,
 ) -> Anneal:
@@ -98,7 +98,7 @@ def polynomial(
 
 
 def cosine_decay(
-    init_value: Numeric, decay_steps: Numeric, *, end_value: Numeric = 0.0, exponent: Numeric = 1.0
+    init_value: Numeric, *, decay_steps: Numeric, end_value: Numeric = 0.0, exponent: Numeric = 1.0
 ) -> Anneal:
     """Cosine decay: η(t) = η₁ + (η₀ − η₁) · (½(1 + cos(π · min(t, T)/T)))^e.
 

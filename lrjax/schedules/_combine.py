@@ -42,7 +42,7 @@ class Join(Schedule):
         return out
 
 
-def join(schedules: Sequence[ScheduleLike], boundaries: Sequence[Numeric]) -> Join:
+def join(schedules: Sequence[ScheduleLike], *, boundaries: Sequence[Numeric]) -> Join:
     """Run schedules one after another: η(t) = s_k(t − b_{k−1}) for b_{k−1} ≤ t < b_k.
 
     With b_{−1} = 0 and b_K = ∞. Each schedule restarts its own step count at its boundary.
@@ -101,7 +101,7 @@ class FromEpochFn(Schedule):
         return self.fn(floordiv(jnp.maximum(t, 0), self.steps_per_epoch))
 
 
-def from_epoch_fn(fn: Callable[[Array], Array], steps_per_epoch: Numeric) -> FromEpochFn:
+def from_epoch_fn(fn: Callable[[Array], Array], *, steps_per_epoch: Numeric) -> FromEpochFn:
     """A schedule given per epoch: η(t) = fn(⌊t / steps_per_epoch⌋).
 
     ``fn`` receives the epoch as an integer array and must be written with ``jnp`` (no Python
@@ -133,7 +133,7 @@ class BatchScaled(Schedule):
 
 
 def scale_for_batch_size(
-    value: ScheduleLike, base_batch_size: Numeric, batch_size: Numeric, *, rule: str = "linear"
+    value: ScheduleLike, *, base_batch_size: Numeric, batch_size: Numeric, rule: str = "linear"
 ) -> BatchScaled:
     """Scale a learning rate (or schedule) tuned at batch size b₀ for batch size b.
 

@@ -53,10 +53,10 @@ class Cyclic(Schedule):
 
 def cyclic(
     base_value: Numeric,
+    *,
     peak_value: Numeric,
     step_size_up: Numeric,
     step_size_down: Optional[Numeric] = None,
-    *,
     mode: str = "triangular",
     gamma: Numeric = 1.0,
 ) -> Cyclic:
@@ -124,8 +124,8 @@ class OneCycle(Schedule):
 
 def one_cycle(
     peak_value: Numeric,
-    total_steps: Numeric,
     *,
+    total_steps: Numeric,
     pct_start: Numeric = 0.3,
     anneal: str = "cos",
     div_factor: Numeric = 25.0,

@@ -50,7 +50,7 @@ class PiecewiseConstant(Schedule):
         return jnp.take(as_float(self.values), count_le(jnp.asarray(self.boundaries), t), axis=-1)
 
 
-def piecewise_constant(values: Sequence[Numeric], boundaries: Sequence[Numeric]) -> PiecewiseConstant:
+def piecewise_constant(values: Sequence[Numeric], *, boundaries: Sequence[Numeric]) -> PiecewiseConstant:
     """Piecewise-constant schedule: η(t) = values[#{b ∈ boundaries : b ≤ t}].
 
     The value switches *at* each boundary, as in `optax.piecewise_constant_schedule` and
@@ -96,9 +96,9 @@ class ExponentialDecay(Schedule):
 
 def exponential_decay(
     init_value: Numeric,
+    *,
     decay_rate: Numeric,
     decay_steps: Numeric = 1,
-    *,
     staircase: bool = False,
     begin_step: Numeric = 0,
     end_value: Optional[Numeric] = None,
@@ -126,7 +126,7 @@ def exponential_decay(
     return ExponentialDecay(init_value, decay_rate, decay_steps, begin_step, end_value, staircase)
 
 
-def step_decay(init_value: Numeric, step_size: Numeric, decay_rate: Numeric = 0.1) -> ExponentialDecay:
+def step_decay(init_value: Numeric, *, step_size: Numeric, decay_rate: Numeric = 0.1) -> ExponentialDecay:
     """Step decay: η(t) = η₀ · γ^⌊t / step_size⌋ (PyTorch ``StepLR``).
 
     Args:
@@ -136,7 +136,7 @@ def step_decay(init_value: Numeric, step_size: Numeric, decay_rate: Numeric = 0.
     """
     v.check("step_size", step_size, gt=0)
     v.check("decay_rate", decay_rate, gt=0)
-    return exponential_decay(init_value, decay_rate, step_size, staircase=True)
+    return exponential_decay(init_value, decay_rate=decay_rate, decay_steps=step_size, staircase=True)
 
 
 @schedule_dataclass
@@ -152,7 +152,7 @@ class MultistepDecay(Schedule):
         return as_float(self.init_value) * as_float(self.decay_rate) ** as_float(passed)
 
 
-def multistep_decay(init_value: Numeric, milestones: Sequence[Numeric], decay_rate: Numeric = 0.1) -> MultistepDecay:
+def multistep_decay(init_value: Numeric, *, milestones: Sequence[Numeric], decay_rate: Numeric = 0.1) -> MultistepDecay:
     """Multi-step decay: η(t) = η₀ · γ^#{m ∈ milestones : m ≤ t} (PyTorch ``MultiStepLR``).
 
     A milestone listed twice applies γ twice, as in PyTorch. Order does not matter.
@@ -187,7 +187,7 @@ class InverseTimeDecay(Schedule):
 
 
 def inverse_time_decay(
-    init_value: Numeric, decay_rate: Numeric, decay_steps: Numeric = 1, *, staircase: bool = False
+    init_value: Numeric, *, decay_rate: Numeric, decay_steps: Numeric = 1, staircase: bool = False
 ) -> InverseTimeDecay:
     """Inverse-time decay: η(t) = η₀ / (1 + k · t / T), with ⌊t / T⌋ if ``staircase``.
 

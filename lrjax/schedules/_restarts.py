@@ -52,8 +52,8 @@ class CosineRestarts(Schedule):
 
 def cosine_restarts(
     init_value: Numeric,
-    period: Numeric,
     *,
+    period: Numeric,
     period_mult: Numeric = 1.0,
     peak_mult: Numeric = 1.0,
     end_value: Numeric = 0.0,

@@ -38,7 +38,7 @@ class Warmup(Schedule):
         return jnp.where(t < w, ramp, self.schedule(jnp.maximum(t - w, 0)))
 
 
-def warmup(schedule: Schedule, warmup_steps: Numeric, *, init_value: Numeric = 0.0, shape: str = "linear") -> Warmup:
+def warmup(schedule: Schedule, *, warmup_steps: Numeric, init_value: Numeric = 0.0, shape: str = "linear") -> Warmup:
     """Prepend a warmup: a ramp from η_w to s(0) over W steps, then s(t − W).
 
     For t < W, with f = t/W: ``linear`` η_w + (s(0) − η_w) f; ``cosine``
@@ -61,10 +61,10 @@ def warmup(schedule: Schedule, warmup_steps: Numeric, *, init_value: Numeric = 0
 
 def warmup_cosine_decay(
     init_value: Numeric,
+    *,
     peak_value: Numeric,
     warmup_steps: Numeric,
     total_steps: Numeric,
-    *,
     end_value: Numeric = 0.0,
     exponent: Numeric = 1.0,
 ) -> Warmup:
@@ -86,16 +86,16 @@ def warmup_cosine_decay(
     v.check("peak_value", peak_value)
     v.check("warmup_steps", warmup_steps, ge=0)
     v.check_greater("total_steps", total_steps, "warmup_steps", warmup_steps)
-    decay = cosine_decay(peak_value, total_steps - warmup_steps, end_value=end_value, exponent=exponent)
-    return warmup(decay, warmup_steps, init_value=init_value)
+    decay = cosine_decay(peak_value, decay_steps=total_steps - warmup_steps, end_value=end_value, exponent=exponent)
+    return warmup(decay, warmup_steps=warmup_steps, init_value=init_value)
 
 
 def warmup_stable_decay(
     peak_value: Numeric,
+    *,
     warmup_steps: Numeric,
     stable_steps: Numeric,
     decay_steps: Numeric,
-    *,
     init_value: Numeric = 0.0,
     end_value: Numeric = 0.0,
     decay_shape: str = "linear",
@@ -123,7 +123,7 @@ def warmup_stable_decay(
     v.check("decay_steps", decay_steps, gt=0)
     v.check("end_value", end_value)
     decay = Anneal(peak_value, end_value, decay_steps, 1.0, 0, decay_shape)
-    return warmup(join([constant(peak_value), decay], [stable_steps]), warmup_steps, init_value=init_value)
+    return warmup(join([constant(peak_value), decay], boundaries=[stable_steps]), warmup_steps=warmup_steps, init_value=init_value)
 
 
 @schedule_dataclass
@@ -140,7 +140,7 @@ class InverseSqrt(Schedule):
         return jnp.where(positive, as_float(self.peak_value) * jnp.minimum(t / w, decay), 0.0)
 
 
-def inverse_sqrt(peak_value: Numeric, warmup_steps: Numeric) -> InverseSqrt:
+def inverse_sqrt(peak_value: Numeric, *, warmup_steps: Numeric) -> InverseSqrt:
     """Inverse-square-root ("Noam") schedule: η(t) = η_p · min(t/W, √(W/t)).
 
     Linear warmup to η_p at t = W, then decay as 1/√t; 0 at t = 0. Vaswani et al. 2017,

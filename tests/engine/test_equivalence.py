@@ -26,7 +26,7 @@ OPTIMIZERS = {
     ),
     "schedule": (
         lambda hp: optax.adam(hp["learning_rate"]),
-        {"learning_rate": jax.tree.map(lambda *x: np.asarray(x), *[S.warmup_cosine_decay(0.0, p, 5, STEPS) for p in (0.01, 0.05, 0.2)])},
+        {"learning_rate": jax.tree.map(lambda *x: np.asarray(x), *[S.warmup_cosine_decay(0.0, peak_value=p, warmup_steps=5, total_steps=STEPS) for p in (0.01, 0.05, 0.2)])},
     ),
 }
 

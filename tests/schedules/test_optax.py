@@ -9,7 +9,7 @@ import lrjax.schedules as S
 
 
 def test_drives_an_optax_optimizer_step_by_step():
-    schedule = S.warmup(S.cosine_decay(1.0, 6), 3)
+    schedule = S.warmup(S.cosine_decay(1.0, decay_steps=6), warmup_steps=3)
     opt = optax.sgd(schedule)
     params = jnp.zeros(())
     state = opt.init(params)
@@ -21,7 +21,7 @@ def test_drives_an_optax_optimizer_step_by_step():
 
 
 def test_inside_inject_hyperparams_reports_the_current_value():
-    schedule = S.step_decay(0.1, 2, 0.5)
+    schedule = S.step_decay(0.1, step_size=2, decay_rate=0.5)
     opt = optax.inject_hyperparams(optax.adam)(learning_rate=schedule)
     params = {"w": jnp.ones(3)}
     state = opt.init(params)
@@ -40,18 +40,18 @@ def test_new_numeric_values_do_not_recompile():
         traces.append(1)
         return schedule(step)
 
-    first = lr_at(S.warmup_cosine_decay(0.0, 1.0, 10, 100), 50)
-    second = lr_at(S.warmup_cosine_decay(0.1, 3.0, 20, 200, end_value=0.01), 50)
+    first = lr_at(S.warmup_cosine_decay(0.0, peak_value=1.0, warmup_steps=10, total_steps=100), 50)
+    second = lr_at(S.warmup_cosine_decay(0.1, peak_value=3.0, warmup_steps=20, total_steps=200, end_value=0.01), 50)
     assert len(traces) == 1
     assert float(first) != float(second)
-    lr_at(S.warmup_stable_decay(1.0, 10, 10, 10), 5)  # another structure compiles once more
+    lr_at(S.warmup_stable_decay(1.0, warmup_steps=10, stable_steps=10, decay_steps=10), 5)  # another structure compiles once more
     assert len(traces) == 2
 
 
 def test_vmapped_training_over_schedules_equals_training_each():
     # Gradient descent on f(w) = ½ w², one member per peak learning rate.
     def train(peak):
-        opt = optax.sgd(S.warmup_cosine_decay(0.0, peak, 5, 40))
+        opt = optax.sgd(S.warmup_cosine_decay(0.0, peak_value=peak, warmup_steps=5, total_steps=40))
 
         def step(carry, _):
             w, state = carry
@@ -69,15 +69,15 @@ def test_vmapped_training_over_schedules_equals_training_each():
 
 def test_output_dtype_and_shape():
     assert S.constant(1)(0).dtype == jnp.float32
-    assert S.step_decay(1, 2, 1)(3).dtype == jnp.float32
-    assert S.linear(1.0, 0.0, 10)(jnp.zeros((2, 3), jnp.int32)).shape == (2, 3)
-    assert S.piecewise_constant([1.0, 2.0], [3])(jnp.arange(6).reshape(2, 3)).shape == (2, 3)
-    assert S.cosine_restarts(1.0, 3, period_mult=2)(5).shape == ()
-    np.testing.assert_allclose(S.inverse_sqrt(1.0, 4)(jnp.asarray([0, 1, 4, 16])), [0.0, 0.25, 1.0, 0.5])
+    assert S.step_decay(1, step_size=2, decay_rate=1)(3).dtype == jnp.float32
+    assert S.linear(1.0, end_value=0.0, steps=10)(jnp.zeros((2, 3), jnp.int32)).shape == (2, 3)
+    assert S.piecewise_constant([1.0, 2.0], boundaries=[3])(jnp.arange(6).reshape(2, 3)).shape == (2, 3)
+    assert S.cosine_restarts(1.0, period=3, period_mult=2)(5).shape == ()
+    np.testing.assert_allclose(S.inverse_sqrt(1.0, warmup_steps=4)(jnp.asarray([0, 1, 4, 16])), [0.0, 0.25, 1.0, 0.5])
 
 
 def test_schedules_are_pytrees_with_numeric_leaves_and_static_modes():
-    schedule = S.cyclic(0.1, 1.0, 5, 7, mode="exp_range", gamma=0.99)
+    schedule = S.cyclic(0.1, peak_value=1.0, step_size_up=5, step_size_down=7, mode="exp_range", gamma=0.99)
     leaves, treedef = jax.tree.flatten(schedule)
     assert leaves == [0.1, 1.0, 5, 7, 0.99]
     assert "exp_range" in str(treedef)

@@ -40,15 +40,15 @@ def bounded(x, lo, hi, tol=1e-6):
 
 
 DECAYS = {
-    "linear": lambda a, b, t, p: S.linear(a, b, t),
-    "polynomial": lambda a, b, t, p: S.polynomial(a, b, t, p),
-    "cosine_decay": lambda a, b, t, p: S.cosine_decay(a, t, end_value=b, exponent=p),
-    "wsd_linear": lambda a, b, t, p: S.warmup_stable_decay(a, 0, t // 2, t, end_value=b),
-    "wsd_cosine": lambda a, b, t, p: S.warmup_stable_decay(a, 0, t, t, end_value=b, decay_shape="cosine"),
-    "wsd_1_sqrt": lambda a, b, t, p: S.warmup_stable_decay(a, 0, 0, t, end_value=b, decay_shape="1-sqrt"),
-    "exponential": lambda a, b, t, p: S.exponential_decay(a, 0.99, t, end_value=b),
-    "step": lambda a, b, t, p: S.multiply(S.step_decay(a, t, 0.5), 1.0),
-    "inverse_time": lambda a, b, t, p: S.inverse_time_decay(a, p, t),
+    "linear": lambda a, b, t, p: S.linear(a, end_value=b, steps=t),
+    "polynomial": lambda a, b, t, p: S.polynomial(a, end_value=b, steps=t, power=p),
+    "cosine_decay": lambda a, b, t, p: S.cosine_decay(a, decay_steps=t, end_value=b, exponent=p),
+    "wsd_linear": lambda a, b, t, p: S.warmup_stable_decay(a, warmup_steps=0, stable_steps=t // 2, decay_steps=t, end_value=b),
+    "wsd_cosine": lambda a, b, t, p: S.warmup_stable_decay(a, warmup_steps=0, stable_steps=t, decay_steps=t, end_value=b, decay_shape="cosine"),
+    "wsd_1_sqrt": lambda a, b, t, p: S.warmup_stable_decay(a, warmup_steps=0, stable_steps=0, decay_steps=t, end_value=b, decay_shape="1-sqrt"),
+    "exponential": lambda a, b, t, p: S.exponential_decay(a, decay_rate=0.99, decay_steps=t, end_value=b),
+    "step": lambda a, b, t, p: S.multiply(S.step_decay(a, step_size=t, decay_rate=0.5), 1.0),
+    "inverse_time": lambda a, b, t, p: S.inverse_time_decay(a, decay_rate=p, decay_steps=t),
 }
 
 
@@ -67,24 +67,24 @@ def test_decays_are_monotone_and_stay_between_init_and_end(name, a, b, t, p):
 # continuity the formula gives: |η(t + δ) − η(t)| <= bound(a, b, t, p, δ) (L·δ for a Lipschitz
 # constant L; 1 − √f has unbounded slope at f = 0 and is ½-Hölder there).
 LIPSCHITZ = {
-    "linear": (lambda a, b, t, p: S.linear(a, b, t), lambda a, b, t, p, d: abs(a - b) / t * d),
-    "polynomial": (lambda a, b, t, p: S.polynomial(a, b, t, p), lambda a, b, t, p, d: p * abs(a - b) / t * d),
+    "linear": (lambda a, b, t, p: S.linear(a, end_value=b, steps=t), lambda a, b, t, p, d: abs(a - b) / t * d),
+    "polynomial": (lambda a, b, t, p: S.polynomial(a, end_value=b, steps=t, power=p), lambda a, b, t, p, d: p * abs(a - b) / t * d),
     "cosine": (
-        lambda a, b, t, p: S.cosine_decay(a, t, end_value=b),
+        lambda a, b, t, p: S.cosine_decay(a, decay_steps=t, end_value=b),
         lambda a, b, t, p, d: np.pi / 2 * abs(a - b) / t * d,
     ),
     "warmup_cosine": (
-        lambda a, b, t, p: S.warmup_cosine_decay(b, a, t, 3 * t),
+        lambda a, b, t, p: S.warmup_cosine_decay(b, peak_value=a, warmup_steps=t, total_steps=3 * t),
         lambda a, b, t, p, d: max(abs(a - b) / t, np.pi / 2 * a / (2 * t)) * d,
     ),
-    "cyclic": (lambda a, b, t, p: S.cyclic(b, a, t, 2 * t), lambda a, b, t, p, d: abs(a - b) / t * d),
+    "cyclic": (lambda a, b, t, p: S.cyclic(b, peak_value=a, step_size_up=t, step_size_down=2 * t), lambda a, b, t, p, d: abs(a - b) / t * d),
     "one_cycle": (
-        lambda a, b, t, p: S.one_cycle(a, 10 * t, pct_start=0.25, anneal="linear"),
+        lambda a, b, t, p: S.one_cycle(a, total_steps=10 * t, pct_start=0.25, anneal="linear"),
         lambda a, b, t, p, d: a / (2.5 * t - 1) * d,
     ),
-    "inverse_sqrt": (lambda a, b, t, p: S.inverse_sqrt(a, t), lambda a, b, t, p, d: a / t * d),
+    "inverse_sqrt": (lambda a, b, t, p: S.inverse_sqrt(a, warmup_steps=t), lambda a, b, t, p, d: a / t * d),
     "wsd_1_sqrt": (
-        lambda a, b, t, p: S.warmup_stable_decay(a, t, t, 4 * t, decay_shape="1-sqrt", init_value=b),
+        lambda a, b, t, p: S.warmup_stable_decay(a, warmup_steps=t, stable_steps=t, decay_steps=4 * t, decay_shape="1-sqrt", init_value=b),
         lambda a, b, t, p, d: abs(a - b) / t * d + a * np.sqrt(d / (4 * t)),
     ),
 }
@@ -101,14 +101,14 @@ def test_continuous_schedules_respect_their_modulus_of_continuity(name, a, b, t,
 
 
 FINITE_HORIZON = {
-    "linear": lambda a, b, t: S.linear(a, b, t),
-    "polynomial": lambda a, b, t: S.polynomial(a, b, t, 2.0),
-    "cosine_decay": lambda a, b, t: S.cosine_decay(a, t, end_value=b),
-    "warmup_cosine_decay": lambda a, b, t: S.warmup_cosine_decay(0.0, a, t // 3, t, end_value=b),
-    "warmup_stable_decay": lambda a, b, t: S.warmup_stable_decay(a, t // 3, t // 3, t // 3 + 1, end_value=b),
-    "one_cycle": lambda a, b, t: S.one_cycle(a, t + 2, final_div_factor=a / b),
+    "linear": lambda a, b, t: S.linear(a, end_value=b, steps=t),
+    "polynomial": lambda a, b, t: S.polynomial(a, end_value=b, steps=t, power=2.0),
+    "cosine_decay": lambda a, b, t: S.cosine_decay(a, decay_steps=t, end_value=b),
+    "warmup_cosine_decay": lambda a, b, t: S.warmup_cosine_decay(0.0, peak_value=a, warmup_steps=t // 3, total_steps=t, end_value=b),
+    "warmup_stable_decay": lambda a, b, t: S.warmup_stable_decay(a, warmup_steps=t // 3, stable_steps=t // 3, decay_steps=t // 3 + 1, end_value=b),
+    "one_cycle": lambda a, b, t: S.one_cycle(a, total_steps=t + 2, final_div_factor=a / b),
     # rate < (end/init)^(1/t): the floor is reached by step t
-    "exponential_end": lambda a, b, t: S.exponential_decay(a, 0.99 * (b / a) ** (1.0 / t), 1, end_value=b),
+    "exponential_end": lambda a, b, t: S.exponential_decay(a, decay_rate=0.99 * (b / a) ** (1.0 / t), decay_steps=1, end_value=b),
 }
 
 
@@ -126,7 +126,7 @@ def test_holds_final_value_after_last_phase(name, a, b, t):
 @given(values, values, horizons, st.sampled_from(["linear", "cosine", "exponential"]))
 def test_warmup_ramps_monotonically_to_the_schedule(a, b, w, shape):
     init, peak = min(a, b), max(a, b)
-    x = run(lambda i, p, w: S.warmup(S.constant(p), w, init_value=i, shape=shape), init, peak, w)
+    x = run(lambda i, p, w: S.warmup(S.constant(p), warmup_steps=w, init_value=i, shape=shape), init, peak, w)
     assert non_increasing(-x[: w + 1]) and bounded(x, init, peak)
     assert x[w] == np.float32(peak) and x[0] == np.float32(init)
 
@@ -134,7 +134,7 @@ def test_warmup_ramps_monotonically_to_the_schedule(a, b, w, shape):
 @SETTINGS
 @given(values, horizons, st.sampled_from([1, 2, 3]), st.floats(0.3, 1.0))
 def test_cosine_restarts_stay_below_their_decayed_peaks(a, period, mult, q):
-    x = run(lambda a, p, m, q: S.cosine_restarts(a, p, period_mult=m, peak_mult=q), a, period, mult, q)
+    x = run(lambda a, p, m, q: S.cosine_restarts(a, period=p, period_mult=m, peak_mult=q), a, period, mult, q)
     assert bounded(x, 0.0, a)
     starts = [period * (mult**i - 1) // (mult - 1) if mult > 1 else period * i for i in range(len(GRID))]
     starts = [s for s in starts if s < len(GRID)]

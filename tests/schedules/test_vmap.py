@@ -111,13 +111,13 @@ CASES = [
     ),
     (
         "warmup",
-        lambda **kw: S.warmup(S.cosine_decay(1.0, 100), **kw),
+        lambda **kw: S.warmup(S.cosine_decay(1.0, decay_steps=100), **kw),
         dict(warmup_steps=20, init_value=0.0),
         {"warmup_steps": [0, 5, 20], "init_value": [0.0, 0.5]},
     ),
     (
         "warmup_exponential",
-        lambda **kw: S.warmup(S.exponential_decay(1.0, 0.98), **kw, shape="exponential"),
+        lambda **kw: S.warmup(S.exponential_decay(1.0, decay_rate=0.98), **kw, shape="exponential"),
         dict(warmup_steps=20, init_value=0.01),
         {"warmup_steps": [1, 20, 60], "init_value": [0.01, 0.1]},
     ),
@@ -191,25 +191,25 @@ CASES = [
     ),
     (
         "join",
-        lambda boundaries: S.join([S.linear(0.0, 1.0, 10), S.cosine_decay(1.0, 50), 0.05], boundaries),
+        lambda boundaries: S.join([S.linear(0.0, end_value=1.0, steps=10), S.cosine_decay(1.0, decay_steps=50), 0.05], boundaries=boundaries),
         dict(boundaries=[10, 60]),
         {"boundaries": [[10, 60], [5, 100], [0, 1]]},
     ),
     (
         "multiply",
-        lambda rate: S.multiply(S.linear(0.1, 1.0, 20), S.exponential_decay(1.0, rate)),
+        lambda rate: S.multiply(S.linear(0.1, end_value=1.0, steps=20), S.exponential_decay(1.0, decay_rate=rate)),
         dict(rate=0.9),
         {"rate": [0.9, 0.99, 1.01]},
     ),
     (
         "from_epoch_fn",
-        lambda steps_per_epoch: S.from_epoch_fn(lambda e: 0.5 ** jnp.minimum(e, 4), steps_per_epoch),
+        lambda steps_per_epoch: S.from_epoch_fn(lambda e: 0.5 ** jnp.minimum(e, 4), steps_per_epoch=steps_per_epoch),
         dict(steps_per_epoch=10),
         {"steps_per_epoch": [1, 10, 33]},
     ),
     (
         "scale_for_batch_size",
-        lambda **kw: S.scale_for_batch_size(S.cosine_decay(kw.pop("value"), 100), **kw, rule="sqrt"),
+        lambda **kw: S.scale_for_batch_size(S.cosine_decay(kw.pop("value"), decay_steps=100), **kw, rule="sqrt"),
         dict(value=0.1, base_batch_size=256, batch_size=1024),
         {"value": [0.1, 0.3], "base_batch_size": [128, 256], "batch_size": [64, 1024, 4096]},
     ),
@@ -234,7 +234,7 @@ def test_vmapped_parameter_equals_one_at_a_time(case_id, param):
 
 
 def test_a_batch_of_schedules_is_a_schedule_with_batched_leaves():
-    schedules = [S.warmup_cosine_decay(0.0, peak, 10, 100) for peak in (0.1, 0.2, 0.4)]
+    schedules = [S.warmup_cosine_decay(0.0, peak_value=peak, warmup_steps=10, total_steps=100) for peak in (0.1, 0.2, 0.4)]
     batch = jax.tree.map(lambda *leaves: jnp.stack([jnp.asarray(x) for x in leaves]), *schedules)
     assert isinstance(batch, S.Warmup)
     values = jax.vmap(lambda s: s(STEPS))(batch)
