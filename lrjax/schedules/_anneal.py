@@ -35,6 +35,14 @@ class Anneal(Schedule):
     shape: str = static_field(default="linear")
     cycle: bool = static_field(default=False)
 
+    def _check(self) -> None:
+        v.check_choice("shape", self.shape, tuple(WEIGHTS))
+        v.check("init_value", self.init_value)
+        v.check("end_value", self.end_value)
+        v.check("steps", self.steps, gt=0)
+        v.check("power", self.power, gt=0)
+        v.check("begin_step", self.begin_step, ge=0)
+
     def _eval(self, t: Array) -> Array:
         elapsed = jnp.maximum(t - self.begin_step, 0)
         horizon = self.steps
@@ -43,16 +51,6 @@ class Anneal(Schedule):
         weight = WEIGHTS[self.shape](remaining(elapsed, horizon)) ** as_float(self.power)
         end = as_float(self.end_value)
         return end + (as_float(self.init_value) - end) * weight
-
-
-def _anneal(init_value, end_value, steps, power, begin_step, shape, cycle, names=("steps", "power")) -> Anneal:
-    """Validate (``names`` are the public names of ``steps`` and ``power``) and build."""
-    v.check("init_value", init_value)
-    v.check("end_value", end_value)
-    v.check(names[0], steps, gt=0)
-    v.check(names[1], power, gt=0)
-    v.check("begin_step", begin_step, ge=0)
-    return Anneal(init_value, end_value, steps, power, begin_step, shape, cycle)
 
 
 def linear(init_value: Numeric, *, end_value: Numeric, steps: Numeric, begin_step: Numeric = 0) -> Anneal:
@@ -68,7 +66,7 @@ def linear(init_value: Numeric, *, end_value: Numeric, steps: Numeric, begin_ste
       steps: T > 0, the length of the ramp.
       begin_step: t₀ >= 0, the step at which the ramp starts.
     """
-    return _anneal(init_value, end_value, steps, 1.0, begin_step, "linear", False)
+    return Anneal(init_value, end_value, steps, 1.0, begin_step, "linear", False)
 
 
 def polynomial(
@@ -94,7 +92,7 @@ def polynomial(
       begin_step: t₀ >= 0.
       cycle: restart the horizon at multiples of T (Keras semantics).
     """
-    return _anneal(init_value, end_value, steps, power, begin_step, "linear", cycle)
+    return Anneal(init_value, end_value, steps, power, begin_step, "linear", cycle)
 
 
 def cosine_decay(
@@ -112,4 +110,6 @@ def cosine_decay(
       end_value: η₁.
       exponent: e > 0.
     """
-    return _anneal(init_value, end_value, decay_steps, exponent, 0, "cosine", False, ("decay_steps", "exponent"))
+    v.check("decay_steps", decay_steps, gt=0)  # the fields are steps and power: name the arguments
+    v.check("exponent", exponent, gt=0)
+    return Anneal(init_value, end_value, decay_steps, exponent, 0, "cosine", False)

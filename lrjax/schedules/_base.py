@@ -37,12 +37,32 @@ def schedule_dataclass(cls: type[_T]) -> type[_T]:
     Fields declared with `static_field` become metadata; every other field is a child (a
     numeric leaf, ``None``, or another schedule). Equality is identity (``eq=False``), so a
     schedule is hashable and never compares arrays elementwise.
+
+    Constructing a schedule validates its concrete fields (`Schedule._check`). JAX rebuilds
+    pytrees with placeholders for leaves (tracers, shapes, vmap axes), so its unflattening
+    bypasses the constructor and sets the fields directly, as Equinox does.
     """
     cls = dataclasses.dataclass(frozen=True, eq=False)(cls)
     fields = dataclasses.fields(cls)
-    meta = [f.name for f in fields if f.metadata.get("static", False)]
-    data = [f.name for f in fields if not f.metadata.get("static", False)]
-    return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
+    meta = tuple(f.name for f in fields if f.metadata.get("static", False))
+    data = tuple(f.name for f in fields if not f.metadata.get("static", False))
+
+    def flatten_with_keys(x: Any) -> tuple[list, tuple]:
+        return [(jax.tree_util.GetAttrKey(n), getattr(x, n)) for n in data], tuple(getattr(x, n) for n in meta)
+
+    def flatten(x: Any) -> tuple[list, tuple]:
+        return [getattr(x, n) for n in data], tuple(getattr(x, n) for n in meta)
+
+    def unflatten(static: tuple, children: Any) -> Any:
+        obj = object.__new__(cls)
+        for name, value in zip(meta, static):
+            object.__setattr__(obj, name, value)
+        for name, value in zip(data, children):
+            object.__setattr__(obj, name, value)
+        return obj
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+    return cls
 
 
 class Schedule(abc.ABC):
@@ -52,6 +72,13 @@ class Schedule(abc.ABC):
     integer or float scalar, or an array of steps (the result broadcasts), and returns a
     float32 array (or the promoted float dtype of the parameters).
     """
+
+    def __post_init__(self) -> None:
+        self._check()
+
+    def _check(self) -> None:
+        """Raise `ValueError` (`TypeError` for a non-number) naming a concrete field whose value
+        is invalid; traced values pass (see `lrjax._validate`)."""
 
     def __call__(self, step: Numeric) -> Array:
         t = jnp.asarray(step)

@@ -33,6 +33,13 @@ class Join(Schedule):
     schedules: tuple[Schedule, ...]
     boundaries: Numeric
 
+    def _check(self) -> None:
+        if not self.schedules or not all(isinstance(s, Schedule) for s in self.schedules):
+            raise TypeError(f"schedules must be a non-empty tuple of lrjax schedules, got {self.schedules!r}")
+        v.check_vector("boundaries", self.boundaries, ge=0)
+        v.check_increasing("boundaries", self.boundaries)
+        v.check_length("boundaries", self.boundaries, len(self.schedules) - 1, "one fewer than schedules")
+
     def _eval(self, t: Array) -> Array:
         boundaries = jnp.asarray(self.boundaries)
         out = self.schedules[0](t)
@@ -57,10 +64,7 @@ def join(schedules: Sequence[ScheduleLike], *, boundaries: Sequence[Numeric]) ->
     if not schedules:
         raise ValueError("schedules must contain at least one schedule, got []")
     v.check_vector("boundaries", boundaries, ge=0)
-    v.check_increasing("boundaries", boundaries)
-    boundaries = jnp.asarray(boundaries)
-    v.check_length("boundaries", boundaries, len(schedules) - 1, "one fewer than schedules")
-    return Join(schedules, boundaries)
+    return Join(schedules, jnp.asarray(boundaries))
 
 
 @schedule_dataclass
@@ -68,6 +72,10 @@ class Multiply(Schedule):
     """The product of the schedules' values."""
 
     schedules: tuple[Schedule, ...]
+
+    def _check(self) -> None:
+        if not self.schedules or not all(isinstance(s, Schedule) for s in self.schedules):
+            raise TypeError(f"schedules must be a non-empty tuple of lrjax schedules, got {self.schedules!r}")
 
     def _eval(self, t: Array) -> Array:
         out = self.schedules[0](t)
@@ -97,6 +105,11 @@ class FromEpochFn(Schedule):
     steps_per_epoch: Numeric
     fn: Callable[[Array], Array] = static_field()
 
+    def _check(self) -> None:
+        if not callable(self.fn):
+            raise TypeError(f"fn must be callable (epoch -> value), got {self.fn!r}")
+        v.check("steps_per_epoch", self.steps_per_epoch, gt=0)
+
     def _eval(self, t: Array) -> Array:
         return self.fn(floordiv(jnp.maximum(t, 0), self.steps_per_epoch))
 
@@ -112,9 +125,6 @@ def from_epoch_fn(fn: Callable[[Array], Array], *, steps_per_epoch: Numeric) -> 
       fn: epoch -> value, traceable.
       steps_per_epoch: optimizer steps per epoch, > 0.
     """
-    if not callable(fn):
-        raise TypeError(f"fn must be callable (epoch -> value), got {fn!r}")
-    v.check("steps_per_epoch", steps_per_epoch, gt=0)
     return FromEpochFn(steps_per_epoch, fn)
 
 
@@ -126,6 +136,13 @@ class BatchScaled(Schedule):
     base_batch_size: Numeric
     batch_size: Numeric
     rule: str = static_field(default="linear")
+
+    def _check(self) -> None:
+        if not isinstance(self.schedule, Schedule):
+            raise TypeError(f"schedule must be an lrjax schedule, got {self.schedule!r}")
+        v.check_choice("rule", self.rule, ("linear", "sqrt"))
+        v.check("base_batch_size", self.base_batch_size, gt=0)
+        v.check("batch_size", self.batch_size, gt=0)
 
     def _eval(self, t: Array) -> Array:
         ratio = as_float(self.batch_size) / as_float(self.base_batch_size)
@@ -146,7 +163,4 @@ def scale_for_batch_size(
       batch_size: b > 0.
       rule: ``"linear"`` or ``"sqrt"``.
     """
-    v.check_choice("rule", rule, ("linear", "sqrt"))
-    v.check("base_batch_size", base_batch_size, gt=0)
-    v.check("batch_size", batch_size, gt=0)
     return BatchScaled(as_schedule("value", value), base_batch_size, batch_size, rule)

@@ -35,6 +35,14 @@ class Cyclic(Schedule):
     gamma: Numeric
     mode: str = static_field(default="triangular")
 
+    def _check(self) -> None:
+        v.check_choice("mode", self.mode, CYCLIC_MODES)
+        v.check("base_value", self.base_value)
+        v.check("peak_value", self.peak_value)
+        v.check("step_size_up", self.step_size_up, gt=0)
+        v.check("step_size_down", self.step_size_down, gt=0)
+        v.check("gamma", self.gamma, gt=0, le=1)
+
     def _eval(self, t: Array) -> Array:
         t = jnp.maximum(t, 0)
         up, down = self.step_size_up, self.step_size_down
@@ -75,14 +83,8 @@ def cyclic(
       mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
       gamma: γ in (0, 1] for ``exp_range``.
     """
-    v.check_choice("mode", mode, CYCLIC_MODES)
-    v.check("base_value", base_value)
-    v.check("peak_value", peak_value)
-    v.check("step_size_up", step_size_up, gt=0)
     if step_size_down is None:
         step_size_down = step_size_up
-    v.check("step_size_down", step_size_down, gt=0)
-    v.check("gamma", gamma, gt=0, le=1)
     return Cyclic(base_value, peak_value, step_size_up, step_size_down, gamma, mode)
 
 
@@ -97,6 +99,14 @@ class OneCycle(Schedule):
     final_div_factor: Numeric
     anneal: str = static_field(default="cos")
     three_phase: bool = static_field(default=False)
+
+    def _check(self) -> None:
+        v.check_choice("anneal", self.anneal, tuple(ANNEAL_SHAPES))
+        v.check("peak_value", self.peak_value)
+        v.check("total_steps", self.total_steps, gt=0)
+        v.check("pct_start", self.pct_start, gt=0, lt=0.5 if self.three_phase else 1)
+        v.check("div_factor", self.div_factor, gt=0)
+        v.check("final_div_factor", self.final_div_factor, gt=0)
 
     def _eval(self, t: Array) -> Array:
         peak = as_float(self.peak_value)
@@ -150,10 +160,4 @@ def one_cycle(
       final_div_factor: > 0.
       three_phase: use the three-phase variant (fast.ai style).
     """
-    v.check_choice("anneal", anneal, tuple(ANNEAL_SHAPES))
-    v.check("peak_value", peak_value)
-    v.check("total_steps", total_steps, gt=0)
-    v.check("pct_start", pct_start, gt=0, lt=0.5 if three_phase else 1)
-    v.check("div_factor", div_factor, gt=0)
-    v.check("final_div_factor", final_div_factor, gt=0)
     return OneCycle(peak_value, total_steps, pct_start, div_factor, final_div_factor, anneal, three_phase)

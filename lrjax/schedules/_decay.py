@@ -25,6 +25,9 @@ class Constant(Schedule):
 
     value: Numeric
 
+    def _check(self) -> None:
+        v.check("value", self.value)
+
     def _eval(self, t: Array) -> Array:
         return jnp.broadcast_to(as_float(self.value), jnp.shape(t))
 
@@ -35,7 +38,6 @@ def constant(value: Numeric) -> Constant:
     Args:
       value: the value at every step.
     """
-    v.check("value", value)
     return Constant(value)
 
 
@@ -45,6 +47,14 @@ class PiecewiseConstant(Schedule):
 
     values: Numeric
     boundaries: Numeric
+
+    def _check(self) -> None:
+        v.check_vector("values", self.values)
+        v.check_vector("boundaries", self.boundaries, ge=0)
+        v.check_increasing("boundaries", self.boundaries)
+        boundaries = v.concrete("boundaries", self.boundaries)
+        if boundaries is not None:
+            v.check_length("values", self.values, boundaries.shape[-1] + 1, "one more than boundaries")
 
     def _eval(self, t: Array) -> Array:
         return jnp.take(as_float(self.values), count_le(jnp.asarray(self.boundaries), t), axis=-1)
@@ -63,10 +73,7 @@ def piecewise_constant(values: Sequence[Numeric], *, boundaries: Sequence[Numeri
     """
     v.check_vector("values", values)
     v.check_vector("boundaries", boundaries, ge=0)
-    v.check_increasing("boundaries", boundaries)
-    values, boundaries = jnp.asarray(values), jnp.asarray(boundaries)
-    v.check_length("values", values, boundaries.shape[-1] + 1, "one more than boundaries")
-    return PiecewiseConstant(values, boundaries)
+    return PiecewiseConstant(jnp.asarray(values), jnp.asarray(boundaries))
 
 
 @schedule_dataclass
@@ -79,6 +86,14 @@ class ExponentialDecay(Schedule):
     begin_step: Numeric
     end_value: Optional[Numeric]
     staircase: bool = static_field(default=False)
+
+    def _check(self) -> None:
+        v.check("init_value", self.init_value)
+        v.check("decay_rate", self.decay_rate, gt=0)
+        v.check("decay_steps", self.decay_steps, gt=0)
+        v.check("begin_step", self.begin_step, ge=0)
+        if self.end_value is not None:
+            v.check("end_value", self.end_value)
 
     def _eval(self, t: Array) -> Array:
         elapsed = t - self.begin_step
@@ -117,12 +132,6 @@ def exponential_decay(
       begin_step: t₀ >= 0, the step at which decay starts.
       end_value: optional bound on the value.
     """
-    v.check("init_value", init_value)
-    v.check("decay_rate", decay_rate, gt=0)
-    v.check("decay_steps", decay_steps, gt=0)
-    v.check("begin_step", begin_step, ge=0)
-    if end_value is not None:
-        v.check("end_value", end_value)
     return ExponentialDecay(init_value, decay_rate, decay_steps, begin_step, end_value, staircase)
 
 
@@ -134,8 +143,7 @@ def step_decay(init_value: Numeric, *, step_size: Numeric, decay_rate: Numeric =
       step_size: steps between decays, > 0.
       decay_rate: γ > 0, the factor applied every ``step_size`` steps.
     """
-    v.check("step_size", step_size, gt=0)
-    v.check("decay_rate", decay_rate, gt=0)
+    v.check("step_size", step_size, gt=0)  # the field is decay_steps: name the argument
     return exponential_decay(init_value, decay_rate=decay_rate, decay_steps=step_size, staircase=True)
 
 
@@ -146,6 +154,11 @@ class MultistepDecay(Schedule):
     init_value: Numeric
     milestones: Numeric
     decay_rate: Numeric
+
+    def _check(self) -> None:
+        v.check("init_value", self.init_value)
+        v.check_vector("milestones", self.milestones, ge=0)
+        v.check("decay_rate", self.decay_rate, gt=0)
 
     def _eval(self, t: Array) -> Array:
         passed = count_le(jnp.asarray(self.milestones), t)
@@ -162,9 +175,7 @@ def multistep_decay(init_value: Numeric, *, milestones: Sequence[Numeric], decay
       milestones: non-negative step counts.
       decay_rate: γ > 0.
     """
-    v.check("init_value", init_value)
     v.check_vector("milestones", milestones, ge=0)
-    v.check("decay_rate", decay_rate, gt=0)
     return MultistepDecay(init_value, jnp.asarray(milestones), decay_rate)
 
 
@@ -176,6 +187,11 @@ class InverseTimeDecay(Schedule):
     decay_rate: Numeric
     decay_steps: Numeric
     staircase: bool = static_field(default=False)
+
+    def _check(self) -> None:
+        v.check("init_value", self.init_value)
+        v.check("decay_rate", self.decay_rate, ge=0)
+        v.check("decay_steps", self.decay_steps, gt=0)
 
     def _eval(self, t: Array) -> Array:
         t = jnp.maximum(t, 0)
@@ -200,7 +216,4 @@ def inverse_time_decay(
       decay_steps: T > 0.
       staircase: floor t / T.
     """
-    v.check("init_value", init_value)
-    v.check("decay_rate", decay_rate, ge=0)
-    v.check("decay_steps", decay_steps, gt=0)
     return InverseTimeDecay(init_value, decay_rate, decay_steps, staircase)

@@ -27,6 +27,13 @@ class CosineRestarts(Schedule):
     peak_mult: Numeric
     end_value: Numeric
 
+    def _check(self) -> None:
+        v.check("init_value", self.init_value)
+        v.check("period", self.period, gt=0)
+        v.check("period_mult", self.period_mult, ge=1)
+        v.check("peak_mult", self.peak_mult, gt=0)
+        v.check("end_value", self.end_value)
+
     def _eval(self, t: Array) -> Array:
         period, mult = jnp.asarray(self.period), jnp.asarray(self.period_mult)
         # Integer periods and multipliers give integer cycle boundaries: compute them exactly.
@@ -74,9 +81,4 @@ def cosine_restarts(
       peak_mult: q > 0, the decay of each cycle's peak.
       end_value: η₁, the value each cycle anneals towards.
     """
-    v.check("init_value", init_value)
-    v.check("period", period, gt=0)
-    v.check("period_mult", period_mult, ge=1)
-    v.check("peak_mult", peak_mult, gt=0)
-    v.check("end_value", end_value)
     return CosineRestarts(init_value, period, period_mult, peak_mult, end_value)

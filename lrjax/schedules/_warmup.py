@@ -32,6 +32,13 @@ class Warmup(Schedule):
     init_value: Numeric
     shape: str = static_field(default="linear")
 
+    def _check(self) -> None:
+        if not isinstance(self.schedule, Schedule):
+            raise TypeError(f"schedule must be an lrjax schedule, got {self.schedule!r}")
+        v.check_choice("shape", self.shape, WARMUP_SHAPES)
+        v.check("warmup_steps", self.warmup_steps, ge=0)
+        v.check("init_value", self.init_value, **({"gt": 0} if self.shape == "exponential" else {}))
+
     def _eval(self, t: Array) -> Array:
         w = self.warmup_steps
         ramp = interpolate(as_float(self.init_value), self.schedule(0), remaining(t, w), self.shape)
@@ -51,11 +58,6 @@ def warmup(schedule: Schedule, *, warmup_steps: Numeric, init_value: Numeric = 0
       init_value: η_w, the value at step 0.
       shape: ``"linear"``, ``"cosine"`` or ``"exponential"``.
     """
-    if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be an lrjax schedule, got {schedule!r}")
-    v.check_choice("shape", shape, WARMUP_SHAPES)
-    v.check("warmup_steps", warmup_steps, ge=0)
-    v.check("init_value", init_value, **({"gt": 0} if shape == "exponential" else {}))
     return Warmup(schedule, warmup_steps, init_value, shape)
 
 
@@ -133,6 +135,10 @@ class InverseSqrt(Schedule):
     peak_value: Numeric
     warmup_steps: Numeric
 
+    def _check(self) -> None:
+        v.check("peak_value", self.peak_value)
+        v.check("warmup_steps", self.warmup_steps, gt=0)
+
     def _eval(self, t: Array) -> Array:
         t, w = as_float(t), as_float(self.warmup_steps)
         positive = t > 0
@@ -150,6 +156,4 @@ def inverse_sqrt(peak_value: Numeric, *, warmup_steps: Numeric) -> InverseSqrt:
       peak_value: η_p, the value at t = W.
       warmup_steps: W > 0.
     """
-    v.check("peak_value", peak_value)
-    v.check("warmup_steps", warmup_steps, gt=0)
     return InverseSqrt(peak_value, warmup_steps)

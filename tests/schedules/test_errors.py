@@ -1,8 +1,11 @@
 """Bad arguments raise ValueError (TypeError for non-numbers) naming the argument and value."""
 
+import inspect
 import math
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import lrjax.schedules as S
@@ -85,3 +88,87 @@ def test_bad_argument_is_named_with_its_value(make, error, message):
 def test_schedule_rejects_non_numeric_steps():
     with pytest.raises(TypeError, match="step must be an integer or float array"):
         S.constant(1.0)(jnp.asarray(True))
+
+
+# Arguments a function owns (renamed, combined or converted to arrays before it builds its
+# class; CLASS_BAD gives the classes those values directly); every other bad argument in BAD is
+# rejected by the class's own validation, which the function reaches.
+FUNCTION_ARGUMENTS = {"step_size", "decay_steps", "exponent", "total_steps", "stable_steps", "decay_shape", "milestones",
+                      "values", "boundaries", "schedules", "schedules\\[0\\]", "multiply"}
+
+
+@pytest.mark.parametrize("make, error, message", BAD, ids=[m for _, _, m in BAD])
+def test_the_class_rejects_what_its_function_rejects(make, error, message):
+    with pytest.raises(error, match=message) as info:
+        make()
+    in_class = any(entry.name == "_check" for entry in info.traceback)
+    assert in_class or message.split()[0] in FUNCTION_ARGUMENTS, message
+
+
+CLASS_BAD = [  # the arguments the functions own, given to the classes directly
+    (lambda: S.Cyclic(0.1, 1.0, 0, 0, 1.0), ValueError, "step_size_up must be > 0, got 0"),  # was -inf at every step
+    (lambda: S.ExponentialDecay(1.0, 0.5, 0, 0, None, staircase=True), ValueError, "decay_steps must be > 0, got 0"),
+    (lambda: S.Anneal(1.0, 0.0, 0, 1.0, 0, "cosine"), ValueError, "steps must be > 0, got 0"),
+    (lambda: S.Anneal(1.0, 0.0, 10, -1.0, 0, "cosine"), ValueError, "power must be > 0, got -1.0"),
+    (lambda: S.Anneal(1.0, 0.0, 10, 1.0, 0, "quadratic"), ValueError, "shape must be one of"),
+    (lambda: S.PiecewiseConstant(jnp.asarray([1.0, math.nan]), jnp.asarray([5])), ValueError, "values must be finite"),
+    (lambda: S.PiecewiseConstant(jnp.asarray([1.0, 0.5, 0.1]), jnp.asarray([50, 20])), ValueError, "boundaries must be strictly increasing"),
+    (lambda: S.PiecewiseConstant(jnp.asarray([1.0, 0.5]), jnp.asarray([-1])), ValueError, r"boundaries must be >= 0, got -1"),
+    (lambda: S.MultistepDecay(1.0, jnp.asarray([10, -5]), 0.1), ValueError, r"milestones must be >= 0, got -5"),
+    (lambda: S.Join((S.constant(1.0),), jnp.asarray([5])), ValueError, r"boundaries must have 0 entries"),
+    (lambda: S.Join((), jnp.asarray([])), TypeError, "schedules must be a non-empty tuple of lrjax schedules"),
+    (lambda: S.Join((lambda t: 1.0,), jnp.asarray([])), TypeError, "schedules must be a non-empty tuple of lrjax schedules"),
+    (lambda: S.Multiply(()), TypeError, "schedules must be a non-empty tuple of lrjax schedules"),
+    (lambda: S.Warmup(S.constant(1.0), -1, 0.0), ValueError, "warmup_steps must be >= 0, got -1"),
+    (lambda: S.Warmup(0.1, 10, 0.0), TypeError, "schedule must be an lrjax schedule"),
+    (lambda: S.BatchScaled(0.1, 256, 512), TypeError, "schedule must be an lrjax schedule"),
+    (lambda: S.FromEpochFn(10, 0.1), TypeError, "fn must be callable"),
+]
+
+
+@pytest.mark.parametrize("make, error, message", CLASS_BAD, ids=[m for _, _, m in CLASS_BAD])
+def test_an_exported_class_validates_like_its_function(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_classes_take_traced_and_batched_values():
+    # Validation inspects concrete values only; JAX rebuilds schedules without the constructor.
+    traced = jax.jit(lambda up: S.Cyclic(0.1, 1.0, up, up, 1.0)(3))(jnp.asarray(6))
+    assert float(traced) == pytest.approx(0.1 + 0.9 * 3 / 6)
+    batch = S.Cyclic(jnp.asarray([0.1, 0.2]), jnp.asarray([1.0, 2.0]), jnp.asarray([4, 8]), jnp.asarray([4, 8]), jnp.asarray([1.0, 1.0]))
+    values = jax.vmap(lambda s: s(2))(batch)
+    np.testing.assert_allclose(values, [0.1 + 0.9 * 2 / 4, 0.2 + 1.8 * 2 / 8], rtol=1e-6)
+    axes = jax.tree.map(lambda _: 0, batch)  # a pytree of vmap axes: all leaves 0, never validated
+    assert isinstance(axes, S.Cyclic) and axes.step_size_up == 0
+
+
+PORTED_FROM_OPTAX = [
+    # optax.exponential_decay(init_value, transition_steps, decay_rate): lrjax's order differs
+    lambda: S.exponential_decay(0.1, 1000, 0.5),
+    # optax.polynomial_schedule(init_value, end_value, power, transition_steps)
+    lambda: S.polynomial(0.1, 0.0, 1.0, 1000),
+    # optax.cosine_decay_schedule(init_value, decay_steps, alpha)
+    lambda: S.cosine_decay(0.1, 1000, 0.0),
+]
+
+
+@pytest.mark.parametrize("call", PORTED_FROM_OPTAX)
+def test_a_call_ported_verbatim_from_optax_fails_loudly(call):
+    with pytest.raises(TypeError, match="positional argument"):
+        call()
+
+
+FIRST_ARGUMENTS = {"warmup": S.constant(0.1), "scale_for_batch_size": 0.1, "join": [0.1], "from_epoch_fn": lambda e: e,
+                   "piecewise_constant": [0.1]}
+FUNCTIONS = sorted(n for n in S.__all__ if n[0].islower() and n not in ("is_schedule", "multiply"))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_only_the_first_argument_is_positional(name):
+    fn = getattr(S, name)
+    parameters = list(inspect.signature(fn).parameters.values())
+    assert parameters[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters[1:]), name
+    with pytest.raises(TypeError, match="positional argument"):
+        fn(FIRST_ARGUMENTS.get(name, 0.1), 10)
