@@ -20,6 +20,7 @@ from typing import Any, Callable, TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 Numeric = Any  # a Python number, a NumPy/JAX array, or a traced value
@@ -74,6 +75,9 @@ class Schedule(abc.ABC):
     """
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            if not field.metadata.get("static", False):
+                object.__setattr__(self, field.name, fit_int32(getattr(self, field.name)))
         self._check()
 
     def _check(self) -> None:
@@ -81,7 +85,7 @@ class Schedule(abc.ABC):
         is invalid; traced values pass (see `lrjax._validate`)."""
 
     def __call__(self, step: Numeric) -> Array:
-        t = jnp.asarray(step)
+        t = jnp.asarray(fit_int32(step))
         if not (jnp.issubdtype(t.dtype, jnp.integer) or jnp.issubdtype(t.dtype, jnp.floating)):
             raise TypeError(f"step must be an integer or float array, got dtype {t.dtype}")
         return as_float(self._eval(t))
@@ -89,6 +93,32 @@ class Schedule(abc.ABC):
     @abc.abstractmethod
     def _eval(self, t: Array) -> Array:
         """The schedule's value at step ``t`` (an integer or float array)."""
+
+
+_INT32 = np.iinfo(np.int32)
+
+
+def fit_int32(x: Any) -> Any:
+    """``x``, or as floats if it is a concrete integer (Python or NumPy) outside the int32 range.
+
+    JAX computes in int32 unless 64-bit mode is on, and a Python int of 2**31 or more cannot be
+    converted. Such steps and step counts become floats, as in Optax: float32 represents every
+    integer up to 2**24 exactly and larger ones to within a relative 6e-8. Integers that fit
+    stay integers, so boundaries computed with them stay exact."""
+    if isinstance(x, bool) or isinstance(x, jax.Array):
+        return x
+    if isinstance(x, (int, np.integer)):
+        return float(x) if not _INT32.min <= x <= _INT32.max else x
+    if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.integer) and x.size:
+        return x.astype(np.float64) if (x.min() < _INT32.min or x.max() > _INT32.max) else x
+    return x
+
+
+def as_array(x: Numeric) -> Array:
+    """A sequence of numbers (or a traced one) as an array, integers outside int32 as floats."""
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x)):
+        return jnp.asarray(x)
+    return jnp.asarray(fit_int32(np.asarray(x)))
 
 
 def as_float(x: Numeric) -> Array:

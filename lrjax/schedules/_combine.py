@@ -7,7 +7,16 @@ from typing import Callable, Sequence, Union
 import jax.numpy as jnp
 
 from lrjax import _validate as v
-from lrjax.schedules._base import Array, Numeric, Schedule, as_float, floordiv, schedule_dataclass, static_field
+from lrjax.schedules._base import (
+    Array,
+    Numeric,
+    Schedule,
+    as_array,
+    as_float,
+    floordiv,
+    schedule_dataclass,
+    static_field,
+)
 from lrjax.schedules._decay import constant
 
 ScheduleLike = Union[Schedule, float, int]
@@ -64,7 +73,7 @@ def join(schedules: Sequence[ScheduleLike], *, boundaries: Sequence[Numeric]) ->
     if not schedules:
         raise ValueError("schedules must contain at least one schedule, got []")
     v.check_vector("boundaries", boundaries, ge=0)
-    return Join(schedules, jnp.asarray(boundaries))
+    return Join(schedules, as_array(boundaries))
 
 
 @schedule_dataclass

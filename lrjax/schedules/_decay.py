@@ -11,6 +11,7 @@ from lrjax.schedules._base import (
     Array,
     Numeric,
     Schedule,
+    as_array,
     as_float,
     count_le,
     floordiv,
@@ -73,7 +74,7 @@ def piecewise_constant(values: Sequence[Numeric], *, boundaries: Sequence[Numeri
     """
     v.check_vector("values", values)
     v.check_vector("boundaries", boundaries, ge=0)
-    return PiecewiseConstant(jnp.asarray(values), jnp.asarray(boundaries))
+    return PiecewiseConstant(as_array(values), as_array(boundaries))
 
 
 @schedule_dataclass
@@ -176,7 +177,7 @@ def multistep_decay(init_value: Numeric, *, milestones: Sequence[Numeric], decay
       decay_rate: γ > 0.
     """
     v.check_vector("milestones", milestones, ge=0)
-    return MultistepDecay(init_value, jnp.asarray(milestones), decay_rate)
+    return MultistepDecay(init_value, as_array(milestones), decay_rate)
 
 
 @schedule_dataclass

@@ -77,6 +77,9 @@ def warmup_cosine_decay(
     Keras ``CosineDecay(initial_learning_rate=η_w, warmup_target=η_p, warmup_steps=W,
     decay_steps=T − W, alpha=η₁/η_p)``.
 
+    One difference from Optax: with η_p = 0, lrjax still anneals from 0 to η₁ (the formula
+    above), where Optax, whose decay is parameterized by α = η₁/η_p, sets α = 0 and stays at 0.
+
     Args:
       init_value: η_w.
       peak_value: η_p.

@@ -83,3 +83,22 @@ def test_schedules_are_pytrees_with_numeric_leaves_and_static_modes():
     assert "exp_range" in str(treedef)
     rebuilt = jax.tree.unflatten(treedef, [0.2, 2.0, 5, 7, 0.98])
     assert isinstance(rebuilt, S.Cyclic) and rebuilt.mode == "exp_range" and rebuilt.base_value == 0.2
+
+
+def test_giant_int_steps_and_step_counts_as_in_optax():
+    # Optax's test_with_giant_int_steps: Python ints beyond int32 become floats.
+    ours = S.cosine_decay(1000.0, decay_steps=int(1e10))
+    theirs = optax.cosine_decay_schedule(1000.0, int(1e10))
+    for step in (0, int(1e9), int(5e9), int(1e10), 2**40):
+        np.testing.assert_allclose(ours(step), theirs(step), rtol=1e-6)
+    np.testing.assert_allclose(ours(int(1e9)), 975.52826, rtol=1e-7)
+    np.testing.assert_allclose(S.exponential_decay(1.0, decay_rate=0.5, decay_steps=2**33)(2**34), 0.25, rtol=1e-6)
+    np.testing.assert_allclose(S.piecewise_constant([1.0, 0.5], boundaries=[2**33])(np.asarray([2**33 - 2**20, 2**33])), [1.0, 0.5])
+
+
+def test_every_schedule_evaluates_at_a_python_int_step_of_two_to_the_forty():
+    from lrjax.cli import gallery
+
+    for name, schedule in gallery(1000).items():
+        value = schedule(2**40)
+        assert np.isfinite(value) and 0 <= value <= 0.4, (name, value)  # peak 0.1 (x4 for the batch-scaled one)
