@@ -13,9 +13,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-
-def _is_learning_rate(name: str) -> bool:
-    return name in ("learning_rate", "lr") or name.endswith("learning_rate")
+from lrjax import _validate as v
 
 
 def check_values(where: str, name: str, leaf: Any) -> np.ndarray:
@@ -26,7 +24,7 @@ def check_values(where: str, name: str, leaf: Any) -> np.ndarray:
         raise TypeError(f"{where} must be numeric, got dtype {arr.dtype}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{where} must be finite, got {arr.tolist()}")
-    if _is_learning_rate(name) and np.any(arr < 0):
+    if v.is_learning_rate(name) and np.any(arr < 0):
         raise ValueError(f"{where} must be >= 0, got {arr[arr < 0].flat[0].item()!r} in {arr.tolist()}")
     if np.issubdtype(arr.dtype, np.floating):
         return arr.astype(np.float32)

@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from lrjax import _checkpoint, _configs
+from lrjax import _validate as v
 from lrjax.engine import cache
 from lrjax.engine.program import (
     CHUNK,
@@ -37,15 +38,6 @@ from lrjax._task import Task
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of member state, see `state_bytes`
 
 Members = Union[int, Sequence[int], np.ndarray]
-
-
-def positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum``; TypeError / ValueError naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def check_task_and_optimizer(task: Any, optimizer: Any, hp: Any) -> None:
@@ -140,11 +132,11 @@ class Population:
         plateau_metric: str = "loss",
     ):
         hps, num_configs = _configs.check_configs(configs)
-        seeds = positive_int("seeds", seeds)
-        seed = positive_int("seed", seed, minimum=0)
-        memory_budget = positive_int("memory_budget", memory_budget)
+        seeds = v.integer("seeds", seeds)
+        seed = v.integer("seed", seed, minimum=0)
+        memory_budget = v.integer("memory_budget", memory_budget)
         if batch_size is not None:
-            batch_size = positive_int("batch_size", batch_size)
+            batch_size = v.integer("batch_size", batch_size)
             if batch_size > task.num_train:
                 raise ValueError(f"batch_size must be <= the number of training examples ({task.num_train}), got {batch_size}")
         check_task_and_optimizer(task, optimizer, _configs.take(hps, 0))
@@ -168,7 +160,7 @@ class Population:
         self.task, self.optimizer, self.plateau, self.plateau_metric = task, optimizer, plateau_fn, plateau_metric
         self.batch_size, self.seed, self.seeds, self.devices = batch_size, seed, seeds, devices
         self._programs, self._layout = programs, layout
-        self._configs = {k: _configs.take(v, np.repeat(np.arange(num_configs), seeds)) for k, v in hps.items()}
+        self._configs = {k: _configs.take(value, np.repeat(np.arange(num_configs), seeds)) for k, value in hps.items()}
         self._active = np.ones(num_configs * seeds, bool)
         replicated = programs.programs.replicated
         self._keys = jax.device_put(seed_keys(seed, seeds), replicated)
@@ -231,7 +223,7 @@ class Population:
     def configs(self) -> dict[str, Any]:
         """Each member's hyperparameters: name -> (size,) host arrays (pytrees of them for
         pytree-valued configs), plus ``seed``, the member's seed index (a copy)."""
-        out = {k: jax.tree.map(np.copy, v) for k, v in self._configs.items()}
+        out = {k: jax.tree.map(np.copy, value) for k, value in self._configs.items()}
         out["seed"] = np.tile(np.arange(self.seeds), self.size // self.seeds)
         return out
 
@@ -283,7 +275,7 @@ class Population:
           (size, steps) training loss before each update; NaN where a member is inactive or
           diverged.
         """
-        steps = positive_int("steps", steps, minimum=0)
+        steps = v.integer("steps", steps, minimum=0)
         buffers = []
         for start in range(0, steps, CHUNK):
             n = min(CHUNK, steps - start)
@@ -311,10 +303,10 @@ class Population:
             values = metrics[self.plateau_metric]
             self._state = self._run("observe", self._state, self._device_hps, values, self._device_active)
             self._plateau_scale.append(self._to_members(self._state.members.scale))
-        host = {k: self._to_members(v) for k, v in jax.device_get(metrics).items()}
+        host = {k: self._to_members(value) for k, value in jax.device_get(metrics).items()}
         self._eval_steps.append(self._clock)
         self._eval_metrics.append(host)
-        return {k: v.copy() for k, v in host.items()}
+        return {k: value.copy() for k, value in host.items()}
 
     # -- changes ------------------------------------------------------------------------------
 
@@ -451,6 +443,7 @@ class Population:
             info={
                 "task": self.task.name, "steps": self._clock, "batch_size": self.batch_size, "seed": self.seed,
                 "seeds": self.seeds, "devices": len(self.devices), "compile_seconds": self._compile_seconds,
+                "metric_modes": dict(self.task.metric_modes),
             },
         )
 
@@ -557,7 +550,7 @@ class Population:
                              f"restore it {'with' if 'plateau_scale' in arrays else 'without'} one")
         fingerprint = cls._fingerprint(task, optimizer, plateau_fn, member_configs, meta["batch_size"])
         if fingerprint != meta["fingerprint"]:
-            short = lambda v: (str(v)[:200] + "…") if len(str(v)) > 200 else v
+            short = lambda value: (str(value)[:200] + "…") if len(str(value)) > 200 else value
             diff = {k: (short(meta["fingerprint"].get(k)), short(fingerprint[k])) for k in fingerprint if fingerprint[k] != meta["fingerprint"].get(k)}
             raise ValueError(f"the checkpoint in {path!r} was written for a different task, optimizer or plateau: (saved, given) {diff}")
         seeds = meta["seeds"]
@@ -592,6 +585,6 @@ class Population:
         self._losses = [np.asarray(arrays["train_loss"], np.float32)]
         self._eval_steps = [int(t) for t in arrays["eval_steps"]]
         evals = [arrays["eval"][str(i)] for i in range(len(self._metric_names))]
-        self._eval_metrics = [{k: v[:, e] for k, v in zip(self._metric_names, evals)} for e in range(len(self._eval_steps))]
+        self._eval_metrics = [{k: value[:, e] for k, value in zip(self._metric_names, evals)} for e in range(len(self._eval_steps))]
         if self.plateau is not None:
             self._plateau_scale = [arrays["plateau_scale"][:, e] for e in range(len(self._eval_steps))]

@@ -10,6 +10,13 @@ import jax
 import numpy as np
 
 
+# Directions of the metrics lrjax knows by name; a task declares others (Task(metric_modes=...)).
+METRIC_MODES = {
+    "loss": "min", "train_loss": "min", "error": "min", "mse": "min", "mae": "min", "perplexity": "min",
+    "accuracy": "max", "top1": "max", "top5": "max", "f1": "max", "auc": "max",
+}
+
+
 @dataclasses.dataclass
 class SweepResult:
     """What a sweep measured, one row per member (configuration-major, seeds inner).
@@ -53,10 +60,25 @@ class SweepResult:
     def best(self, metric: str = "loss", mode: Optional[str] = None) -> dict[str, Any]:
         """The configuration with the best final ``metric``, averaged over its seeds.
 
-        ``mode`` is ``"min"`` or ``"max"`` (default: ``max`` for metrics named like accuracy).
         A configuration with a diverged seed ranks last.
+
+        Args:
+          metric: ``"train_loss"`` or an evaluation metric.
+          mode: ``"min"`` or ``"max"``. Default: as the task declares it
+            (``Task(metric_modes={"f1": "max"})``), else from `METRIC_MODES` (``loss`` min,
+            ``accuracy`` max, ...); any other metric needs it.
+
+        Returns:
+          The configuration's hyperparameters, its seed-mean ``metric`` and ``index`` (the
+          configuration's index).
         """
-        mode = mode or ("max" if "acc" in metric else "min")
+        if mode is None:
+            mode = self.info.get("metric_modes", {}).get(metric, METRIC_MODES.get(metric))
+            if mode is None:
+                raise ValueError(
+                    f"mode must be given ('min' or 'max') for metric {metric!r}: the task does not declare it "
+                    f"(Task(metric_modes=...)) and it is not one of {sorted(METRIC_MODES)}"
+                )
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         seeds = self.info["seeds"]

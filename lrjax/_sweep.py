@@ -19,10 +19,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lrjax import _checkpoint, _configs
+from lrjax import _validate as v
 from lrjax._configs import check_configs
 from lrjax.engine.compiles import count_compiles
 from lrjax.engine.program import CHUNK, OptimizerFn, member_bytes
-from lrjax._population import DEFAULT_MEMORY_BUDGET, Population, check_task_and_optimizer, positive_int, state_bytes
+from lrjax._population import DEFAULT_MEMORY_BUDGET, Population, check_task_and_optimizer, state_bytes
 from lrjax._result import SweepResult
 from lrjax._task import Task
 
@@ -136,14 +137,14 @@ def sweep(
       0.5
     """
     hps, num_configs = check_configs(configs)
-    steps = positive_int("steps", steps)
-    seeds = positive_int("seeds", seeds)
-    memory_budget = positive_int("memory_budget", memory_budget)
+    steps = v.integer("steps", steps)
+    seeds = v.integer("seeds", seeds)
+    memory_budget = v.integer("memory_budget", memory_budget)
     if eval_every is not None:
-        eval_every = positive_int("eval_every", eval_every)
+        eval_every = v.integer("eval_every", eval_every)
     check_task_and_optimizer(task, optimizer, _configs.take(hps, 0))
     if checkpoint_every is not None:
-        checkpoint_every = positive_int("checkpoint_every", checkpoint_every)
+        checkpoint_every = v.integer("checkpoint_every", checkpoint_every)
         if checkpoint is None:
             raise ValueError(f"checkpoint_every={checkpoint_every} needs checkpoint=<directory>")
     if checkpoint is not None:
@@ -174,7 +175,7 @@ def sweep(
                 pop = Population.restore(path, task, optimizer, configs=group_configs, devices=devices, memory_budget=budget, plateau=plateau)
                 expected = {**signature, "group": g}
                 if pop._checkpoint_extra != expected:
-                    diff = {k: (pop._checkpoint_extra.get(k), v) for k, v in expected.items() if pop._checkpoint_extra.get(k) != v}
+                    diff = {k: (pop._checkpoint_extra.get(k), value) for k, value in expected.items() if pop._checkpoint_extra.get(k) != value}
                     raise ValueError(f"{path!r} holds a checkpoint of another sweep, (saved, given): {diff}; use another checkpoint directory")
             else:
                 pop = Population(task, optimizer, group_configs, **kwargs)
@@ -196,5 +197,6 @@ def sweep(
         "task": task.name, "steps": steps, "batch_size": batch_size, "seed": seed, "seeds": seeds,
         "groups": len(groups), "devices": len(devices), "compiles": compiles.count,
         "compile_seconds": compile_seconds, "seconds": time.perf_counter() - started,
+        "metric_modes": dict(task.metric_modes),
     }
     return _join(parts, [len(i) * seeds for i in groups], info)

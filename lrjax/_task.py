@@ -56,6 +56,8 @@ class Task:
         (or ``train_data``) at each evaluation; the mean ``loss`` is always reported too.
       name: used in tables and plots.
       info: facts about the problem (e.g. a quadratic's Hessian and eigenvalues).
+      metric_modes: ``{name: "min" | "max"}`` for metrics whose direction lrjax does not know
+        by name (`lrjax.SweepResult.best` knows ``loss``, ``accuracy``, ...).
 
     Equality is identity. Compiled programs live in the engine's bounded cache
     (`lrjax.engine.cache`), keyed by the task; a new task whose programs lower to the same XLA
@@ -69,6 +71,7 @@ class Task:
     metrics: Optional[MetricsFn] = None
     name: str = "task"
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    metric_modes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for field in ("init", "loss"):
@@ -76,6 +79,11 @@ class Task:
                 raise TypeError(f"{field} must be callable, got {getattr(self, field)!r}")
         if self.metrics is not None and not callable(self.metrics):
             raise TypeError(f"metrics must be callable or None, got {self.metrics!r}")
+        if not isinstance(self.metric_modes, Mapping):
+            raise TypeError(f"metric_modes must be a dict of metric name -> 'min' or 'max', got {self.metric_modes!r}")
+        for name, mode in self.metric_modes.items():
+            if mode not in ("min", "max"):
+                raise ValueError(f"metric_modes[{name!r}] must be 'min' or 'max', got {mode!r}")
         train_data = _check_data("train_data", self.train_data)
         eval_data = None if self.eval_data is None else _check_data("eval_data", self.eval_data)
         if eval_data is not None and jax.tree.structure(eval_data) != jax.tree.structure(train_data):

@@ -10,6 +10,7 @@ values are checked eagerly, before anything is compiled, and a bad one raises `V
 from __future__ import annotations
 
 import operator
+import re
 from typing import Any, Iterable
 
 import jax
@@ -75,6 +76,28 @@ def check_increasing(name: str, value: Any) -> None:
         return
     if np.any(np.diff(arr, axis=-1) <= 0):
         raise ValueError(f"{name} must be strictly increasing, got {arr.tolist()!r}")
+
+
+LEARNING_RATE_NAMES = ("learning_rate", "lr", "eta")
+
+
+def is_learning_rate(name: str) -> bool:
+    """Whether a hyperparameter named ``name`` is a learning rate, the one rule used everywhere:
+    its base name (before any ``.field`` or ``[index]`` of a pytree-valued config) is one of
+    `LEARNING_RATE_NAMES` or ends in ``_learning_rate`` or ``_lr``. Learning rates must be >= 0
+    and are plotted on the x axis by default."""
+    base = re.split(r"[.\[]", name, maxsplit=1)[0]
+    return base in LEARNING_RATE_NAMES or base.endswith(("_learning_rate", "_lr"))
+
+
+def integer(name: str, value: Any, *, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``: `TypeError` for a non-integer (or a bool),
+    `ValueError` below the minimum, both naming ``name`` and the value."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:

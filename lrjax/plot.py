@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from lrjax import _validate as v
 from lrjax.schedules import Schedule
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def schedule(
 def _hyperparameter(result: Any, name: Optional[str]) -> str:
     candidates = [k for k in result.configs if k != "seed"]
     if name is None:
-        name = next((k for k in candidates if "learning_rate" in k), candidates[0])
+        name = next((k for k in candidates if v.is_learning_rate(k)), candidates[0])
     if name not in result.configs:
         raise ValueError(f"hyperparameter must be one of {candidates}, got {name!r}")
     return name
@@ -133,7 +134,7 @@ def sweep(result: Any, *, hyperparameter: Optional[str] = None, metric: str = "l
 
     scores = result.final(metric)
     ok = ~result.diverged
-    final.scatter(x[ok], scores[ok], c=[cmap(norm(v)) for v in x[ok]], s=25, zorder=3, label="trained")
+    final.scatter(x[ok], scores[ok], c=[cmap(norm(value)) for value in x[ok]], s=25, zorder=3, label="trained")
     order = np.argsort(x[ok])
     final.plot(x[ok][order], scores[ok][order], color="0.6", lw=1, zorder=2)
     if np.any(~ok):

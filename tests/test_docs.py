@@ -30,3 +30,11 @@ def test_the_public_names_are_the_objects_not_modules():
     assert callable(lrjax.sweep) and lrjax.sweep.__module__ == "lrjax._sweep"
     assert lrjax.__version__ == importlib.metadata.version("lrjax")
     assert lrjax.datasets.digits_mlp and lrjax.plot.schedule  # imported on first use
+
+
+def test_one_rule_names_learning_rates():
+    from lrjax._validate import is_learning_rate
+
+    named = ["learning_rate", "lr", "eta", "head_lr", "encoder_learning_rate", "learning_rate.peak_value", "lr['init']"]
+    assert all(is_learning_rate(n) for n in named)
+    assert not any(is_learning_rate(n) for n in ["weight_decay", "momentum", "lr_decay", "beta", "flr"])

@@ -21,7 +21,7 @@ from lrjax.schedules._base import (
 )
 
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
-ANNEAL_SHAPES = {"cos": "cosine", "linear": "linear"}
+ANNEAL_SHAPES = {"cosine": "cosine", "linear": "linear", "cos": "cosine"}  # "cos": PyTorch's name
 
 
 @schedule_dataclass
@@ -97,7 +97,7 @@ class OneCycle(Schedule):
     pct_start: Numeric
     div_factor: Numeric
     final_div_factor: Numeric
-    anneal: str = static_field(default="cos")
+    anneal: str = static_field(default="cosine")
     three_phase: bool = static_field(default=False)
 
     def _check(self) -> None:
@@ -137,7 +137,7 @@ def one_cycle(
     *,
     total_steps: Numeric,
     pct_start: Numeric = 0.3,
-    anneal: str = "cos",
+    anneal: str = "cosine",
     div_factor: Numeric = 25.0,
     final_div_factor: Numeric = 1e4,
     three_phase: bool = False,
@@ -147,7 +147,7 @@ def one_cycle(
     η_i = η_p/div_factor, η_min = η_i/final_div_factor, T = total_steps, p = pct_start. Phases
     (end steps as in PyTorch): η_i → η_p until pT − 1, then η_p → η_min until T − 1; with
     ``three_phase``: η_i → η_p until pT − 1, η_p → η_i until 2pT − 2, η_i → η_min until T − 1.
-    Within a phase from step a to b the value is annealed by f = (t − a)/(b − a): ``cos``
+    Within a phase from step a to b the value is annealed by f = (t − a)/(b − a): ``cosine``
     end + (start − end) · ½(1 + cos πf), ``linear`` start + (end − start) f. Holds η_min
     after T − 1 (PyTorch raises past T).
 
@@ -155,9 +155,10 @@ def one_cycle(
       peak_value: η_p (PyTorch ``max_lr``).
       total_steps: T > 0.
       pct_start: p in (0, 1) (in (0, 0.5) with ``three_phase``), the fraction spent rising.
-      anneal: ``"cos"`` or ``"linear"``.
+      anneal: ``"cosine"`` (or PyTorch's ``"cos"``) or ``"linear"``.
       div_factor: > 0.
       final_div_factor: > 0.
       three_phase: use the three-phase variant (fast.ai style).
     """
+    anneal = ANNEAL_SHAPES.get(anneal, anneal)  # one vocabulary: "cos" is stored as "cosine"
     return OneCycle(peak_value, total_steps, pct_start, div_factor, final_div_factor, anneal, three_phase)

@@ -22,6 +22,8 @@ def raises_before_compiling(error, message, make):
         ({"learning_rate": [0.1, float("nan")]}, {}, ValueError, r"configs\['learning_rate'\] must be finite, got \[0.1, nan\]"),
         ({"learning_rate": [0.1, np.inf]}, {}, ValueError, r"configs\['learning_rate'\] must be finite"),
         ({"learning_rate": [0.1, -0.01]}, {}, ValueError, r"configs\['learning_rate'\] must be >= 0, got -0.01"),
+        ({"eta": [0.1, -1e-3]}, {}, ValueError, r"configs\['eta'\] must be >= 0, got -0.001"),
+        ({"head_lr": [-0.5]}, {}, ValueError, r"configs\['head_lr'\] must be >= 0, got -0.5"),
         ({"learning_rate": 0.1}, {}, ValueError, r"configs\['learning_rate'\] must have one value per configuration"),
         ({}, {}, ValueError, "configs must be a non-empty dict"),
         ({"learning_rate": ["a", "b"]}, {}, TypeError, r"configs\['learning_rate'\] must be numeric"),

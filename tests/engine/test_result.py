@@ -32,6 +32,20 @@ def test_best_averages_seeds_and_skips_diverged(result):
     assert accuracy["accuracy"] == pytest.approx(np.nanmax(result.final("accuracy").reshape(3, 2).mean(1)))
     with pytest.raises(ValueError, match="metric must be 'train_loss' or one of"):
         result.best("f1")
+    assert result.best("accuracy", mode="min")["accuracy"] == pytest.approx(np.nanmin(result.final("accuracy").reshape(3, 2).mean(1)))
+
+
+def test_best_takes_a_metrics_direction_from_the_task_or_the_table_never_from_its_name(digits, sgd):
+    def metrics(params, data):
+        return {"lossy_acc": digits.metrics(params, data)["accuracy"], "margin": digits.metrics(params, data)["loss"]}
+
+    task = lrjax.Task(digits.init, digits.loss, digits.train_data, digits.eval_data, metrics, metric_modes={"margin": "max"})
+    result = run(task, sgd, {"learning_rate": [0.03, 0.3]}, steps=10)
+    assert result.best("margin")["margin"] == pytest.approx(np.nanmax(result.final("margin")))
+    with pytest.raises(ValueError, match=r"mode must be given \('min' or 'max'\) for metric 'lossy_acc'"):
+        result.best("lossy_acc")  # once guessed "max" from "acc" in its name
+    with pytest.raises(ValueError, match=r"metric_modes\['f1'\] must be 'min' or 'max', got 'up'"):
+        lrjax.Task(digits.init, digits.loss, digits.train_data, metric_modes={"f1": "up"})
 
 
 def test_to_pandas_has_one_row_per_member(result):

@@ -51,3 +51,12 @@ CASES = {
 def test_matches_closed_form(name):
     schedule, expected = CASES[name]
     np.testing.assert_allclose(jax.jit(schedule)(jnp.asarray(T)), expected, rtol=1e-5, atol=1e-9)
+
+
+def test_one_vocabulary_for_shapes_with_pytorchs_cos_accepted():
+    cosine = S.one_cycle(1.0, total_steps=100, anneal="cosine")
+    cos = S.one_cycle(1.0, total_steps=100, anneal="cos")
+    assert cos.anneal == cosine.anneal == "cosine"
+    steps = np.arange(120)
+    np.testing.assert_array_equal(cos(steps), cosine(steps))
+    assert S.one_cycle(1.0, total_steps=100).anneal == "cosine"  # PyTorch's default, by its lrjax name

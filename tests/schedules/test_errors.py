@@ -57,7 +57,7 @@ BAD = [
     (lambda: S.multiply(), ValueError, "multiply needs at least one schedule"),
     # unknown modes
     (lambda: S.cyclic(0.1, peak_value=1.0, step_size_up=5, mode="triangle"), ValueError, "mode must be one of .*'triangular'.*got 'triangle'"),
-    (lambda: S.one_cycle(1.0, total_steps=100, anneal="cosine"), ValueError, "anneal must be one of .*'cos'.*got 'cosine'"),
+    (lambda: S.one_cycle(1.0, total_steps=100, anneal="quadratic"), ValueError, "anneal must be one of .*'cosine'.*got 'quadratic'"),
     (lambda: S.warmup(S.constant(1.0), warmup_steps=10, shape="quadratic"), ValueError, "shape must be one of"),
     (lambda: S.warmup_stable_decay(1.0, warmup_steps=1, stable_steps=1, decay_steps=1, decay_shape="sqrt"), ValueError, "decay_shape must be one of"),
     (lambda: S.scale_for_batch_size(0.1, base_batch_size=256, batch_size=512, rule="square"), ValueError, "rule must be one of"),
