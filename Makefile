@@ -1,12 +1,12 @@
 # Two entry points, each self-contained on a machine with only Python 3.11:
 #   make demo   create .venv, install lrjax, run the main job (a learning-rate sweep on digits)
-#   make test   create .venv, install lrjax with test extras, run the test suite
+#   make test   create .venv, install lrjax with test extras, lint (ruff), run the test suite
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test clean
+.PHONY: demo lint test clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -19,7 +19,11 @@ demo: $(STAMP)
 	$(BIN)/lrjax sweep --task digits_mlp --optimizer adam --num 32 --steps 1000 --batch-size 64
 	$(BIN)/lrjax schedules --steps 1000 --out lrjax-schedules.png
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest -q -n 2
 
 clean:

@@ -161,10 +161,14 @@ def main() -> None:
     lrs = lrjax.search.log_grid(1e-4, 1.0, args.num)
     kw = dict(steps=args.steps, batch_size=args.batch_size, progress=False)
     device = jax.devices()[0]
-    print(f"# lrjax sweep benchmark: {device.platform} ({device.device_kind}), {jax.local_device_count()} device(s), "
-          f"{platform.processor() or platform.machine()}, jax {jax.__version__}")
-    print(f"# digits MLP 64-{args.hidden}-10, Adam, batch {args.batch_size}, {args.steps} steps, N = {args.num}, "
-          f"best of {args.repeats}\n")
+    print(
+        f"# lrjax sweep benchmark: {device.platform} ({device.device_kind}), {jax.local_device_count()} device(s), "
+        f"{platform.processor() or platform.machine()}, jax {jax.__version__}"
+    )
+    print(
+        f"# digits MLP 64-{args.hidden}-10, Adam, batch {args.batch_size}, {args.steps} steps, N = {args.num}, "
+        f"best of {args.repeats}\n"
+    )
 
     # The machine may be shared: each measurement is repeated and the fastest kept (noise only
     # ever adds time). "Cold" runs empty the engine's cache first, so everything compiles.
@@ -174,9 +178,16 @@ def main() -> None:
 
     colds = [sweep_cold() for _ in range(args.repeats)]
     cold, first = min(colds, key=lambda c: c[0])
-    warm = min(timed(lambda: lrjax.sweep(task, optimizer, {"learning_rate": lrs * 0.5}, **kw))[0] for _ in range(args.repeats + 1))
+    warm = min(
+        timed(lambda: lrjax.sweep(task, optimizer, {"learning_rate": lrs * 0.5}, **kw))[0]
+        for _ in range(args.repeats + 1)
+    )
     scans = min(scans_one_after_another(task, lrs, args.steps, args.batch_size) for _ in range(args.repeats))
-    plain = None if args.skip_plain else min(plain_optax(task, lrs, args.steps, args.batch_size) for _ in range(args.repeats))
+    plain = (
+        None
+        if args.skip_plain
+        else min(plain_optax(task, lrs, args.steps, args.batch_size) for _ in range(args.repeats))
+    )
     reruns = [rerun_compile_seconds(task, lrs, kw) for _ in range(args.repeats)]
     first_compile, rerun_compile, moved_compile = (min(r[i] for r in reruns) for i in range(3))
     rate = max(matmul_flops_per_second() for _ in range(args.repeats))
@@ -193,29 +204,50 @@ def main() -> None:
     for name, seconds, ratio in rows:
         if seconds is not None:
             print(f"| {name} | {seconds:.2f} | {ratio:.2f} |")
-    print(f"\nsweep compile: {first.info['compiles']} compilations, {first.info['compile_seconds']:.2f} s; "
-          f"matmul rate {rate / 1e9:.1f} GFLOP/s; warm sweep = {warm / floor:.2f} × the FLOP floor, "
-          f"end to end = {cold / floor:.2f} × the floor")
+    print(
+        f"\nsweep compile: {first.info['compiles']} compilations, {first.info['compile_seconds']:.2f} s; "
+        f"matmul rate {rate / 1e9:.1f} GFLOP/s; warm sweep = {warm / floor:.2f} × the FLOP floor, "
+        f"end to end = {cold / floor:.2f} × the floor"
+    )
     if plain is not None:
         print(f"speed-ups of the sweep: {scans / cold:.1f}× vs (a), {plain / cold:.1f}× vs (b)")
-    print(f"compile seconds of a sweep {first_compile:.3f}; with its optimizer lambda written anew: in the same place "
-          f"(a notebook cell run again) {rerun_compile:.3f} = {rerun_compile / first_compile:.0%}, on another line "
-          f"{moved_compile:.3f} = {moved_compile / first_compile:.0%}")
+    print(
+        f"compile seconds of a sweep {first_compile:.3f}; with its optimizer lambda written anew: in the same place "
+        f"(a notebook cell run again) {rerun_compile:.3f} = {rerun_compile / first_compile:.0%}, on another line "
+        f"{moved_compile:.3f} = {moved_compile / first_compile:.0%}"
+    )
 
-    print("\n| N | compile s | sweep s (cold) | chunk program: arguments MiB | temporaries MiB |\n|---:|---:|---:|---:|---:|")
+    print(
+        "\n| N | compile s | sweep s (cold) | chunk program: arguments MiB | temporaries MiB |\n|---:|---:|---:|---:|---:|"
+    )
     scaling = []
     for n in [int(v) for v in args.scaling.split(",")]:
         cache.clear()  # nothing cached
-        seconds, result = timed(lambda: lrjax.sweep(task, optimizer, {"learning_rate": lrjax.search.log_grid(1e-4, 1.0, n)}, **kw))
+        configs = {"learning_rate": lrjax.search.log_grid(1e-4, 1.0, n)}
+        seconds, result = timed(lambda: lrjax.sweep(task, optimizer, configs, **kw))  # noqa: B023 (called at once)
         mem = memory_of_chunk(task, optimizer, n, args.batch_size)
         scaling.append({"N": n, "compile_seconds": result.info["compile_seconds"], "seconds": seconds, **mem})
-        print(f"| {n} | {result.info['compile_seconds']:.2f} | {seconds:.2f} | {mem['argument_bytes'] / 2**20:.2f} | {mem['temp_bytes'] / 2**20:.2f} |")
+        print(
+            f"| {n} | {result.info['compile_seconds']:.2f} | {seconds:.2f} | {mem['argument_bytes'] / 2**20:.2f} | {mem['temp_bytes'] / 2**20:.2f} |"
+        )
 
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": str(device), "rows": rows, "scaling": scaling, "matmul_flops": rate,
-                       "compile_seconds": {"first": first_compile, "rerun_cell": rerun_compile, "other_line": moved_compile}},
-                      f, indent=1)
+            json.dump(
+                {
+                    "device": str(device),
+                    "rows": rows,
+                    "scaling": scaling,
+                    "matmul_flops": rate,
+                    "compile_seconds": {
+                        "first": first_compile,
+                        "rerun_cell": rerun_compile,
+                        "other_line": moved_compile,
+                    },
+                },
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

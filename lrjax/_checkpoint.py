@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,9 @@ def _nest(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
 def _manager(directory: str) -> Any:
     import orbax.checkpoint as ocp
 
-    options = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False, cleanup_tmp_directories=True)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=1, enable_async_checkpointing=False, cleanup_tmp_directories=True
+    )
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
@@ -62,7 +65,9 @@ def save(directory: str, arrays: Mapping[str, Any], meta: Mapping[str, Any]) -> 
     with _manager(directory) as manager:
         latest = manager.latest_step()
         step = 0 if latest is None else latest + 1
-        manager.save(step, args=ocp.args.Composite(arrays=ocp.args.StandardSave(_nest(stored)), meta=ocp.args.JsonSave(meta)))
+        manager.save(
+            step, args=ocp.args.Composite(arrays=ocp.args.StandardSave(_nest(stored)), meta=ocp.args.JsonSave(meta))
+        )
         manager.wait_until_finished()
 
 
@@ -89,10 +94,14 @@ def load(directory: str) -> tuple[dict[str, Any], dict[str, Any]]:
     with _manager(directory) as manager:
         step = manager.latest_step()
         if step is None:
-            raise ValueError(f"{directory!r} holds no complete checkpoint (a save interrupted before its commit leaves none)")
+            raise ValueError(
+                f"{directory!r} holds no complete checkpoint (a save interrupted before its commit leaves none)"
+            )
         where = os.path.join(directory, str(step))
         try:
-            out = manager.restore(step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+            out = manager.restore(
+                step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
+            )
             meta, flat = dict(out["meta"]), _flat(out["arrays"])
         except Exception as err:
             raise ValueError(f"checkpoint {where!r} is corrupt or incomplete: {type(err).__name__}: {err}") from err
@@ -100,7 +109,9 @@ def load(directory: str) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ValueError(f"checkpoint {where!r} has format {meta.get('format')!r}; this lrjax reads format {FORMAT}")
     checksums = meta.pop("checksums")
     if set(flat) != set(checksums):
-        raise ValueError(f"checkpoint {where!r} is corrupt: arrays {sorted(set(flat) ^ set(checksums))} missing or unexpected")
+        raise ValueError(
+            f"checkpoint {where!r} is corrupt: arrays {sorted(set(flat) ^ set(checksums))} missing or unexpected"
+        )
     bad = [k for k, v in flat.items() if _digest(np.asarray(v)) != checksums[k]]
     if bad:
         raise ValueError(f"checkpoint {where!r} is corrupt: the checksums of {bad} do not match")

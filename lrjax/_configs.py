@@ -8,7 +8,8 @@ programs take, so that a new set of values never changes a program's signature.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np

@@ -12,7 +12,8 @@ import dataclasses
 import math
 import os
 import time
-from typing import Any, Mapping, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -20,6 +21,8 @@ import optax
 
 from lrjax import _checkpoint, _configs
 from lrjax import _validate as v
+from lrjax._result import SweepResult
+from lrjax._task import Task
 from lrjax.engine import cache
 from lrjax.engine.program import (
     CHUNK,
@@ -32,12 +35,10 @@ from lrjax.engine.program import (
     seed_keys,
     stacked_axis,
 )
-from lrjax._result import SweepResult
-from lrjax._task import Task
 
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of member state, see `state_bytes`
 
-Members = Union[int, Sequence[int], np.ndarray]
+Members = int | Sequence[int] | np.ndarray
 
 
 def check_task_and_optimizer(task: Any, optimizer: Any, hp: Any) -> None:
@@ -69,14 +70,16 @@ class _Fixed:
         return self.tx
 
 
-def _plateau_fn(plateau: Any) -> Optional[PlateauFn]:
+def _plateau_fn(plateau: Any) -> PlateauFn | None:
     if plateau is None:
         return None
     if isinstance(plateau, optax.GradientTransformation):
         return _Fixed(plateau)
     if callable(plateau):
         return plateau
-    raise TypeError(f"plateau must be an Optax transformation (e.g. lrjax.reduce_on_plateau()) or a function hp -> one, got {plateau!r}")
+    raise TypeError(
+        f"plateau must be an Optax transformation (e.g. lrjax.reduce_on_plateau()) or a function hp -> one, got {plateau!r}"
+    )
 
 
 class Population:
@@ -123,10 +126,10 @@ class Population:
         optimizer: OptimizerFn,
         configs: Mapping[str, Any],
         *,
-        batch_size: Optional[int] = None,
+        batch_size: int | None = None,
         seed: int = 0,
         seeds: int = 1,
-        devices: Optional[Sequence[Any]] = None,
+        devices: Sequence[Any] | None = None,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         plateau: Any = None,
         plateau_metric: str = "loss",
@@ -138,7 +141,9 @@ class Population:
         if batch_size is not None:
             batch_size = v.integer("batch_size", batch_size)
             if batch_size > task.num_train:
-                raise ValueError(f"batch_size must be <= the number of training examples ({task.num_train}), got {batch_size}")
+                raise ValueError(
+                    f"batch_size must be <= the number of training examples ({task.num_train}), got {batch_size}"
+                )
         check_task_and_optimizer(task, optimizer, _configs.take(hps, 0))
         plateau_fn = _plateau_fn(plateau)
         devices = tuple(devices or jax.local_devices())
@@ -147,7 +152,9 @@ class Population:
         programs = cache.program_set(task, optimizer, plateau_fn, layout)
         self._metric_names = programs.programs.metric_names()
         if plateau_fn is not None and plateau_metric not in self._metric_names:
-            raise ValueError(f"plateau_metric must be one of the task's metrics {self._metric_names}, got {plateau_metric!r}")
+            raise ValueError(
+                f"plateau_metric must be one of the task's metrics {self._metric_names}, got {plateau_metric!r}"
+            )
         one_member = member_bytes(task, optimizer, _configs.take(hps, 0))
         needed = state_bytes(one_member, seeds * slots)
         if needed > memory_budget:
@@ -182,17 +189,21 @@ class Population:
     def _to_slots(self, x: np.ndarray, pad: Any = None) -> np.ndarray:
         """(size, ...) -> (seeds, slots, ...); padding slots repeat the last configuration or hold ``pad``."""
         x = np.asarray(x)
-        y = x.reshape((-1, self.seeds) + x.shape[1:]).swapaxes(0, 1)
+        y = x.reshape((-1, self.seeds, *x.shape[1:])).swapaxes(0, 1)
         extra = self._layout.members - y.shape[1]
         if extra:
-            fill = np.repeat(y[:, -1:], extra, axis=1) if pad is None else np.full((self.seeds, extra) + y.shape[2:], pad, y.dtype)
+            fill = (
+                np.repeat(y[:, -1:], extra, axis=1)
+                if pad is None
+                else np.full((self.seeds, extra, *y.shape[2:]), pad, y.dtype)
+            )
             y = np.concatenate([y, fill], axis=1)
         return np.ascontiguousarray(y)
 
     def _to_members(self, y: Any) -> np.ndarray:
         """(seeds, slots, ...) -> (size, ...), dropping padding slots."""
         y = np.asarray(y)[:, : self.size // self.seeds]
-        return y.swapaxes(0, 1).reshape((self.size,) + y.shape[2:])
+        return y.swapaxes(0, 1).reshape((self.size, *y.shape[2:]))
 
     def _upload(self) -> None:
         """Put the host's hyperparameters and active flags on the devices (no compilation)."""
@@ -255,7 +266,9 @@ class Population:
     @property
     def params(self) -> Any:
         """Every member's parameters as host arrays with a leading (size,) axis."""
-        return jax.tree.map(lambda x: self._to_members(np.moveaxis(np.asarray(x), stacked_axis(x), 1)), self._state.members.params)
+        return jax.tree.map(
+            lambda x: self._to_members(np.moveaxis(np.asarray(x), stacked_axis(x), 1)), self._state.members.params
+        )
 
     def __repr__(self) -> str:
         return (
@@ -279,11 +292,17 @@ class Population:
         buffers = []
         for start in range(0, steps, CHUNK):
             n = min(CHUNK, steps - start)
-            self._state, losses = self._run("chunk", self._state, self._device_hps, self._device_active, self._train_data, np.int32(n))
+            self._state, losses = self._run(
+                "chunk", self._state, self._device_hps, self._device_active, self._train_data, np.int32(n)
+            )
             buffers.append((losses, n))
         self._clock += steps
         seeds_slots = (self.seeds, self._layout.members)
-        stacked = np.concatenate([np.asarray(b)[:n] for b, n in buffers]) if buffers else np.zeros((0, *seeds_slots), np.float32)
+        stacked = (
+            np.concatenate([np.asarray(b)[:n] for b, n in buffers])
+            if buffers
+            else np.zeros((0, *seeds_slots), np.float32)
+        )
         losses = self._to_members(np.moveaxis(stacked, 0, -1))
         self._losses.append(losses)
         return losses.copy()
@@ -317,7 +336,9 @@ class Population:
             raise ValueError(f"{name} must be a member index or a 1-D sequence of them, got {members!r}")
         if np.any((arr < 0) | (arr >= self.size)):
             bad = arr[(arr < 0) | (arr >= self.size)]
-            raise ValueError(f"{name} must be member indices in [0, {self.size}), got {bad[0].item()} in {arr.tolist()}")
+            raise ValueError(
+                f"{name} must be member indices in [0, {self.size}), got {bad[0].item()} in {arr.tolist()}"
+            )
         if unique and len(np.unique(arr)) != arr.size:
             raise ValueError(f"{name} must not repeat a member, got {arr.tolist()}")
         return arr.astype(np.int64)
@@ -332,13 +353,17 @@ class Population:
         for key, value in configs.items():
             where = f"{name}[{key!r}]"
             if key not in self._configs:
-                raise ValueError(f"{name} has unknown name {key!r}; the population's configs are {sorted(self._configs)}")
+                raise ValueError(
+                    f"{name} has unknown name {key!r}; the population's configs are {sorted(self._configs)}"
+                )
             value = _configs.as_tree(where, value)
             expected = jax.tree.structure(self._configs[key])
             if jax.tree.structure(value) != expected:
-                raise ValueError(f"{where} must have the structure of the population's {key!r} ({expected}), got {jax.tree.structure(value)}")
+                raise ValueError(
+                    f"{where} must have the structure of the population's {key!r} ({expected}), got {jax.tree.structure(value)}"
+                )
 
-            def write(old: np.ndarray, leaf: Any) -> np.ndarray:
+            def write(old: np.ndarray, leaf: Any, where: str = where, key: str = key) -> np.ndarray:
                 arr = _configs.check_values(where, key, leaf)
                 if arr.ndim > 0 and arr.shape[0] != index.size:
                     raise ValueError(f"{where} must have one value per member ({index.size}), got {arr.shape[0]}")
@@ -395,10 +420,12 @@ class Population:
         config_of = np.repeat(np.arange(configs), self.seeds)
         src_seed = np.tile(np.arange(self.seeds)[:, None], (1, slots)).astype(np.int32)
         src_slot = np.tile(np.arange(slots)[None, :], (self.seeds, 1)).astype(np.int32)
-        src_seed[: , :configs] = self._to_slots(seed_of[source])[:, :configs]
+        src_seed[:, :configs] = self._to_slots(seed_of[source])[:, :configs]
         src_slot[:, :configs] = self._to_slots(config_of[source])[:, :configs]
         sharding = self._programs.programs.slots
-        self._state = self._run("copy", self._state, jax.device_put(src_seed, sharding), jax.device_put(src_slot, sharding))
+        self._state = self._run(
+            "copy", self._state, jax.device_put(src_seed, sharding), jax.device_put(src_slot, sharding)
+        )
         self._configs = _configs.take(self._configs, source)
         self._upload()
 
@@ -435,14 +462,22 @@ class Population:
             configs={**_configs.columns(self._configs), "seed": self.configs["seed"]},
             train_loss=np.concatenate(self._losses, axis=1) if self._losses else np.zeros((size, 0), np.float32),
             eval_steps=np.asarray(self._eval_steps, np.int64),
-            eval_metrics={k: np.stack([m[k] for m in self._eval_metrics], -1) if evals else np.zeros((size, 0), np.float32) for k in self._metric_names},
+            eval_metrics={
+                k: np.stack([m[k] for m in self._eval_metrics], -1) if evals else np.zeros((size, 0), np.float32)
+                for k in self._metric_names
+            },
             final_params=self.params,
             diverged=self.diverged,
             diverged_at=self.diverged_at,
             plateau_scale=np.stack(self._plateau_scale, -1) if self.plateau is not None and evals else None,
             info={
-                "task": self.task.name, "steps": self._clock, "batch_size": self.batch_size, "seed": self.seed,
-                "seeds": self.seeds, "devices": len(self.devices), "compile_seconds": self._compile_seconds,
+                "task": self.task.name,
+                "steps": self._clock,
+                "batch_size": self.batch_size,
+                "seed": self.seed,
+                "seeds": self.seeds,
+                "devices": len(self.devices),
+                "compile_seconds": self._compile_seconds,
                 "metric_modes": dict(self.task.metric_modes),
             },
         )
@@ -461,21 +496,42 @@ class Population:
         members = [self._to_slots_host(x) for x in jax.tree.leaves(self._state.members)]
         arrays = {
             "members": {str(i): x for i, x in enumerate(members)},
-            "configs": {str(i): {str(j): leaf for j, leaf in enumerate(jax.tree.leaves(self._configs[n]))} for i, n in enumerate(names)},
-            "data": {"order": np.asarray(self._state.order), "shuffle": np.asarray(self._state.shuffle), "clock": np.asarray(self._state.clock)},
+            "configs": {
+                str(i): {str(j): leaf for j, leaf in enumerate(jax.tree.leaves(self._configs[n]))}
+                for i, n in enumerate(names)
+            },
+            "data": {
+                "order": np.asarray(self._state.order),
+                "shuffle": np.asarray(self._state.shuffle),
+                "clock": np.asarray(self._state.clock),
+            },
             "active": self._active,
             "train_loss": self.result().train_loss,
             "eval_steps": np.asarray(self._eval_steps, np.int64),
-            "eval": {str(i): np.stack([m[k] for m in self._eval_metrics], -1) if self._eval_metrics else np.zeros((self.size, 0), np.float32)
-                     for i, k in enumerate(self._metric_names)},
+            "eval": {
+                str(i): np.stack([m[k] for m in self._eval_metrics], -1)
+                if self._eval_metrics
+                else np.zeros((self.size, 0), np.float32)
+                for i, k in enumerate(self._metric_names)
+            },
         }
         if self.plateau is not None:
-            arrays["plateau_scale"] = np.stack(self._plateau_scale, -1) if self._plateau_scale else np.zeros((self.size, 0), np.float32)
+            arrays["plateau_scale"] = (
+                np.stack(self._plateau_scale, -1) if self._plateau_scale else np.zeros((self.size, 0), np.float32)
+            )
         meta = {
-            "task": self.task.name, "size": self.size, "seed": self.seed, "seeds": self.seeds, "batch_size": self.batch_size,
-            "clock": self._clock, "plateau_metric": self.plateau_metric, "metrics": self._metric_names,
-            "config_names": names, "config_structures": [str(jax.tree.structure(self._configs[n])) for n in names],
-            "fingerprint": self._fingerprint(self.task, self.optimizer, self.plateau, self._configs, self.batch_size), "extra": dict(extra),
+            "task": self.task.name,
+            "size": self.size,
+            "seed": self.seed,
+            "seeds": self.seeds,
+            "batch_size": self.batch_size,
+            "clock": self._clock,
+            "plateau_metric": self.plateau_metric,
+            "metrics": self._metric_names,
+            "config_names": names,
+            "config_structures": [str(jax.tree.structure(self._configs[n])) for n in names],
+            "fingerprint": self._fingerprint(self.task, self.optimizer, self.plateau, self._configs, self.batch_size),
+            "extra": dict(extra),
         }
         _checkpoint.save(path, arrays, meta)
 
@@ -484,7 +540,13 @@ class Population:
         return np.moveaxis(np.asarray(x), stacked_axis(x), 1)[:, : self.size // self.seeds]
 
     @staticmethod
-    def _fingerprint(task: Task, optimizer: OptimizerFn, plateau: Optional[PlateauFn], configs: Mapping[str, Any], batch_size: Optional[int]) -> dict:
+    def _fingerprint(
+        task: Task,
+        optimizer: OptimizerFn,
+        plateau: PlateauFn | None,
+        configs: Mapping[str, Any],
+        batch_size: int | None,
+    ) -> dict:
         """What a checkpoint's state must match: one member's state structure, shapes and dtypes
         (from shapes; nothing runs), the number of training examples and the batch size."""
         programs = Programs(task, optimizer, plateau, Layout(1, 1, batch_size, tuple(jax.local_devices()[:1])))
@@ -502,11 +564,11 @@ class Population:
         task: Task,
         optimizer: OptimizerFn,
         *,
-        configs: Optional[Mapping[str, Any]] = None,
-        devices: Optional[Sequence[Any]] = None,
+        configs: Mapping[str, Any] | None = None,
+        devices: Sequence[Any] | None = None,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         plateau: Any = None,
-    ) -> "Population":
+    ) -> Population:
         """The population saved in ``path`` by `save`, continuing exactly where it stopped.
 
         On the same number of devices it continues bitwise identically to a population never
@@ -536,27 +598,42 @@ class Population:
             trees = [jax.tree.structure(like[n]) for n in names]
         else:
             trees = [jax.tree.structure(np.zeros(1))] * len(names)
-        for name, tree, saved in zip(names, trees, structures):
+        for name, tree, saved in zip(names, trees, structures, strict=True):
             if str(tree) != saved:
                 hint = "" if configs is not None else "; pass configs= with that structure"
                 raise ValueError(f"config {name!r} in {path!r} has structure {saved}, got {tree}{hint}")
         member_configs = {
             n: jax.tree.unflatten(tree, [arrays["configs"][str(i)][str(j)] for j in range(tree.num_leaves)])
-            for i, (n, tree) in enumerate(zip(names, trees))
+            for i, (n, tree) in enumerate(zip(names, trees, strict=True))
         }
         plateau_fn = _plateau_fn(plateau)
         if (plateau_fn is None) != ("plateau_scale" not in arrays):
-            raise ValueError(f"the checkpoint in {path!r} was saved {'with' if 'plateau_scale' in arrays else 'without'} a plateau; "
-                             f"restore it {'with' if 'plateau_scale' in arrays else 'without'} one")
+            raise ValueError(
+                f"the checkpoint in {path!r} was saved {'with' if 'plateau_scale' in arrays else 'without'} a plateau; "
+                f"restore it {'with' if 'plateau_scale' in arrays else 'without'} one"
+            )
         fingerprint = cls._fingerprint(task, optimizer, plateau_fn, member_configs, meta["batch_size"])
         if fingerprint != meta["fingerprint"]:
             short = lambda value: (str(value)[:200] + "…") if len(str(value)) > 200 else value
-            diff = {k: (short(meta["fingerprint"].get(k)), short(fingerprint[k])) for k in fingerprint if fingerprint[k] != meta["fingerprint"].get(k)}
-            raise ValueError(f"the checkpoint in {path!r} was written for a different task, optimizer or plateau: (saved, given) {diff}")
+            diff = {
+                k: (short(meta["fingerprint"].get(k)), short(fingerprint[k]))
+                for k in fingerprint
+                if fingerprint[k] != meta["fingerprint"].get(k)
+            }
+            raise ValueError(
+                f"the checkpoint in {path!r} was written for a different task, optimizer or plateau: (saved, given) {diff}"
+            )
         seeds = meta["seeds"]
         pop = cls(
-            task, optimizer, _configs.take(member_configs, np.arange(0, meta["size"], seeds)), batch_size=meta["batch_size"],
-            seed=meta["seed"], seeds=seeds, devices=devices, memory_budget=memory_budget, plateau=plateau,
+            task,
+            optimizer,
+            _configs.take(member_configs, np.arange(0, meta["size"], seeds)),
+            batch_size=meta["batch_size"],
+            seed=meta["seed"],
+            seeds=seeds,
+            devices=devices,
+            memory_budget=memory_budget,
+            plateau=plateau,
             plateau_metric=meta["plateau_metric"],
         )
         pop._load(arrays, meta, member_configs)
@@ -576,15 +653,23 @@ class Population:
             return jax.device_put(np.moveaxis(padded, 1, stacked_axis(padded)), like.sharding)
 
         members = [arrays["members"][str(i)] for i in range(len(arrays["members"]))]
-        members = jax.tree.unflatten(jax.tree.structure(shapes.members), [place(x, s) for x, s in zip(members, jax.tree.leaves(shapes.members))])
+        members = jax.tree.unflatten(
+            jax.tree.structure(shapes.members),
+            [place(x, s) for x, s in zip(members, jax.tree.leaves(shapes.members), strict=True)],
+        )
         data = arrays["data"]
         replicated = self._programs.programs.replicated
-        self._state = PopulationState(members, *(jax.device_put(data[k], replicated) for k in ("order", "shuffle", "clock")))
+        self._state = PopulationState(
+            members, *(jax.device_put(data[k], replicated) for k in ("order", "shuffle", "clock"))
+        )
         self._clock = int(meta["clock"])
         self._checkpoint_extra = meta["extra"]
         self._losses = [np.asarray(arrays["train_loss"], np.float32)]
         self._eval_steps = [int(t) for t in arrays["eval_steps"]]
         evals = [arrays["eval"][str(i)] for i in range(len(self._metric_names))]
-        self._eval_metrics = [{k: value[:, e] for k, value in zip(self._metric_names, evals)} for e in range(len(self._eval_steps))]
+        self._eval_metrics = [
+            {k: value[:, e] for k, value in zip(self._metric_names, evals, strict=True)}
+            for e in range(len(self._eval_steps))
+        ]
         if self.plateau is not None:
             self._plateau_scale = [arrays["plateau_scale"][:, e] for e in range(len(self._eval_steps))]

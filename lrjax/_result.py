@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import numpy as np
 
-
 # Directions of the metrics lrjax knows by name; a task declares others (Task(metric_modes=...)).
 METRIC_MODES = {
-    "loss": "min", "train_loss": "min", "error": "min", "mse": "min", "mae": "min", "perplexity": "min",
-    "accuracy": "max", "top1": "max", "top5": "max", "f1": "max", "auc": "max",
+    "loss": "min",
+    "train_loss": "min",
+    "error": "min",
+    "mse": "min",
+    "mae": "min",
+    "perplexity": "min",
+    "accuracy": "max",
+    "top1": "max",
+    "top5": "max",
+    "f1": "max",
+    "auc": "max",
 }
 
 
@@ -43,7 +51,7 @@ class SweepResult:
     diverged: np.ndarray
     diverged_at: np.ndarray
     info: dict[str, Any]
-    plateau_scale: Optional[np.ndarray] = None
+    plateau_scale: np.ndarray | None = None
 
     def final(self, metric: str = "loss") -> np.ndarray:
         """Each member's final value of an eval metric, or of ``train_loss`` (mean of the last
@@ -57,7 +65,7 @@ class SweepResult:
             raise ValueError(f"metric must be 'train_loss' or one of {sorted(self.eval_metrics)}, got {metric!r}")
         return np.where(self.diverged, np.nan, values)
 
-    def best(self, metric: str = "loss", mode: Optional[str] = None) -> dict[str, Any]:
+    def best(self, metric: str = "loss", mode: str | None = None) -> dict[str, Any]:
         """The configuration with the best final ``metric``, averaged over its seeds.
 
         A configuration with a diverged seed ranks last.
@@ -101,7 +109,7 @@ class SweepResult:
         frame["diverged_at"] = self.diverged_at
         return frame
 
-    def plot(self, hyperparameter: Optional[str] = None, metric: str = "loss") -> Any:
+    def plot(self, hyperparameter: str | None = None, metric: str = "loss") -> Any:
         """Loss curves coloured by learning rate, and final ``metric`` against it; see `lrjax.plot.sweep`."""
         from lrjax import plot
 
@@ -116,23 +124,34 @@ class SweepResult:
         for p, leaf in jax.tree_util.tree_flatten_with_path(self.final_params)[0]:
             arrays[f"params/{jax.tree_util.keystr(p)}"] = np.asarray(leaf)
         np.savez_compressed(
-            path, train_loss=self.train_loss, eval_steps=self.eval_steps, diverged=self.diverged,
-            diverged_at=self.diverged_at, info=np.asarray(json.dumps(self.info)), **arrays,
+            path,
+            train_loss=self.train_loss,
+            eval_steps=self.eval_steps,
+            diverged=self.diverged,
+            diverged_at=self.diverged_at,
+            info=np.asarray(json.dumps(self.info)),
+            **arrays,
         )
 
     @classmethod
-    def load(cls, path: str, like: Any = None) -> "SweepResult":
+    def load(cls, path: str, like: Any = None) -> SweepResult:
         """Read a saved result. ``final_params`` is a dict keyed by pytree path, or, given
         ``like`` (any pytree with the parameters' structure), that structure."""
         with np.load(path) as f:
             data = {k: f[k] for k in f.files}
-        section = lambda prefix: {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
+        section = lambda prefix: {k[len(prefix) :]: v for k, v in data.items() if k.startswith(prefix)}
         params = section("params/")
         if like is not None:
             paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(like)[0]]
             params = jax.tree.unflatten(jax.tree.structure(like), [params[p] for p in paths])
         return cls(
-            configs=section("config/"), train_loss=data["train_loss"], eval_steps=data["eval_steps"],
-            eval_metrics=section("eval/"), final_params=params, diverged=data["diverged"],
-            diverged_at=data["diverged_at"], info=json.loads(str(data["info"])), plateau_scale=data.get("plateau_scale"),
+            configs=section("config/"),
+            train_loss=data["train_loss"],
+            eval_steps=data["eval_steps"],
+            eval_metrics=section("eval/"),
+            final_params=params,
+            diverged=data["diverged"],
+            diverged_at=data["diverged_at"],
+            info=json.loads(str(data["info"])),
+            plateau_scale=data.get("plateau_scale"),
         )

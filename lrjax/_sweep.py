@@ -12,7 +12,8 @@ import hashlib
 import math
 import os
 import time
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -21,11 +22,11 @@ from tqdm.auto import tqdm
 from lrjax import _checkpoint, _configs
 from lrjax import _validate as v
 from lrjax._configs import check_configs
-from lrjax.engine.compiles import count_compiles
-from lrjax.engine.program import CHUNK, OptimizerFn, member_bytes
 from lrjax._population import DEFAULT_MEMORY_BUDGET, Population, check_task_and_optimizer, state_bytes
 from lrjax._result import SweepResult
 from lrjax._task import Task
+from lrjax.engine.compiles import count_compiles
+from lrjax.engine.program import CHUNK, OptimizerFn, member_bytes
 
 __all__ = ["check_configs", "group_size", "sweep"]
 
@@ -38,7 +39,7 @@ def group_size(num_configs: int, seeds: int, bytes_per_member: int, budget: int,
     return min(size, math.ceil(num_configs / num_devices) * num_devices)
 
 
-def _boundaries(steps: int, eval_every: Optional[int], checkpoint_every: Optional[int]) -> list[tuple[int, bool, bool]]:
+def _boundaries(steps: int, eval_every: int | None, checkpoint_every: int | None) -> list[tuple[int, bool, bool]]:
     """(clock, evaluate, checkpoint) at which the sweep stops advancing: every `CHUNK` steps (for
     the progress bar), every ``eval_every`` steps, every ``checkpoint_every`` steps and at the end,
     where it always evaluates and checkpoints."""
@@ -59,14 +60,17 @@ def _signature(hps: Mapping[str, Any], **arguments: Any) -> dict[str, Any]:
 
 def _join(parts: Sequence[SweepResult], counts: Sequence[int], info: dict[str, Any]) -> SweepResult:
     """One result from the first ``counts[g]`` members of each group's result."""
-    rows = lambda get: np.concatenate([get(p)[:n] for p, n in zip(parts, counts)])
+    rows = lambda get: np.concatenate([get(p)[:n] for p, n in zip(parts, counts, strict=True)])
     scales = None if parts[0].plateau_scale is None else rows(lambda p: p.plateau_scale)
     return SweepResult(
-        configs={k: rows(lambda p: p.configs[k]) for k in parts[0].configs},
+        configs={k: rows(lambda p, k=k: p.configs[k]) for k in parts[0].configs},
         train_loss=rows(lambda p: p.train_loss),
         eval_steps=parts[0].eval_steps,
-        eval_metrics={k: rows(lambda p: p.eval_metrics[k]) for k in parts[0].eval_metrics},
-        final_params=jax.tree.map(lambda *xs: np.concatenate([x[:n] for x, n in zip(xs, counts)]), *[p.final_params for p in parts]),
+        eval_metrics={k: rows(lambda p, k=k: p.eval_metrics[k]) for k in parts[0].eval_metrics},
+        final_params=jax.tree.map(
+            lambda *xs: np.concatenate([x[:n] for x, n in zip(xs, counts, strict=True)]),
+            *[p.final_params for p in parts],
+        ),
         diverged=rows(lambda p: p.diverged),
         diverged_at=rows(lambda p: p.diverged_at),
         plateau_scale=scales,
@@ -80,17 +84,17 @@ def sweep(
     configs: Mapping[str, Any],
     *,
     steps: int,
-    batch_size: Optional[int] = None,
+    batch_size: int | None = None,
     seed: int = 0,
     seeds: int = 1,
-    eval_every: Optional[int] = None,
+    eval_every: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     progress: bool = True,
-    devices: Optional[Sequence[Any]] = None,
+    devices: Sequence[Any] | None = None,
     plateau: Any = None,
     plateau_metric: str = "loss",
-    checkpoint: Optional[str] = None,
-    checkpoint_every: Optional[int] = None,
+    checkpoint: str | None = None,
+    checkpoint_every: int | None = None,
 ) -> SweepResult:
     """Train every configuration (× ``seeds``) simultaneously in one compiled, vmapped program.
 
@@ -157,11 +161,26 @@ def sweep(
     groups = [np.arange(g, min(g + size, num_configs)) for g in range(0, num_configs, size)]
     # A group holds at least one configuration per device, even over the budget.
     budget = max(memory_budget, state_bytes(one_member, seeds * size))
-    kwargs = dict(batch_size=batch_size, seed=seed, seeds=seeds, devices=devices, memory_budget=budget,
-                  plateau=plateau, plateau_metric=plateau_metric)
+    kwargs = dict(
+        batch_size=batch_size,
+        seed=seed,
+        seeds=seeds,
+        devices=devices,
+        memory_budget=budget,
+        plateau=plateau,
+        plateau_metric=plateau_metric,
+    )
 
-    signature = _signature(hps, steps=steps, eval_every=eval_every, batch_size=batch_size, seed=seed, seeds=seeds,
-                           group_size=size, plateau_metric=plateau_metric if plateau is not None else None)
+    signature = _signature(
+        hps,
+        steps=steps,
+        eval_every=eval_every,
+        batch_size=batch_size,
+        seed=seed,
+        seeds=seeds,
+        group_size=size,
+        plateau_metric=plateau_metric if plateau is not None else None,
+    )
 
     started = time.perf_counter()
     parts, compile_seconds = [], 0.0
@@ -172,11 +191,19 @@ def sweep(
             group_configs = _configs.take(hps, padded)
             path = None if checkpoint is None else os.path.join(os.fspath(checkpoint), f"group_{g:04d}")
             if path is not None and _checkpoint.exists(path):
-                pop = Population.restore(path, task, optimizer, configs=group_configs, devices=devices, memory_budget=budget, plateau=plateau)
+                pop = Population.restore(
+                    path, task, optimizer, configs=group_configs, devices=devices, memory_budget=budget, plateau=plateau
+                )
                 expected = {**signature, "group": g}
                 if pop._checkpoint_extra != expected:
-                    diff = {k: (pop._checkpoint_extra.get(k), value) for k, value in expected.items() if pop._checkpoint_extra.get(k) != value}
-                    raise ValueError(f"{path!r} holds a checkpoint of another sweep, (saved, given): {diff}; use another checkpoint directory")
+                    diff = {
+                        k: (pop._checkpoint_extra.get(k), value)
+                        for k, value in expected.items()
+                        if pop._checkpoint_extra.get(k) != value
+                    }
+                    raise ValueError(
+                        f"{path!r} holds a checkpoint of another sweep, (saved, given): {diff}; use another checkpoint directory"
+                    )
             else:
                 pop = Population(task, optimizer, group_configs, **kwargs)
                 if len(index) < size:
@@ -194,9 +221,16 @@ def sweep(
             compile_seconds += parts[-1].info["compile_seconds"]
     bar.close()
     info = {
-        "task": task.name, "steps": steps, "batch_size": batch_size, "seed": seed, "seeds": seeds,
-        "groups": len(groups), "devices": len(devices), "compiles": compiles.count,
-        "compile_seconds": compile_seconds, "seconds": time.perf_counter() - started,
+        "task": task.name,
+        "steps": steps,
+        "batch_size": batch_size,
+        "seed": seed,
+        "seeds": seeds,
+        "groups": len(groups),
+        "devices": len(devices),
+        "compiles": compiles.count,
+        "compile_seconds": compile_seconds,
+        "seconds": time.perf_counter() - started,
         "metric_modes": dict(task.metric_modes),
     }
     return _join(parts, [len(i) * seeds for i in groups], info)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, Optional, Union
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -68,7 +69,7 @@ class Task:
     loss: LossFn
     train_data: Any
     eval_data: Any = None
-    metrics: Optional[MetricsFn] = None
+    metrics: MetricsFn | None = None
     name: str = "task"
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     metric_modes: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -103,10 +104,10 @@ class Task:
         module: Any,
         train_data: tuple[Any, Any],
         *,
-        loss: Union[str, Callable[[jax.Array, jax.Array], jax.Array]] = "cross_entropy",
-        eval_data: Optional[tuple[Any, Any]] = None,
-        name: Optional[str] = None,
-    ) -> "Task":
+        loss: str | Callable[[jax.Array, jax.Array], jax.Array] = "cross_entropy",
+        eval_data: tuple[Any, Any] | None = None,
+        name: str | None = None,
+    ) -> Task:
         """A supervised task from a stateless ``flax.linen`` module and ``(inputs, targets)`` data.
 
         Parameters are ``module.init(rng, inputs[:1])["params"]``; predictions are
@@ -134,10 +135,10 @@ class Task:
         make_model: Callable[[Any], Any],
         train_data: tuple[Any, Any],
         *,
-        loss: Union[str, Callable[[jax.Array, jax.Array], jax.Array]] = "cross_entropy",
-        eval_data: Optional[tuple[Any, Any]] = None,
-        name: Optional[str] = None,
-    ) -> "Task":
+        loss: str | Callable[[jax.Array, jax.Array], jax.Array] = "cross_entropy",
+        eval_data: tuple[Any, Any] | None = None,
+        name: str | None = None,
+    ) -> Task:
         """A supervised task from a ``flax.nnx`` module: ``make_model(rngs: nnx.Rngs) -> Module``.
 
         Parameters are the module's ``nnx.State`` (a pytree); predictions are
@@ -156,7 +157,7 @@ class Task:
         return cls._supervised(init, apply, train_data, eval_data, loss, name or "nnx")
 
     @classmethod
-    def _supervised(cls, init, apply, train_data, eval_data, loss, name) -> "Task":
+    def _supervised(cls, init, apply, train_data, eval_data, loss, name) -> Task:
         if not (isinstance(train_data, (tuple, list)) and len(train_data) == 2):
             raise ValueError("train_data must be an (inputs, targets) pair for a Flax task")
         if isinstance(loss, str):

@@ -7,7 +7,7 @@ import math
 import os
 import pathlib
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np
@@ -31,13 +31,23 @@ def gallery(total_steps: int, peak: float = 0.1) -> dict[str, S.Schedule]:
         "cosine_decay": S.cosine_decay(peak, decay_steps=n),
         "cosine_restarts(x2)": S.cosine_restarts(peak, period=n // 15, period_mult=2, peak_mult=0.8),
         "warmup_cosine_decay": S.warmup_cosine_decay(0.0, peak_value=peak, warmup_steps=n // 10, total_steps=n),
-        "warmup_stable_decay(1-sqrt)": S.warmup_stable_decay(peak, warmup_steps=n // 20, stable_steps=n - n // 20 - n // 4, decay_steps=n // 4, decay_shape="1-sqrt"),
+        "warmup_stable_decay(1-sqrt)": S.warmup_stable_decay(
+            peak, warmup_steps=n // 20, stable_steps=n - n // 20 - n // 4, decay_steps=n // 4, decay_shape="1-sqrt"
+        ),
         "inverse_sqrt": S.inverse_sqrt(peak, warmup_steps=n // 10),
         "cyclic(triangular2)": S.cyclic(peak / 10, peak_value=peak, step_size_up=n // 8, mode="triangular2"),
         "one_cycle": S.one_cycle(peak, total_steps=n),
         "one_cycle(three_phase)": S.one_cycle(peak, total_steps=n, three_phase=True, anneal="linear"),
-        "join(linear, exp)": S.join([S.linear(peak / 10, end_value=peak, steps=n // 10), S.exponential_decay(peak, decay_rate=0.05, decay_steps=n)], boundaries=[n // 10]),
-        "batch-scaled cosine (sqrt, 4x)": S.scale_for_batch_size(S.cosine_decay(peak / 2, decay_steps=n), base_batch_size=256, batch_size=1024, rule="sqrt"),
+        "join(linear, exp)": S.join(
+            [
+                S.linear(peak / 10, end_value=peak, steps=n // 10),
+                S.exponential_decay(peak, decay_rate=0.05, decay_steps=n),
+            ],
+            boundaries=[n // 10],
+        ),
+        "batch-scaled cosine (sqrt, 4x)": S.scale_for_batch_size(
+            S.cosine_decay(peak / 2, decay_steps=n), base_batch_size=256, batch_size=1024, rule="sqrt"
+        ),
     }
 
 
@@ -63,11 +73,11 @@ def _schedules_command(args: argparse.Namespace) -> int:
         cols = 4
         rows = math.ceil(len(schedules) / cols)
         fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), sharex=True, constrained_layout=True)
-        for ax, (name, s) in zip(axes.flat, schedules.items()):
+        for ax, (name, s) in zip(axes.flat, schedules.items(), strict=False):
             plot.schedule(s, n, ax=ax, title=name)
             ax.set_xlabel("step" if ax in axes[-1] else "")
             ax.set_ylabel("")
-        for ax in list(axes.flat)[len(schedules):]:
+        for ax in list(axes.flat)[len(schedules) :]:
             ax.set_visible(False)
         fig.suptitle(f"lrjax schedules over {n} steps (peak {args.peak:g})")
         fig.savefig(args.out, dpi=110)
@@ -100,8 +110,15 @@ def _sweep_command(args: argparse.Namespace) -> int:
     task = TASKS[args.task]()
     configs = {"learning_rate": search.log_grid(args.lr_min, args.lr_max, args.num)}
     result = sweep(
-        task, OPTIMIZERS[args.optimizer], configs, steps=args.steps, batch_size=args.batch_size,
-        seed=args.seed, seeds=args.seeds, eval_every=args.eval_every, checkpoint=args.checkpoint,
+        task,
+        OPTIMIZERS[args.optimizer],
+        configs,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        seeds=args.seeds,
+        eval_every=args.eval_every,
+        checkpoint=args.checkpoint,
     )
     frame = result.to_pandas()
     by_config = frame.groupby("learning_rate", as_index=False).agg(
@@ -158,20 +175,24 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     sw.add_argument("--eval-every", type=int, default=100, help="evaluate every N steps (default 100)")
     sw.add_argument(
-        "--checkpoint", default=None, metavar="DIR",
+        "--checkpoint",
+        default=None,
+        metavar="DIR",
         help="save the sweep to DIR at each evaluation (orbax-checkpoint); run the same command again to resume",
     )
     sw.add_argument("--top", type=int, default=8, help="rows in the table (default 8)")
     sw.add_argument("--out-dir", default=".", help="where to write the CSV and PNG (default .)")
     sw.add_argument(
-        "--cpu-devices", type=int, default=os.cpu_count() or 1,
+        "--cpu-devices",
+        type=int,
+        default=os.cpu_count() or 1,
         help="on CPU, JAX devices to split the host into, members sharded over them (default: one per core)",
     )
     sw.set_defaults(run=_sweep_command)
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lrjax`` command."""
     args = _parser().parse_args(argv)
     return args.run(args)

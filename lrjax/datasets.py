@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import importlib.resources
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -35,7 +35,7 @@ def load_digits(*, eval_fraction: float = 0.2, seed: int = 0) -> tuple[Split, Sp
         data = np.load(f)
         images, labels = data["images"].astype(np.float32) / 16.0, data["labels"].astype(np.int32)
     order = np.random.default_rng(seed).permutation(len(labels))
-    n_eval = int(round(eval_fraction * len(labels)))
+    n_eval = round(eval_fraction * len(labels))
     train, held_out = order[n_eval:], order[:n_eval]
     return (images[train], labels[train]), (images[held_out], labels[held_out])
 

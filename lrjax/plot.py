@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from lrjax.schedules import Schedule
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-Schedules = Union[Schedule, Sequence[Schedule], Mapping[str, Schedule]]
+Schedules = Schedule | Sequence[Schedule] | Mapping[str, Schedule]
 
 
 def _pyplot() -> Any:
@@ -23,7 +24,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def _labelled(schedules: Schedules, labels: Optional[Sequence[str]]) -> list[tuple[str, Schedule]]:
+def _labelled(schedules: Schedules, labels: Sequence[str] | None) -> list[tuple[str, Schedule]]:
     if isinstance(schedules, Schedule):
         schedules = [schedules]
     if isinstance(schedules, Mapping):
@@ -33,7 +34,7 @@ def _labelled(schedules: Schedules, labels: Optional[Sequence[str]]) -> list[tup
         names = labels if labels is not None else [type(s).__name__ for s in schedules]
         if len(names) != len(schedules):
             raise ValueError(f"labels must have {len(schedules)} entries (one per schedule), got {len(names)}")
-        items = list(zip(names, schedules))
+        items = list(zip(names, schedules, strict=True))
     for name, s in items:
         if not isinstance(s, Schedule):
             raise TypeError(f"schedule {name!r} must be an lrjax schedule, got {s!r}")
@@ -42,13 +43,13 @@ def _labelled(schedules: Schedules, labels: Optional[Sequence[str]]) -> list[tup
 
 def schedule(
     schedules: Schedules,
-    steps: Union[int, Sequence[int], np.ndarray] = 1000,
+    steps: int | Sequence[int] | np.ndarray = 1000,
     *,
-    labels: Optional[Sequence[str]] = None,
-    ax: Optional["Axes"] = None,
+    labels: Sequence[str] | None = None,
+    ax: Axes | None = None,
     log_scale: bool = False,
-    title: Optional[str] = None,
-) -> "Axes":
+    title: str | None = None,
+) -> Axes:
     """Draw one or several schedules against the step count.
 
     Args:
@@ -84,7 +85,7 @@ def schedule(
     return ax
 
 
-def _hyperparameter(result: Any, name: Optional[str]) -> str:
+def _hyperparameter(result: Any, name: str | None) -> str:
     candidates = [k for k in result.configs if k != "seed"]
     if name is None:
         name = next((k for k in candidates if v.is_learning_rate(k)), candidates[0])
@@ -99,7 +100,7 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return (total[..., window:] - total[..., :-window]) / window
 
 
-def sweep(result: Any, *, hyperparameter: Optional[str] = None, metric: str = "loss") -> Any:
+def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss") -> Any:
     """Two panels: training-loss curves coloured by a hyperparameter (log colour scale), and
     each member's final ``metric`` against it, with diverged members marked at the top.
 

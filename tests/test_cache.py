@@ -65,7 +65,9 @@ def test_different_programs_are_not_confused():
 
 def test_a_changed_global_the_optimizer_reads_is_a_new_program():
     task = lrjax.datasets.quadratic((1.0, 4.0, 9.0))
-    source = "WD = {wd}\noptimizer = lambda hp: optax.chain(optax.add_decayed_weights(WD), optax.sgd(hp['learning_rate']))"
+    source = (
+        "WD = {wd}\noptimizer = lambda hp: optax.chain(optax.add_decayed_weights(WD), optax.sgd(hp['learning_rate']))"
+    )
 
     def cell_with(wd):
         scope = {"optax": optax}
@@ -78,14 +80,16 @@ def test_a_changed_global_the_optimizer_reads_is_a_new_program():
     np.testing.assert_array_equal(again.train_loss, first.train_loss)
     changed = sweep(task, cell_with(2.0))  # the global the lambda reads changed: a new program
     assert not np.allclose(changed.train_loss[:, 1:], first.train_loss[:, 1:])
-    assert cache.function_key(cell_with(0.5)) == cache.function_key(cell_with(0.5)) != cache.function_key(cell_with(2.0))
+    assert (
+        cache.function_key(cell_with(0.5)) == cache.function_key(cell_with(0.5)) != cache.function_key(cell_with(2.0))
+    )
 
 
 def test_functions_reading_mutable_values_are_keyed_by_identity():
     weights = [1.0]
-    f = lambda hp: weights[0] * hp  # noqa: E731  (reads a list, whose contents may change)
-    g = lambda hp: weights[0] * hp  # noqa: E731
+    f = lambda hp: weights[0] * hp
+    g = lambda hp: weights[0] * hp
     assert cache.function_key(f) is f and cache.function_key(f) != cache.function_key(g)
     array = np.ones(3)
-    h = lambda hp: array * hp  # noqa: E731
+    h = lambda hp: array * hp
     assert cache.function_key(h) is h

@@ -47,8 +47,14 @@ def sweep_process(tmp_path, mode, checkpoint, out, devices=1):
     env = dict(os.environ, JAX_PLATFORMS="cpu", DEVICES=str(devices), PYTHONPATH=str(ROOT))
     if devices > 1:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return subprocess.run([sys.executable, "-c", SWEEP, mode, str(checkpoint), str(out)], env=env,
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    return subprocess.run(
+        [sys.executable, "-c", SWEEP, mode, str(checkpoint), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
 
 
 def test_a_killed_sweep_started_again_finishes_as_if_never_interrupted(tmp_path):
@@ -83,7 +89,10 @@ def test_a_killed_sweep_started_again_finishes_as_if_never_interrupted(tmp_path)
 
 
 def schedules(peaks):
-    return jax.tree.map(lambda *x: np.asarray(x), *[S.warmup_cosine_decay(0.0, peak_value=p, warmup_steps=10, total_steps=80) for p in peaks])
+    return jax.tree.map(
+        lambda *x: np.asarray(x),
+        *[S.warmup_cosine_decay(0.0, peak_value=p, warmup_steps=10, total_steps=80) for p in peaks],
+    )
 
 
 def scheduled(hp):
@@ -94,8 +103,9 @@ def scheduled(hp):
 def saved(tmp_path_factory, digits):
     """A population with schedule-valued configs and a plateau, changed and saved mid-run."""
     plateau = lrjax.reduce_on_plateau(factor=0.5, patience=0, threshold=0.05)
-    pop = lrjax.Population(digits, scheduled, {"learning_rate": schedules([0.003, 0.01, 0.03])}, batch_size=32,
-                           seeds=2, plateau=plateau)
+    pop = lrjax.Population(
+        digits, scheduled, {"learning_rate": schedules([0.003, 0.01, 0.03])}, batch_size=32, seeds=2, plateau=plateau
+    )
     pop.advance(30), pop.evaluate(), pop.advance(15)
     pop.copy(0, 5), pop.deactivate(2)
     path = tmp_path_factory.mktemp("pop") / "ckpt"
@@ -105,7 +115,9 @@ def saved(tmp_path_factory, digits):
 
 def test_a_restored_population_continues_bitwise(saved, digits):
     pop, path, plateau = saved
-    restored = lrjax.Population.restore(path, digits, scheduled, configs={"learning_rate": schedules([1.0, 1.0, 1.0])}, plateau=plateau)
+    restored = lrjax.Population.restore(
+        path, digits, scheduled, configs={"learning_rate": schedules([1.0, 1.0, 1.0])}, plateau=plateau
+    )
     assert restored.clock == pop.clock == 45 and restored.active.tolist() == pop.active.tolist()
     np.testing.assert_array_equal(restored.steps, pop.steps)
     jax.tree.map(np.testing.assert_array_equal, restored.configs, pop.configs)
@@ -126,8 +138,13 @@ def test_a_checkpoint_for_another_optimizer_config_structure_or_plateau_raises(s
     _, path, plateau = saved
     like = {"learning_rate": schedules([1.0, 1.0, 1.0])}
     with pytest.raises(ValueError, match="written for a different task, optimizer or plateau"):
-        lrjax.Population.restore(path, digits, lambda hp: optax.sgd(hp["learning_rate"], momentum=0.9), configs=like, plateau=plateau)
-    with pytest.raises(ValueError, match=r"config 'learning_rate' in .* has structure .*Warmup.*Anneal.*, got PyTreeDef\(\*\); pass configs= with that structure"):
+        lrjax.Population.restore(
+            path, digits, lambda hp: optax.sgd(hp["learning_rate"], momentum=0.9), configs=like, plateau=plateau
+        )
+    with pytest.raises(
+        ValueError,
+        match=r"config 'learning_rate' in .* has structure .*Warmup.*Anneal.*, got PyTreeDef\(\*\); pass configs= with that structure",
+    ):
         lrjax.Population.restore(path, digits, scheduled, plateau=plateau)
     with pytest.raises(ValueError, match="was saved with a plateau; restore it with one"):
         lrjax.Population.restore(path, digits, scheduled, configs=like)

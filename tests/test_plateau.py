@@ -50,7 +50,9 @@ def test_relative_threshold_is_sign_aware_for_negative_metrics():
     # best = -10; with threshold 0.1 an improvement must go below -10 - 0.1 * 10 = -11.
     # PyTorch's best * (1 - threshold) = -9 would count -9.5 as an improvement.
     transform = lrjax.reduce_on_plateau(factor=0.5, patience=1, threshold=0.1)
-    np.testing.assert_allclose(scales(transform, [-10.0, -9.5, -10.5, -11.5, -11.6, -11.7]), [1, 1, 0.5, 0.5, 0.5, 0.25])
+    np.testing.assert_allclose(
+        scales(transform, [-10.0, -9.5, -10.5, -11.5, -11.6, -11.7]), [1, 1, 0.5, 0.5, 0.5, 0.25]
+    )
     # mode max mirrors it: best = -10 needs > -10 + 1 = -9.
     transform = lrjax.reduce_on_plateau(factor=0.5, patience=0, threshold=0.1, mode="max")
     np.testing.assert_allclose(scales(transform, [-10.0, -9.5, -8.5]), [1, 0.5, 0.5])

@@ -31,14 +31,29 @@ def test_each_member_follows_its_own_validation_stream(digits):
     }
 
     def plateau(hp):
-        return lrjax.reduce_on_plateau(factor=hp["factor"], patience=hp["patience"], cooldown=hp["cooldown"], threshold=hp["threshold"])
+        return lrjax.reduce_on_plateau(
+            factor=hp["factor"], patience=hp["patience"], cooldown=hp["cooldown"], threshold=hp["threshold"]
+        )
 
-    result = lrjax.sweep(digits, lambda hp: optax.sgd(hp["learning_rate"]), configs, steps=200, batch_size=32,
-                         eval_every=5, plateau=plateau, plateau_metric="loss", progress=False)
+    result = lrjax.sweep(
+        digits,
+        lambda hp: optax.sgd(hp["learning_rate"]),
+        configs,
+        steps=200,
+        batch_size=32,
+        eval_every=5,
+        plateau=plateau,
+        plateau_metric="loss",
+        progress=False,
+    )
     assert result.plateau_scale.shape == (4, 40)
     for m in range(4):
-        reference = lrjax.reduce_on_plateau(factor=configs["factor"][m], patience=configs["patience"][m],
-                                            cooldown=configs["cooldown"][m], threshold=configs["threshold"][m])
+        reference = lrjax.reduce_on_plateau(
+            factor=configs["factor"][m],
+            patience=configs["patience"][m],
+            cooldown=configs["cooldown"][m],
+            threshold=configs["threshold"][m],
+        )
         expected = standalone_scales(reference, result.eval_metrics["loss"][m])
         np.testing.assert_allclose(result.plateau_scale[m], expected, rtol=1e-6)
     assert len({tuple(row) for row in result.plateau_scale}) == 4  # four different factor sequences
@@ -51,8 +66,15 @@ def test_the_scale_multiplies_the_members_updates_until_the_next_evaluation():
     task = lrjax.datasets.linear_regression()
     lr, every, steps = 0.05, 4, 40
     transform = lrjax.reduce_on_plateau(factor=0.5, patience=0, threshold=0.3)
-    result = lrjax.sweep(task, lambda hp: optax.sgd(hp["learning_rate"]), {"learning_rate": [lr]}, steps=steps,
-                         eval_every=every, plateau=transform, progress=False)
+    result = lrjax.sweep(
+        task,
+        lambda hp: optax.sgd(hp["learning_rate"]),
+        {"learning_rate": [lr]},
+        steps=steps,
+        eval_every=every,
+        plateau=transform,
+        progress=False,
+    )
 
     params = task.init(init_key(0, 1, 0))
     grad = jax.jit(jax.value_and_grad(task.loss))

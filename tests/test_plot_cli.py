@@ -55,7 +55,7 @@ def test_cli_sweep_prints_ranked_table_and_writes_csv_and_png(tmp_path, capsys):
     import pandas as pd
 
     args = ["sweep", "--num", "4", "--lr-min", "1e-3", "--lr-max", "1.0", "--steps", "60", "--eval-every", "30"]
-    assert cli.main(args + ["--out-dir", str(tmp_path)]) == 0
+    assert cli.main([*args, "--out-dir", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "4 learning rates × 1 seed(s) · 60 steps" in text and "best learning rate:" in text
     frame = pd.read_csv(tmp_path / "lrjax-sweep-digits_mlp.csv")
@@ -69,9 +69,9 @@ def test_cli_sweep_with_a_checkpoint_resumes_to_the_same_table(tmp_path, capsys)
     import pandas as pd
 
     args = ["sweep", "--num", "3", "--steps", "40", "--eval-every", "20", "--checkpoint", str(tmp_path / "ckpt")]
-    assert cli.main(args + ["--out-dir", str(tmp_path / "a")]) == 0
+    assert cli.main([*args, "--out-dir", str(tmp_path / "a")]) == 0
     assert (tmp_path / "ckpt" / "group_0000").is_dir()
-    assert cli.main(args + ["--out-dir", str(tmp_path / "b")]) == 0  # finds the finished checkpoint
+    assert cli.main([*args, "--out-dir", str(tmp_path / "b")]) == 0  # finds the finished checkpoint
     capsys.readouterr()
     first, second = (pd.read_csv(tmp_path / d / "lrjax-sweep-digits_mlp.csv") for d in "ab")
     pd.testing.assert_frame_equal(first, second)

@@ -31,8 +31,13 @@ CONFIGS = {"learning_rate": LRS, "momentum": [0.9, 0.5, 0.0]}
 def snapshot(pop):
     """Everything observable about a population, as host arrays."""
     return {
-        "params": pop.params, "steps": pop.steps, "active": pop.active, "diverged": pop.diverged,
-        "diverged_at": pop.diverged_at, "configs": pop.configs, "clock": pop.clock,
+        "params": pop.params,
+        "steps": pop.steps,
+        "active": pop.active,
+        "diverged": pop.diverged,
+        "diverged_at": pop.diverged_at,
+        "configs": pop.configs,
+        "clock": pop.clock,
     }
 
 
@@ -90,7 +95,9 @@ def test_replace_restarts_a_member_as_a_fresh_sweep_of_its_config(quadratic):
 
 
 def test_copy_makes_dst_follow_src_bitwise(digits):
-    pop = lrjax.Population(digits, momentum, {"learning_rate": [0.02, 0.1, 0.3, 0.05], "momentum": [0.9, 0.5, 0.0, 0.0]}, batch_size=32)
+    pop = lrjax.Population(
+        digits, momentum, {"learning_rate": [0.02, 0.1, 0.3, 0.05], "momentum": [0.9, 0.5, 0.0, 0.0]}, batch_size=32
+    )
     pop.advance(25)
     pop.copy([0, 3], [1, 1])  # one source twice
     assert pop.configs["learning_rate"].tolist() == pytest.approx([0.1, 0.1, 0.3, 0.1])
@@ -195,13 +202,37 @@ def unknown_member():
         (lambda p: p.advance(-1), ValueError, "steps must be >= 0, got -1"),
         (lambda p: p.advance(2.5), TypeError, "steps must be an integer, got 2.5"),
         (lambda p: p.replace([1, 6], {"learning_rate": [0.1, 0.1]}), ValueError, unknown_member()),
-        (lambda p: p.replace([-1], {"learning_rate": 0.1}), ValueError, r"members must be member indices in \[0, 6\), got -1"),
-        (lambda p: p.replace([0, 0], {"learning_rate": 0.1}), ValueError, r"members must not repeat a member, got \[0, 0\]"),
-        (lambda p: p.replace([0, 1], {"learning_rate": [0.1, 0.2, 0.3]}), ValueError, r"configs\['learning_rate'\] must have one value per member \(2\), got 3"),
-        (lambda p: p.replace([0], {"lr": [0.1]}), ValueError, r"configs has unknown name 'lr'; the population's configs are \['learning_rate', 'momentum'\]"),
-        (lambda p: p.replace([0], {"learning_rate": [-0.1]}), ValueError, r"configs\['learning_rate'\] must be >= 0, got -0.1"),
+        (
+            lambda p: p.replace([-1], {"learning_rate": 0.1}),
+            ValueError,
+            r"members must be member indices in \[0, 6\), got -1",
+        ),
+        (
+            lambda p: p.replace([0, 0], {"learning_rate": 0.1}),
+            ValueError,
+            r"members must not repeat a member, got \[0, 0\]",
+        ),
+        (
+            lambda p: p.replace([0, 1], {"learning_rate": [0.1, 0.2, 0.3]}),
+            ValueError,
+            r"configs\['learning_rate'\] must have one value per member \(2\), got 3",
+        ),
+        (
+            lambda p: p.replace([0], {"lr": [0.1]}),
+            ValueError,
+            r"configs has unknown name 'lr'; the population's configs are \['learning_rate', 'momentum'\]",
+        ),
+        (
+            lambda p: p.replace([0], {"learning_rate": [-0.1]}),
+            ValueError,
+            r"configs\['learning_rate'\] must be >= 0, got -0.1",
+        ),
         (lambda p: p.set_configs([0], {"momentum": [np.nan]}), ValueError, r"configs\['momentum'\] must be finite"),
-        (lambda p: p.set_configs([0.5], {"momentum": [0.1]}), ValueError, r"members must be a member index or a 1-D sequence of them, got \[0.5\]"),
+        (
+            lambda p: p.set_configs([0.5], {"momentum": [0.1]}),
+            ValueError,
+            r"members must be a member index or a 1-D sequence of them, got \[0.5\]",
+        ),
         (lambda p: p.set_configs([0], [0.1]), ValueError, r"configs must be a dict of name -> values, got \[0.1\]"),
         (lambda p: p.copy([0, 1], [2]), ValueError, "dst and src must have the same length, got 2 and 1"),
         (lambda p: p.copy([0], [9]), ValueError, r"src must be member indices in \[0, 6\), got 9"),
@@ -221,7 +252,9 @@ def test_bad_input_raises_before_device_work_and_changes_nothing(minibatch, call
 def test_construction_errors(digits):
     with pytest.raises(ValueError, match=r"the population needs \d+ bytes \(2 seeds × 3 configurations × \d+ bytes"):
         lrjax.Population(digits, momentum, CONFIGS, seeds=2, memory_budget=1000)
-    with pytest.raises(ValueError, match=r"plateau_metric must be one of the task's metrics \['accuracy', 'loss'\], got 'acc'"):
+    with pytest.raises(
+        ValueError, match=r"plateau_metric must be one of the task's metrics \['accuracy', 'loss'\], got 'acc'"
+    ):
         lrjax.Population(digits, momentum, CONFIGS, plateau=lrjax.reduce_on_plateau(), plateau_metric="acc")
     with pytest.raises(TypeError, match="plateau must be an Optax transformation"):
         lrjax.Population(digits, momentum, CONFIGS, plateau=0.5)
@@ -230,7 +263,9 @@ def test_construction_errors(digits):
 def test_the_readmes_population_snippet_runs_as_written(tmp_path, monkeypatch):
     readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("## Populations") :]
-    code = section[section.index("```python\n") + len("```python\n") : section.index("```\n", section.index("```python"))]
+    code = section[
+        section.index("```python\n") + len("```python\n") : section.index("```\n", section.index("```python"))
+    ]
     monkeypatch.chdir(tmp_path)
     scope = {}
     exec(code, scope)

@@ -4,4 +4,14 @@ from lrjax.engine import cache
 from lrjax.engine.compiles import CompileLog, count_compiles
 from lrjax.engine.program import CHUNK, Layout, MemberState, PopulationState, Programs, init_key
 
-__all__ = ["CHUNK", "CompileLog", "Layout", "MemberState", "PopulationState", "Programs", "cache", "count_compiles", "init_key"]
+__all__ = [
+    "CHUNK",
+    "CompileLog",
+    "Layout",
+    "MemberState",
+    "PopulationState",
+    "Programs",
+    "cache",
+    "count_compiles",
+    "init_key",
+]

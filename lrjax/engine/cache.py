@@ -26,15 +26,16 @@ import concurrent.futures
 import hashlib
 import threading
 import types
-from typing import Any, Callable, Hashable, Optional, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from lrjax.engine.program import Layout, OptimizerFn, PlateauFn, Programs
 from lrjax._task import Task
+from lrjax.engine.program import Layout, OptimizerFn, PlateauFn, Programs
 
 MAX_PROGRAM_SETS = 16
 MAX_EXECUTABLES = 64
@@ -97,7 +98,7 @@ _SCALARS = (bool, int, float, complex, str, bytes, type(None))
 _BY_IDENTITY = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)
 
 
-def _value_key(value: Any) -> Optional[Hashable]:
+def _value_key(value: Any) -> Hashable | None:
     """A key for a value a function reads: scalars by value; modules, functions and classes by
     identity (the key holds them, so an id is never reused); tuples of those element-wise; None
     for anything else (arrays, lists, dicts, other objects: their contents may change)."""
@@ -163,7 +164,9 @@ class ProgramSet:
         self._compiled: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
 
-    def _jit_and_args(self, name: str, state: Any, hps: Any, keys: jax.Array, train_data: Any, eval_data: Any) -> tuple[Callable, tuple, dict]:
+    def _jit_and_args(
+        self, name: str, state: Any, hps: Any, keys: jax.Array, train_data: Any, eval_data: Any
+    ) -> tuple[Callable, tuple, dict]:
         """The jitted function for operation ``name``, arguments to lower it with (``state``:
         the state's shapes and shardings), and its XLA compiler options."""
         p = self.programs
@@ -182,7 +185,7 @@ class ProgramSet:
         options = options if all(d.platform == "cpu" for d in p.layout.devices) else {}
         return jax.jit(fn, donate_argnums=donate, out_shardings=out, compiler_options=options or None), args, options
 
-    def _hlo_key(self, lowered: Any, options: dict) -> Optional[Hashable]:
+    def _hlo_key(self, lowered: Any, options: dict) -> Hashable | None:
         """What decides the executable of ``lowered``: its StableHLO text, argument and result
         pytree structures (which the executable checks and the text lacks), compiler options and
         devices. None when JAX passes constants as hidden arguments (their values are then not
@@ -243,7 +246,7 @@ class ProgramSet:
         return self._compiled[(name, _hp_signature(hps))]
 
 
-def program_set(task: Task, optimizer: OptimizerFn, plateau: Optional[PlateauFn], layout: Layout) -> ProgramSet:
+def program_set(task: Task, optimizer: OptimizerFn, plateau: PlateauFn | None, layout: Layout) -> ProgramSet:
     """The cached program set for (task, optimizer, plateau, layout); built on first use. The
     optimizer and plateau are keyed by `function_key`."""
     key = (task, function_key(optimizer), function_key(plateau), layout)

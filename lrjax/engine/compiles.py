@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import jax.monitoring
 
 _EVENT = "/jax/core/compile/backend_compile_duration"
 _lock = threading.Lock()
-_active: list["CompileLog"] = []
+_active: list[CompileLog] = []
 _registered = False
 
 

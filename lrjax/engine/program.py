@@ -25,7 +25,8 @@ member of a seed; schedules see the member's own count (Optax's, in its optimize
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,8 +34,8 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from lrjax.engine.shuffle import epoch_order
 from lrjax._task import Task
+from lrjax.engine.shuffle import epoch_order
 
 OptimizerFn = Callable[[Any], optax.GradientTransformation]
 PlateauFn = Callable[[Any], optax.GradientTransformationExtraArgs]
@@ -81,7 +82,7 @@ class Layout:
 
     seeds: int
     members: int  # configuration slots, a multiple of the device count
-    batch_size: Optional[int]  # None: full batch
+    batch_size: int | None  # None: full batch
     devices: tuple
 
 
@@ -153,7 +154,7 @@ class Programs:
     value=metric)`` scales ``u`` (e.g. `lrjax.reduce_on_plateau`). The functions are jitted and
     compiled by `lrjax.engine.cache`; this class only defines them."""
 
-    def __init__(self, task: Task, optimizer: OptimizerFn, plateau: Optional[PlateauFn], layout: Layout):
+    def __init__(self, task: Task, optimizer: OptimizerFn, plateau: PlateauFn | None, layout: Layout):
         self.task, self.optimizer, self.plateau, self.layout = task, optimizer, plateau, layout
         self.mesh = Mesh(list(layout.devices), ("members",))
         self.slots = NamedSharding(self.mesh, P(None, "members"))  # (seeds, members) arrays
@@ -281,7 +282,9 @@ class Programs:
             order, batches = state.order, data
             if not full_batch:
                 per_epoch = self.task.num_train // self.layout.batch_size
-                new_epoch = lambda: jax.vmap(epoch_order, in_axes=(0, None, None))(state.shuffle, t // per_epoch, self.task.num_train)
+                new_epoch = lambda: jax.vmap(epoch_order, in_axes=(0, None, None))(
+                    state.shuffle, t // per_epoch, self.task.num_train
+                )
                 order = jax.lax.cond(t % per_epoch == 0, new_epoch, lambda: order)
                 batches = jax.vmap(self.batch, in_axes=(0, None, None))(order, t, data)
             members, loss = over_seeds(state.members, hps, active, batches)
@@ -304,7 +307,9 @@ class Programs:
 
     def evaluate(self, params: Any, data: Any) -> dict[str, jax.Array]:
         """Every member's metrics on ``data``: name -> (seeds, members)."""
-        return jax.vmap(jax.vmap(self._metrics, in_axes=(_per_seed_axes(params), None)), in_axes=(0, None))(params, data)
+        return jax.vmap(jax.vmap(self._metrics, in_axes=(_per_seed_axes(params), None)), in_axes=(0, None))(
+            params, data
+        )
 
     def observe(self, state: PopulationState, hps: Any, values: jax.Array, active: jax.Array) -> PopulationState:
         """Each active, not diverged member's plateau observes its value (seeds, members); its

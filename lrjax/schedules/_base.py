@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -56,9 +57,9 @@ def schedule_dataclass(cls: type[_T]) -> type[_T]:
 
     def unflatten(static: tuple, children: Any) -> Any:
         obj = object.__new__(cls)
-        for name, value in zip(meta, static):
+        for name, value in zip(meta, static, strict=True):
             object.__setattr__(obj, name, value)
-        for name, value in zip(data, children):
+        for name, value in zip(data, children, strict=True):
             object.__setattr__(obj, name, value)
         return obj
 
@@ -80,6 +81,7 @@ class Schedule(abc.ABC):
                 object.__setattr__(self, field.name, fit_int32(getattr(self, field.name)))
         self._check()
 
+    @abc.abstractmethod
     def _check(self) -> None:
         """Raise `ValueError` (`TypeError` for a non-number) naming a concrete field whose value
         is invalid; traced values pass (see `lrjax._validate`)."""

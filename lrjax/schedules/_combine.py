@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import jax.numpy as jnp
 
@@ -19,7 +19,7 @@ from lrjax.schedules._base import (
 )
 from lrjax.schedules._decay import constant
 
-ScheduleLike = Union[Schedule, float, int]
+ScheduleLike = Schedule | float | int
 
 
 def as_schedule(name: str, value: ScheduleLike) -> Schedule:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import jax.numpy as jnp
 
 from lrjax import _validate as v
@@ -64,7 +62,7 @@ def cyclic(
     *,
     peak_value: Numeric,
     step_size_up: Numeric,
-    step_size_down: Optional[Numeric] = None,
+    step_size_down: Numeric | None = None,
     mode: str = "triangular",
     gamma: Numeric = 1.0,
 ) -> Cyclic:
@@ -120,7 +118,7 @@ class OneCycle(Schedule):
             ends = [pct * total - 1, total - 1]
             values = [initial, peak, final]
         t = as_float(t)
-        starts = [jnp.zeros_like(total)] + ends[:-1]
+        starts = [jnp.zeros_like(total), *ends[:-1]]
         shape = ANNEAL_SHAPES[self.anneal]
         phases = [
             interpolate(values[k], values[k + 1], jnp.clip(safe_div(ends[k] - t, ends[k] - starts[k]), 0.0, 1.0), shape)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 
@@ -85,7 +85,7 @@ class ExponentialDecay(Schedule):
     decay_rate: Numeric
     decay_steps: Numeric
     begin_step: Numeric
-    end_value: Optional[Numeric]
+    end_value: Numeric | None
     staircase: bool = static_field(default=False)
 
     def _check(self) -> None:
@@ -117,7 +117,7 @@ def exponential_decay(
     decay_steps: Numeric = 1,
     staircase: bool = False,
     begin_step: Numeric = 0,
-    end_value: Optional[Numeric] = None,
+    end_value: Numeric | None = None,
 ) -> ExponentialDecay:
     """Exponential decay: η(t) = η₀ · γ^((t − t₀)/T), η₀ for t ≤ t₀.
 

@@ -128,7 +128,9 @@ def warmup_stable_decay(
     v.check("decay_steps", decay_steps, gt=0)
     v.check("end_value", end_value)
     decay = Anneal(peak_value, end_value, decay_steps, 1.0, 0, decay_shape)
-    return warmup(join([constant(peak_value), decay], boundaries=[stable_steps]), warmup_steps=warmup_steps, init_value=init_value)
+    return warmup(
+        join([constant(peak_value), decay], boundaries=[stable_steps]), warmup_steps=warmup_steps, init_value=init_value
+    )
 
 
 @schedule_dataclass

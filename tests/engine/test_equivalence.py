@@ -19,14 +19,25 @@ OPTIMIZERS = {
         lambda hp: optax.sgd(hp["learning_rate"], momentum=hp["momentum"]),
         {"learning_rate": [0.05, 0.3, 0.5], "momentum": [0.0, 0.9, 0.5]},
     ),
-    "adam": (lambda hp: optax.adam(hp["learning_rate"], b1=hp["b1"]), {"learning_rate": [1e-3, 1e-2, 0.1], "b1": [0.9, 0.8, 0.95]}),
+    "adam": (
+        lambda hp: optax.adam(hp["learning_rate"], b1=hp["b1"]),
+        {"learning_rate": [1e-3, 1e-2, 0.1], "b1": [0.9, 0.8, 0.95]},
+    ),
     "adamw": (
         lambda hp: optax.adamw(hp["learning_rate"], weight_decay=hp["weight_decay"]),
         {"learning_rate": [3e-3, 3e-2, 1e-2], "weight_decay": [0.0, 0.1, 1.0]},
     ),
     "schedule": (
         lambda hp: optax.adam(hp["learning_rate"]),
-        {"learning_rate": jax.tree.map(lambda *x: np.asarray(x), *[S.warmup_cosine_decay(0.0, peak_value=p, warmup_steps=5, total_steps=STEPS) for p in (0.01, 0.05, 0.2)])},
+        {
+            "learning_rate": jax.tree.map(
+                lambda *x: np.asarray(x),
+                *[
+                    S.warmup_cosine_decay(0.0, peak_value=p, warmup_steps=5, total_steps=STEPS)
+                    for p in (0.01, 0.05, 0.2)
+                ],
+            )
+        },
     ),
 }
 
@@ -35,7 +46,7 @@ def assert_close(a, b):
     """Relative error of a parameter array in norm: float32 summation order differs between a
     batched and a single matmul, so single entries near zero have no meaningful relative error."""
     a, b = np.asarray(a), np.asarray(b)
-    assert np.linalg.norm(a - b) <= 1e-5 * np.linalg.norm(b), (np.linalg.norm(a - b) / np.linalg.norm(b))
+    assert np.linalg.norm(a - b) <= 1e-5 * np.linalg.norm(b), np.linalg.norm(a - b) / np.linalg.norm(b)
 
 
 def train_alone(task, optimizer, hp, key):
@@ -60,7 +71,10 @@ def test_member_equals_plain_optax_loop(digits, name):
     result = run(digits, optimizer, configs, steps=STEPS, seed=3)
     key = init_key(3, 1, 0)
     for i in range(3):
-        hp = {k: jax.tree.map(lambda x: np.asarray(x)[i], np.asarray(v) if isinstance(v, list) else v) for k, v in configs.items()}
+        hp = {
+            k: jax.tree.map(lambda x: np.asarray(x)[i], np.asarray(v) if isinstance(v, list) else v)
+            for k, v in configs.items()
+        }
         alone = train_alone(digits, optimizer, hp, key)
         member = jax.tree.map(lambda x: x[i], result.final_params)
         jax.tree.map(assert_close, member, alone)

@@ -18,8 +18,18 @@ def raises_before_compiling(error, message, make):
 @pytest.mark.parametrize(
     "configs, kwargs, error, message",
     [
-        ({"learning_rate": [0.1, 0.2], "momentum": [0.9]}, {}, ValueError, r"configs must all have the same length, got \{'learning_rate': 2, 'momentum': 1\}"),
-        ({"learning_rate": [0.1, float("nan")]}, {}, ValueError, r"configs\['learning_rate'\] must be finite, got \[0.1, nan\]"),
+        (
+            {"learning_rate": [0.1, 0.2], "momentum": [0.9]},
+            {},
+            ValueError,
+            r"configs must all have the same length, got \{'learning_rate': 2, 'momentum': 1\}",
+        ),
+        (
+            {"learning_rate": [0.1, float("nan")]},
+            {},
+            ValueError,
+            r"configs\['learning_rate'\] must be finite, got \[0.1, nan\]",
+        ),
         ({"learning_rate": [0.1, np.inf]}, {}, ValueError, r"configs\['learning_rate'\] must be finite"),
         ({"learning_rate": [0.1, -0.01]}, {}, ValueError, r"configs\['learning_rate'\] must be >= 0, got -0.01"),
         ({"eta": [0.1, -1e-3]}, {}, ValueError, r"configs\['eta'\] must be >= 0, got -0.001"),
@@ -29,7 +39,12 @@ def raises_before_compiling(error, message, make):
         ({"learning_rate": ["a", "b"]}, {}, TypeError, r"configs\['learning_rate'\] must be numeric"),
         ({"learning_rate": [0.1]}, {"batch_size": 0}, ValueError, "batch_size must be >= 1, got 0"),
         ({"learning_rate": [0.1]}, {"batch_size": -4}, ValueError, "batch_size must be >= 1, got -4"),
-        ({"learning_rate": [0.1]}, {"batch_size": 100_000}, ValueError, r"batch_size must be <= the number of training examples \(1438\), got 100000"),
+        (
+            {"learning_rate": [0.1]},
+            {"batch_size": 100_000},
+            ValueError,
+            r"batch_size must be <= the number of training examples \(1438\), got 100000",
+        ),
         ({"learning_rate": [0.1]}, {"steps": 0}, ValueError, "steps must be >= 1, got 0"),
         ({"learning_rate": [0.1]}, {"steps": -5}, ValueError, "steps must be >= 1, got -5"),
         ({"learning_rate": [0.1]}, {"steps": 2.5}, TypeError, "steps must be an integer, got 2.5"),
@@ -43,12 +58,17 @@ def test_bad_sweep_arguments(digits, sgd, configs, kwargs, error, message):
 
 
 def test_bad_task_and_optimizer(digits):
-    raises_before_compiling(TypeError, "task must be an lrjax.Task", lambda: run("digits", optax.sgd, {"learning_rate": [0.1]}, steps=1))
     raises_before_compiling(
-        TypeError, "optimizer must be a function", lambda: run(digits, optax.sgd(0.1), {"learning_rate": [0.1]}, steps=1)
+        TypeError, "task must be an lrjax.Task", lambda: run("digits", optax.sgd, {"learning_rate": [0.1]}, steps=1)
     )
     raises_before_compiling(
-        TypeError, r"optimizer\(hp\) must return an optax.GradientTransformation, got float",
+        TypeError,
+        "optimizer must be a function",
+        lambda: run(digits, optax.sgd(0.1), {"learning_rate": [0.1]}, steps=1),
+    )
+    raises_before_compiling(
+        TypeError,
+        r"optimizer\(hp\) must return an optax.GradientTransformation, got float",
         lambda: run(digits, lambda hp: 0.1, {"learning_rate": [0.1]}, steps=1),
     )
 
@@ -58,12 +78,23 @@ def test_bad_data_is_refused_when_the_task_is_built():
     init, loss = (lambda key: np.zeros(3)), (lambda p, b: 0.0)
     bad_x = x.copy()
     bad_x[3, 1] = np.nan
-    raises_before_compiling(ValueError, r"train_data\[0\] contains 1 NaN or infinite values", lambda: lrjax.Task(init, loss, (bad_x, y)))
     raises_before_compiling(
-        ValueError, r"train_data arrays must share their leading \(examples\) axis, got shapes \[\(10, 3\), \(9,\)\]",
+        ValueError, r"train_data\[0\] contains 1 NaN or infinite values", lambda: lrjax.Task(init, loss, (bad_x, y))
+    )
+    raises_before_compiling(
+        ValueError,
+        r"train_data arrays must share their leading \(examples\) axis, got shapes \[\(10, 3\), \(9,\)\]",
         lambda: lrjax.Task(init, loss, (x, y[:9])),
     )
-    raises_before_compiling(ValueError, r"eval_data\[1\] contains", lambda: lrjax.Task(init, loss, (x, y), eval_data=(x, np.full(10, np.inf))))
-    raises_before_compiling(ValueError, "must contain at least one example", lambda: lrjax.Task(init, loss, (x[:0], y[:0])))
+    raises_before_compiling(
+        ValueError,
+        r"eval_data\[1\] contains",
+        lambda: lrjax.Task(init, loss, (x, y), eval_data=(x, np.full(10, np.inf))),
+    )
+    raises_before_compiling(
+        ValueError, "must contain at least one example", lambda: lrjax.Task(init, loss, (x[:0], y[:0]))
+    )
     raises_before_compiling(TypeError, "loss must be callable", lambda: lrjax.Task(init, "mse", (x, y)))
-    raises_before_compiling(ValueError, "loss must be one of", lambda: lrjax.Task.from_linen(None, (x, y), loss="hinge"))
+    raises_before_compiling(
+        ValueError, "loss must be one of", lambda: lrjax.Task.from_linen(None, (x, y), loss="hinge")
+    )

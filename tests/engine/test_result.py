@@ -32,14 +32,18 @@ def test_best_averages_seeds_and_skips_diverged(result):
     assert accuracy["accuracy"] == pytest.approx(np.nanmax(result.final("accuracy").reshape(3, 2).mean(1)))
     with pytest.raises(ValueError, match="metric must be 'train_loss' or one of"):
         result.best("f1")
-    assert result.best("accuracy", mode="min")["accuracy"] == pytest.approx(np.nanmin(result.final("accuracy").reshape(3, 2).mean(1)))
+    assert result.best("accuracy", mode="min")["accuracy"] == pytest.approx(
+        np.nanmin(result.final("accuracy").reshape(3, 2).mean(1))
+    )
 
 
 def test_best_takes_a_metrics_direction_from_the_task_or_the_table_never_from_its_name(digits, sgd):
     def metrics(params, data):
         return {"lossy_acc": digits.metrics(params, data)["accuracy"], "margin": digits.metrics(params, data)["loss"]}
 
-    task = lrjax.Task(digits.init, digits.loss, digits.train_data, digits.eval_data, metrics, metric_modes={"margin": "max"})
+    task = lrjax.Task(
+        digits.init, digits.loss, digits.train_data, digits.eval_data, metrics, metric_modes={"margin": "max"}
+    )
     result = run(task, sgd, {"learning_rate": [0.03, 0.3]}, steps=10)
     assert result.best("margin")["margin"] == pytest.approx(np.nanmax(result.final("margin")))
     with pytest.raises(ValueError, match=r"mode must be given \('min' or 'max'\) for metric 'lossy_acc'"):
@@ -117,7 +121,13 @@ def test_linear_regression_recovers_the_line():
 
 
 def test_cnn_task_runs_in_a_sweep():
-    out = run(D.digits_cnn(channels=(4, 8)), lambda hp: optax.adam(hp["learning_rate"]), {"learning_rate": [3e-3, 3e-2]}, steps=30, batch_size=64)
+    out = run(
+        D.digits_cnn(channels=(4, 8)),
+        lambda hp: optax.adam(hp["learning_rate"]),
+        {"learning_rate": [3e-3, 3e-2]},
+        steps=30,
+        batch_size=64,
+    )
     assert np.all(out.train_loss[:, -5:].mean(1) < out.train_loss[:, :5].mean(1))
 
 

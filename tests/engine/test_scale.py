@@ -61,4 +61,6 @@ def test_memory_groups_equal_the_unsplit_sweep(digits, sgd):
     np.testing.assert_allclose(split.train_loss, whole.train_loss, rtol=1e-6)
     for k in whole.eval_metrics:
         np.testing.assert_allclose(split.eval_metrics[k], whole.eval_metrics[k], rtol=1e-6, atol=1e-7)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), split.final_params, whole.final_params)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), split.final_params, whole.final_params
+    )

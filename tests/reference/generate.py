@@ -52,11 +52,17 @@ TORCH = {
     "torch_exponential": lambda: torch_values(lambda o: S.ExponentialLR(o, gamma=0.95)),
     "torch_step": lambda: torch_values(lambda o: S.StepLR(o, step_size=30, gamma=0.1)),
     "torch_multistep": lambda: torch_values(lambda o: S.MultiStepLR(o, milestones=[80, 30, 80], gamma=0.5)),
-    "torch_linear_warmup": lambda: torch_values(lambda o: S.LinearLR(o, start_factor=0.25, end_factor=1.0, total_iters=40)),
-    "torch_linear_decay": lambda: torch_values(lambda o: S.LinearLR(o, start_factor=1.0, end_factor=0.1, total_iters=100)),
+    "torch_linear_warmup": lambda: torch_values(
+        lambda o: S.LinearLR(o, start_factor=0.25, end_factor=1.0, total_iters=40)
+    ),
+    "torch_linear_decay": lambda: torch_values(
+        lambda o: S.LinearLR(o, start_factor=1.0, end_factor=0.1, total_iters=100)
+    ),
     "torch_polynomial": lambda: torch_values(lambda o: S.PolynomialLR(o, total_iters=100, power=2.0)),
     "torch_cosine": lambda: torch_values(lambda o: S.CosineAnnealingLR(o, T_max=130, eta_min=0.001)),
-    "torch_restarts_mult2": lambda: torch_values(lambda o: S.CosineAnnealingWarmRestarts(o, T_0=10, T_mult=2, eta_min=0.001)),
+    "torch_restarts_mult2": lambda: torch_values(
+        lambda o: S.CosineAnnealingWarmRestarts(o, T_0=10, T_mult=2, eta_min=0.001)
+    ),
     "torch_restarts_mult1": lambda: torch_values(lambda o: S.CosineAnnealingWarmRestarts(o, T_0=25)),
     "torch_cyclic_triangular": lambda: torch_values(
         lambda o: S.CyclicLR(o, 0.01, 0.1, step_size_up=10, step_size_down=15, cycle_momentum=False)
@@ -67,14 +73,24 @@ TORCH = {
     "torch_cyclic_exp_range": lambda: torch_values(
         lambda o: S.CyclicLR(o, 0.01, 0.1, step_size_up=12, mode="exp_range", gamma=0.99, cycle_momentum=False)
     ),
-    "torch_one_cycle_cos": lambda: torch_values(lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=131, cycle_momentum=False)),
+    "torch_one_cycle_cos": lambda: torch_values(
+        lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=131, cycle_momentum=False)
+    ),
     "torch_one_cycle_linear": lambda: torch_values(
-        lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=131, pct_start=0.25, anneal_strategy="linear", cycle_momentum=False)
+        lambda o: S.OneCycleLR(
+            o, max_lr=0.1, total_steps=131, pct_start=0.25, anneal_strategy="linear", cycle_momentum=False
+        )
     ),
     "torch_one_cycle_three_phase": lambda: torch_values(
         lambda o: S.OneCycleLR(
-            o, max_lr=0.1, total_steps=131, pct_start=0.2, div_factor=10.0, final_div_factor=100.0,
-            three_phase=True, cycle_momentum=False,
+            o,
+            max_lr=0.1,
+            total_steps=131,
+            pct_start=0.2,
+            div_factor=10.0,
+            final_div_factor=100.0,
+            three_phase=True,
+            cycle_momentum=False,
         )
     ),
     "torch_sequential": lambda: torch_values(
@@ -95,7 +111,9 @@ KERAS = {
     "keras_inverse_time": lambda: keras_values(KS.InverseTimeDecay(0.1, decay_steps=5, decay_rate=0.5)),
     "keras_inverse_time_staircase": lambda: keras_values(KS.InverseTimeDecay(0.1, 5, 0.5, staircase=True)),
     "keras_polynomial": lambda: keras_values(KS.PolynomialDecay(0.1, 100, end_learning_rate=0.01, power=0.5)),
-    "keras_polynomial_cycle": lambda: keras_values(KS.PolynomialDecay(0.1, 30, end_learning_rate=0.01, power=2.0, cycle=True)),
+    "keras_polynomial_cycle": lambda: keras_values(
+        KS.PolynomialDecay(0.1, 30, end_learning_rate=0.01, power=2.0, cycle=True)
+    ),
     "keras_cosine": lambda: keras_values(KS.CosineDecay(0.1, decay_steps=100, alpha=0.1)),
     "keras_cosine_warmup": lambda: keras_values(
         KS.CosineDecay(0.0, decay_steps=100, alpha=0.05, warmup_target=0.1, warmup_steps=20)

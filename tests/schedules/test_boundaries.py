@@ -42,8 +42,16 @@ def test_polynomial_cycle_reaches_end_exactly_at_multiples(steps, k):
 @given(lengths, cycles)
 def test_staircase_exponent_and_epochs_floor_exactly(decay_steps, k):
     t = [k * decay_steps - 1, k * decay_steps]
-    np.testing.assert_allclose(at(S.exponential_decay(1.0, decay_rate=0.5, decay_steps=decay_steps, staircase=True), t), [0.5 ** (k - 1), 0.5**k], rtol=1e-6)
-    np.testing.assert_allclose(at(S.inverse_time_decay(1.0, decay_rate=1.0, decay_steps=decay_steps, staircase=True), t), [1 / k, 1 / (k + 1)], rtol=1e-6)
+    np.testing.assert_allclose(
+        at(S.exponential_decay(1.0, decay_rate=0.5, decay_steps=decay_steps, staircase=True), t),
+        [0.5 ** (k - 1), 0.5**k],
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        at(S.inverse_time_decay(1.0, decay_rate=1.0, decay_steps=decay_steps, staircase=True), t),
+        [1 / k, 1 / (k + 1)],
+        rtol=1e-6,
+    )
     np.testing.assert_array_equal(at(S.from_epoch_fn(lambda e: e, steps_per_epoch=decay_steps), t), [k - 1, k])
 
 
@@ -84,14 +92,19 @@ def test_join_and_piecewise_switch_exactly_at_boundaries(boundaries):
     expected = [values[i + d] for i in range(len(boundaries)) for d in (0, 1)]
     np.testing.assert_array_equal(at(S.piecewise_constant(values, boundaries=boundaries), steps), expected)
     np.testing.assert_array_equal(at(S.join(values, boundaries=boundaries), steps), expected)
-    np.testing.assert_array_equal(at(S.multistep_decay(1.0, milestones=boundaries, decay_rate=0.5), steps), [0.5**v for v in np.array(expected) - 1])
+    np.testing.assert_array_equal(
+        at(S.multistep_decay(1.0, milestones=boundaries, decay_rate=0.5), steps),
+        [0.5**v for v in np.array(expected) - 1],
+    )
 
 
 def test_decays_end_exactly_on_their_end_value():
     assert at(S.linear(0.3, end_value=0.0, steps=7), 7) == 0.0
     assert at(S.cosine_decay(0.3, decay_steps=7), 7) == 0.0
     assert at(S.warmup_cosine_decay(0.0, peak_value=1.0, warmup_steps=3, total_steps=10), 10) == 0.0
-    assert at(S.warmup_stable_decay(1.0, warmup_steps=3, stable_steps=3, decay_steps=7, decay_shape="1-sqrt"), 13) == 0.0
+    assert (
+        at(S.warmup_stable_decay(1.0, warmup_steps=3, stable_steps=3, decay_steps=7, decay_shape="1-sqrt"), 13) == 0.0
+    )
     assert at(S.one_cycle(1.0, total_steps=100, div_factor=10.0, final_div_factor=10.0), 99) == np.float32(0.01)
 
 

@@ -29,12 +29,23 @@ def warm(init, peak, w, shape, after):
 CASES = {
     **{
         f"wsd_{shape}": (
-            S.warmup_stable_decay(0.8, warmup_steps=20, stable_steps=70, decay_steps=60, init_value=0.08, end_value=0.01, decay_shape=shape),
+            S.warmup_stable_decay(
+                0.8,
+                warmup_steps=20,
+                stable_steps=70,
+                decay_steps=60,
+                init_value=0.08,
+                end_value=0.01,
+                decay_shape=shape,
+            ),
             wsd(0.8, 20, 70, 60, 0.08, 0.01, shape),
         )
         for shape in ("linear", "cosine", "1-sqrt")
     },
-    "inverse_sqrt": (S.inverse_sqrt(0.5, warmup_steps=16), np.where(T > 0, 0.5 * np.minimum(T / 16, np.sqrt(16 / np.maximum(T, 1))), 0.0)),
+    "inverse_sqrt": (
+        S.inverse_sqrt(0.5, warmup_steps=16),
+        np.where(T > 0, 0.5 * np.minimum(T / 16, np.sqrt(16 / np.maximum(T, 1))), 0.0),
+    ),
     **{
         f"warmup_{shape}": (
             S.warmup(S.exponential_decay(0.4, decay_rate=0.98), warmup_steps=30, init_value=0.004, shape=shape),
@@ -42,8 +53,14 @@ CASES = {
         )
         for shape in ("linear", "cosine", "exponential")
     },
-    "scale_linear": (S.scale_for_batch_size(S.linear(0.1, end_value=0.0, steps=100), base_batch_size=256, batch_size=768), 3 * 0.1 * (1 - np.minimum(T, 100) / 100)),
-    "scale_sqrt": (S.scale_for_batch_size(0.001, base_batch_size=1024, batch_size=256, rule="sqrt"), np.full(T.shape, 0.001 * 0.5)),
+    "scale_linear": (
+        S.scale_for_batch_size(S.linear(0.1, end_value=0.0, steps=100), base_batch_size=256, batch_size=768),
+        3 * 0.1 * (1 - np.minimum(T, 100) / 100),
+    ),
+    "scale_sqrt": (
+        S.scale_for_batch_size(0.001, base_batch_size=1024, batch_size=256, rule="sqrt"),
+        np.full(T.shape, 0.001 * 0.5),
+    ),
 }
 
 

@@ -14,22 +14,50 @@ BAD = [
     # non-positive lengths
     (lambda: S.exponential_decay(1.0, decay_rate=0.5, decay_steps=0), ValueError, "decay_steps must be > 0, got 0"),
     (lambda: S.step_decay(1.0, step_size=-3), ValueError, "step_size must be > 0, got -3"),
-    (lambda: S.inverse_time_decay(1.0, decay_rate=0.5, decay_steps=0.0), ValueError, "decay_steps must be > 0, got 0.0"),
+    (
+        lambda: S.inverse_time_decay(1.0, decay_rate=0.5, decay_steps=0.0),
+        ValueError,
+        "decay_steps must be > 0, got 0.0",
+    ),
     (lambda: S.linear(1.0, end_value=0.0, steps=0), ValueError, "steps must be > 0, got 0"),
     (lambda: S.polynomial(1.0, end_value=0.0, steps=-10), ValueError, "steps must be > 0, got -10"),
     (lambda: S.cosine_decay(1.0, decay_steps=0), ValueError, "decay_steps must be > 0, got 0"),
     (lambda: S.cosine_restarts(1.0, period=0), ValueError, "period must be > 0, got 0"),
     (lambda: S.warmup(S.constant(1.0), warmup_steps=-1), ValueError, "warmup_steps must be >= 0, got -1"),
-    (lambda: S.warmup_cosine_decay(0.0, peak_value=1.0, warmup_steps=100, total_steps=100), ValueError, r"total_steps must be > warmup_steps \(100\), got 100"),
-    (lambda: S.warmup_stable_decay(1.0, warmup_steps=10, stable_steps=-5, decay_steps=10), ValueError, "stable_steps must be >= 0, got -5"),
-    (lambda: S.warmup_stable_decay(1.0, warmup_steps=10, stable_steps=5, decay_steps=0), ValueError, "decay_steps must be > 0, got 0"),
+    (
+        lambda: S.warmup_cosine_decay(0.0, peak_value=1.0, warmup_steps=100, total_steps=100),
+        ValueError,
+        r"total_steps must be > warmup_steps \(100\), got 100",
+    ),
+    (
+        lambda: S.warmup_stable_decay(1.0, warmup_steps=10, stable_steps=-5, decay_steps=10),
+        ValueError,
+        "stable_steps must be >= 0, got -5",
+    ),
+    (
+        lambda: S.warmup_stable_decay(1.0, warmup_steps=10, stable_steps=5, decay_steps=0),
+        ValueError,
+        "decay_steps must be > 0, got 0",
+    ),
     (lambda: S.inverse_sqrt(1.0, warmup_steps=0), ValueError, "warmup_steps must be > 0, got 0"),
     (lambda: S.cyclic(0.1, peak_value=1.0, step_size_up=0), ValueError, "step_size_up must be > 0, got 0"),
-    (lambda: S.cyclic(0.1, peak_value=1.0, step_size_up=5, step_size_down=-1), ValueError, "step_size_down must be > 0, got -1"),
+    (
+        lambda: S.cyclic(0.1, peak_value=1.0, step_size_up=5, step_size_down=-1),
+        ValueError,
+        "step_size_down must be > 0, got -1",
+    ),
     (lambda: S.one_cycle(1.0, total_steps=0), ValueError, "total_steps must be > 0, got 0"),
     (lambda: S.from_epoch_fn(lambda e: e, steps_per_epoch=0), ValueError, "steps_per_epoch must be > 0, got 0"),
-    (lambda: S.scale_for_batch_size(0.1, base_batch_size=0, batch_size=256), ValueError, "base_batch_size must be > 0, got 0"),
-    (lambda: S.scale_for_batch_size(0.1, base_batch_size=256, batch_size=-1), ValueError, "batch_size must be > 0, got -1"),
+    (
+        lambda: S.scale_for_batch_size(0.1, base_batch_size=0, batch_size=256),
+        ValueError,
+        "base_batch_size must be > 0, got 0",
+    ),
+    (
+        lambda: S.scale_for_batch_size(0.1, base_batch_size=256, batch_size=-1),
+        ValueError,
+        "batch_size must be > 0, got -1",
+    ),
     (lambda: S.exponential_decay(1.0, decay_rate=0.5, begin_step=-1), ValueError, "begin_step must be >= 0, got -1"),
     # out-of-range factors and fractions
     (lambda: S.exponential_decay(1.0, decay_rate=0.0), ValueError, "decay_rate must be > 0, got 0.0"),
@@ -41,40 +69,96 @@ BAD = [
     (lambda: S.cosine_restarts(1.0, period=10, peak_mult=0.0), ValueError, "peak_mult must be > 0, got 0.0"),
     (lambda: S.one_cycle(1.0, total_steps=100, pct_start=1.0), ValueError, "pct_start must be < 1, got 1.0"),
     (lambda: S.one_cycle(1.0, total_steps=100, pct_start=0.0), ValueError, "pct_start must be > 0, got 0.0"),
-    (lambda: S.one_cycle(1.0, total_steps=100, pct_start=0.6, three_phase=True), ValueError, "pct_start must be < 0.5, got 0.6"),
+    (
+        lambda: S.one_cycle(1.0, total_steps=100, pct_start=0.6, three_phase=True),
+        ValueError,
+        "pct_start must be < 0.5, got 0.6",
+    ),
     (lambda: S.one_cycle(1.0, total_steps=100, div_factor=0.0), ValueError, "div_factor must be > 0, got 0.0"),
     (lambda: S.cyclic(0.1, peak_value=1.0, step_size_up=5, gamma=1.5), ValueError, "gamma must be <= 1, got 1.5"),
-    (lambda: S.warmup(S.constant(1.0), warmup_steps=10, shape="exponential"), ValueError, "init_value must be > 0, got 0.0"),
+    (
+        lambda: S.warmup(S.constant(1.0), warmup_steps=10, shape="exponential"),
+        ValueError,
+        "init_value must be > 0, got 0.0",
+    ),
     # unsorted or mismatched boundaries and milestones
-    (lambda: S.piecewise_constant([1.0, 0.5, 0.1], boundaries=[50, 20]), ValueError, r"boundaries must be strictly increasing, got \[50, 20\]"),
-    (lambda: S.piecewise_constant([1.0, 0.5], boundaries=[10, 20]), ValueError, r"values must have 3 entries \(one more than boundaries\), got \[1.0, 0.5\]"),
-    (lambda: S.piecewise_constant([1.0, 0.5], boundaries=[-1]), ValueError, r"boundaries must be >= 0, got -1 in \[-1\]"),
-    (lambda: S.join([S.constant(1.0), S.constant(0.5)], boundaries=[10, 20]), ValueError, r"boundaries must have 1 entries"),
+    (
+        lambda: S.piecewise_constant([1.0, 0.5, 0.1], boundaries=[50, 20]),
+        ValueError,
+        r"boundaries must be strictly increasing, got \[50, 20\]",
+    ),
+    (
+        lambda: S.piecewise_constant([1.0, 0.5], boundaries=[10, 20]),
+        ValueError,
+        r"values must have 3 entries \(one more than boundaries\), got \[1.0, 0.5\]",
+    ),
+    (
+        lambda: S.piecewise_constant([1.0, 0.5], boundaries=[-1]),
+        ValueError,
+        r"boundaries must be >= 0, got -1 in \[-1\]",
+    ),
+    (
+        lambda: S.join([S.constant(1.0), S.constant(0.5)], boundaries=[10, 20]),
+        ValueError,
+        r"boundaries must have 1 entries",
+    ),
     (lambda: S.join([1.0, 0.5, 0.1], boundaries=[20, 20]), ValueError, "boundaries must be strictly increasing"),
     (lambda: S.join([], boundaries=[]), ValueError, "schedules must contain at least one schedule"),
     (lambda: S.multistep_decay(1.0, milestones=[10, -5]), ValueError, r"milestones must be >= 0, got -5 in \[10, -5\]"),
     (lambda: S.multistep_decay(1.0, milestones=10), ValueError, "milestones must be a sequence of numbers, got 10"),
     (lambda: S.multiply(), ValueError, "multiply needs at least one schedule"),
     # unknown modes
-    (lambda: S.cyclic(0.1, peak_value=1.0, step_size_up=5, mode="triangle"), ValueError, "mode must be one of .*'triangular'.*got 'triangle'"),
-    (lambda: S.one_cycle(1.0, total_steps=100, anneal="quadratic"), ValueError, "anneal must be one of .*'cosine'.*got 'quadratic'"),
+    (
+        lambda: S.cyclic(0.1, peak_value=1.0, step_size_up=5, mode="triangle"),
+        ValueError,
+        "mode must be one of .*'triangular'.*got 'triangle'",
+    ),
+    (
+        lambda: S.one_cycle(1.0, total_steps=100, anneal="quadratic"),
+        ValueError,
+        "anneal must be one of .*'cosine'.*got 'quadratic'",
+    ),
     (lambda: S.warmup(S.constant(1.0), warmup_steps=10, shape="quadratic"), ValueError, "shape must be one of"),
-    (lambda: S.warmup_stable_decay(1.0, warmup_steps=1, stable_steps=1, decay_steps=1, decay_shape="sqrt"), ValueError, "decay_shape must be one of"),
-    (lambda: S.scale_for_batch_size(0.1, base_batch_size=256, batch_size=512, rule="square"), ValueError, "rule must be one of"),
+    (
+        lambda: S.warmup_stable_decay(1.0, warmup_steps=1, stable_steps=1, decay_steps=1, decay_shape="sqrt"),
+        ValueError,
+        "decay_shape must be one of",
+    ),
+    (
+        lambda: S.scale_for_batch_size(0.1, base_batch_size=256, batch_size=512, rule="square"),
+        ValueError,
+        "rule must be one of",
+    ),
     # non-finite values
     (lambda: S.constant(math.nan), ValueError, "value must be finite, got nan"),
     (lambda: S.exponential_decay(math.inf, decay_rate=0.5), ValueError, "init_value must be finite, got inf"),
     (lambda: S.linear(1.0, end_value=-math.inf, steps=10), ValueError, "end_value must be finite, got -inf"),
     (lambda: S.cosine_decay(1.0, decay_steps=jnp.nan), ValueError, "decay_steps must be finite, got nan"),
-    (lambda: S.piecewise_constant([1.0, math.nan], boundaries=[5]), ValueError, r"values must be finite, got nan in \[1.0, nan\]"),
-    (lambda: S.warmup_cosine_decay(0.0, peak_value=1.0, warmup_steps=10, total_steps=math.inf), ValueError, "total_steps must be finite, got inf"),
-    (lambda: S.exponential_decay(1.0, decay_rate=0.5, end_value=math.nan), ValueError, "end_value must be finite, got nan"),
+    (
+        lambda: S.piecewise_constant([1.0, math.nan], boundaries=[5]),
+        ValueError,
+        r"values must be finite, got nan in \[1.0, nan\]",
+    ),
+    (
+        lambda: S.warmup_cosine_decay(0.0, peak_value=1.0, warmup_steps=10, total_steps=math.inf),
+        ValueError,
+        "total_steps must be finite, got inf",
+    ),
+    (
+        lambda: S.exponential_decay(1.0, decay_rate=0.5, end_value=math.nan),
+        ValueError,
+        "end_value must be finite, got nan",
+    ),
     # wrong types
     (lambda: S.constant("0.1"), TypeError, "value must be a number, got '0.1'"),
     (lambda: S.linear(1.0, end_value=None, steps=10), TypeError, "end_value must be a number, got None"),
     (lambda: S.step_decay(1.0, step_size=True), TypeError, "step_size must be a number, got True"),
     (lambda: S.warmup(lambda t: 1.0, warmup_steps=10), TypeError, "schedule must be an lrjax schedule"),
-    (lambda: S.join([lambda t: 1.0], boundaries=[]), TypeError, r"schedules\[0\] must be an lrjax schedule or a number"),
+    (
+        lambda: S.join([lambda t: 1.0], boundaries=[]),
+        TypeError,
+        r"schedules\[0\] must be an lrjax schedule or a number",
+    ),
     (lambda: S.from_epoch_fn(0.1, steps_per_epoch=10), TypeError, "fn must be callable"),
 ]
 
@@ -93,8 +177,20 @@ def test_schedule_rejects_non_numeric_steps():
 # Arguments a function owns (renamed, combined or converted to arrays before it builds its
 # class; CLASS_BAD gives the classes those values directly); every other bad argument in BAD is
 # rejected by the class's own validation, which the function reaches.
-FUNCTION_ARGUMENTS = {"step_size", "decay_steps", "exponent", "total_steps", "stable_steps", "decay_shape", "milestones",
-                      "values", "boundaries", "schedules", "schedules\\[0\\]", "multiply"}
+FUNCTION_ARGUMENTS = {
+    "step_size",
+    "decay_steps",
+    "exponent",
+    "total_steps",
+    "stable_steps",
+    "decay_shape",
+    "milestones",
+    "values",
+    "boundaries",
+    "schedules",
+    "schedules\\[0\\]",
+    "multiply",
+}
 
 
 @pytest.mark.parametrize("make, error, message", BAD, ids=[m for _, _, m in BAD])
@@ -112,12 +208,24 @@ CLASS_BAD = [  # the arguments the functions own, given to the classes directly
     (lambda: S.Anneal(1.0, 0.0, 10, -1.0, 0, "cosine"), ValueError, "power must be > 0, got -1.0"),
     (lambda: S.Anneal(1.0, 0.0, 10, 1.0, 0, "quadratic"), ValueError, "shape must be one of"),
     (lambda: S.PiecewiseConstant(jnp.asarray([1.0, math.nan]), jnp.asarray([5])), ValueError, "values must be finite"),
-    (lambda: S.PiecewiseConstant(jnp.asarray([1.0, 0.5, 0.1]), jnp.asarray([50, 20])), ValueError, "boundaries must be strictly increasing"),
-    (lambda: S.PiecewiseConstant(jnp.asarray([1.0, 0.5]), jnp.asarray([-1])), ValueError, r"boundaries must be >= 0, got -1"),
+    (
+        lambda: S.PiecewiseConstant(jnp.asarray([1.0, 0.5, 0.1]), jnp.asarray([50, 20])),
+        ValueError,
+        "boundaries must be strictly increasing",
+    ),
+    (
+        lambda: S.PiecewiseConstant(jnp.asarray([1.0, 0.5]), jnp.asarray([-1])),
+        ValueError,
+        r"boundaries must be >= 0, got -1",
+    ),
     (lambda: S.MultistepDecay(1.0, jnp.asarray([10, -5]), 0.1), ValueError, r"milestones must be >= 0, got -5"),
     (lambda: S.Join((S.constant(1.0),), jnp.asarray([5])), ValueError, r"boundaries must have 0 entries"),
     (lambda: S.Join((), jnp.asarray([])), TypeError, "schedules must be a non-empty tuple of lrjax schedules"),
-    (lambda: S.Join((lambda t: 1.0,), jnp.asarray([])), TypeError, "schedules must be a non-empty tuple of lrjax schedules"),
+    (
+        lambda: S.Join((lambda t: 1.0,), jnp.asarray([])),
+        TypeError,
+        "schedules must be a non-empty tuple of lrjax schedules",
+    ),
     (lambda: S.Multiply(()), TypeError, "schedules must be a non-empty tuple of lrjax schedules"),
     (lambda: S.Warmup(S.constant(1.0), -1, 0.0), ValueError, "warmup_steps must be >= 0, got -1"),
     (lambda: S.Warmup(0.1, 10, 0.0), TypeError, "schedule must be an lrjax schedule"),
@@ -136,7 +244,13 @@ def test_classes_take_traced_and_batched_values():
     # Validation inspects concrete values only; JAX rebuilds schedules without the constructor.
     traced = jax.jit(lambda up: S.Cyclic(0.1, 1.0, up, up, 1.0)(3))(jnp.asarray(6))
     assert float(traced) == pytest.approx(0.1 + 0.9 * 3 / 6)
-    batch = S.Cyclic(jnp.asarray([0.1, 0.2]), jnp.asarray([1.0, 2.0]), jnp.asarray([4, 8]), jnp.asarray([4, 8]), jnp.asarray([1.0, 1.0]))
+    batch = S.Cyclic(
+        jnp.asarray([0.1, 0.2]),
+        jnp.asarray([1.0, 2.0]),
+        jnp.asarray([4, 8]),
+        jnp.asarray([4, 8]),
+        jnp.asarray([1.0, 1.0]),
+    )
     values = jax.vmap(lambda s: s(2))(batch)
     np.testing.assert_allclose(values, [0.1 + 0.9 * 2 / 4, 0.2 + 1.8 * 2 / 8], rtol=1e-6)
     axes = jax.tree.map(lambda _: 0, batch)  # a pytree of vmap axes: all leaves 0, never validated
@@ -159,8 +273,13 @@ def test_a_call_ported_verbatim_from_optax_fails_loudly(call):
         call()
 
 
-FIRST_ARGUMENTS = {"warmup": S.constant(0.1), "scale_for_batch_size": 0.1, "join": [0.1], "from_epoch_fn": lambda e: e,
-                   "piecewise_constant": [0.1]}
+FIRST_ARGUMENTS = {
+    "warmup": S.constant(0.1),
+    "scale_for_batch_size": 0.1,
+    "join": [0.1],
+    "from_epoch_fn": lambda e: e,
+    "piecewise_constant": [0.1],
+}
 FUNCTIONS = sorted(n for n in S.__all__ if n[0].islower() and n not in ("is_schedule", "multiply"))
 
 

@@ -44,7 +44,9 @@ def test_new_numeric_values_do_not_recompile():
     second = lr_at(S.warmup_cosine_decay(0.1, peak_value=3.0, warmup_steps=20, total_steps=200, end_value=0.01), 50)
     assert len(traces) == 1
     assert float(first) != float(second)
-    lr_at(S.warmup_stable_decay(1.0, warmup_steps=10, stable_steps=10, decay_steps=10), 5)  # another structure compiles once more
+    lr_at(
+        S.warmup_stable_decay(1.0, warmup_steps=10, stable_steps=10, decay_steps=10), 5
+    )  # another structure compiles once more
     assert len(traces) == 2
 
 
@@ -93,7 +95,9 @@ def test_giant_int_steps_and_step_counts_as_in_optax():
         np.testing.assert_allclose(ours(step), theirs(step), rtol=1e-6)
     np.testing.assert_allclose(ours(int(1e9)), 975.52826, rtol=1e-7)
     np.testing.assert_allclose(S.exponential_decay(1.0, decay_rate=0.5, decay_steps=2**33)(2**34), 0.25, rtol=1e-6)
-    np.testing.assert_allclose(S.piecewise_constant([1.0, 0.5], boundaries=[2**33])(np.asarray([2**33 - 2**20, 2**33])), [1.0, 0.5])
+    np.testing.assert_allclose(
+        S.piecewise_constant([1.0, 0.5], boundaries=[2**33])(np.asarray([2**33 - 2**20, 2**33])), [1.0, 0.5]
+    )
 
 
 def test_every_schedule_evaluates_at_a_python_int_step_of_two_to_the_forty():

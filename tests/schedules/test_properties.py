@@ -43,9 +43,15 @@ DECAYS = {
     "linear": lambda a, b, t, p: S.linear(a, end_value=b, steps=t),
     "polynomial": lambda a, b, t, p: S.polynomial(a, end_value=b, steps=t, power=p),
     "cosine_decay": lambda a, b, t, p: S.cosine_decay(a, decay_steps=t, end_value=b, exponent=p),
-    "wsd_linear": lambda a, b, t, p: S.warmup_stable_decay(a, warmup_steps=0, stable_steps=t // 2, decay_steps=t, end_value=b),
-    "wsd_cosine": lambda a, b, t, p: S.warmup_stable_decay(a, warmup_steps=0, stable_steps=t, decay_steps=t, end_value=b, decay_shape="cosine"),
-    "wsd_1_sqrt": lambda a, b, t, p: S.warmup_stable_decay(a, warmup_steps=0, stable_steps=0, decay_steps=t, end_value=b, decay_shape="1-sqrt"),
+    "wsd_linear": lambda a, b, t, p: S.warmup_stable_decay(
+        a, warmup_steps=0, stable_steps=t // 2, decay_steps=t, end_value=b
+    ),
+    "wsd_cosine": lambda a, b, t, p: S.warmup_stable_decay(
+        a, warmup_steps=0, stable_steps=t, decay_steps=t, end_value=b, decay_shape="cosine"
+    ),
+    "wsd_1_sqrt": lambda a, b, t, p: S.warmup_stable_decay(
+        a, warmup_steps=0, stable_steps=0, decay_steps=t, end_value=b, decay_shape="1-sqrt"
+    ),
     "exponential": lambda a, b, t, p: S.exponential_decay(a, decay_rate=0.99, decay_steps=t, end_value=b),
     "step": lambda a, b, t, p: S.multiply(S.step_decay(a, step_size=t, decay_rate=0.5), 1.0),
     "inverse_time": lambda a, b, t, p: S.inverse_time_decay(a, decay_rate=p, decay_steps=t),
@@ -68,7 +74,10 @@ def test_decays_are_monotone_and_stay_between_init_and_end(name, a, b, t, p):
 # constant L; 1 − √f has unbounded slope at f = 0 and is ½-Hölder there).
 LIPSCHITZ = {
     "linear": (lambda a, b, t, p: S.linear(a, end_value=b, steps=t), lambda a, b, t, p, d: abs(a - b) / t * d),
-    "polynomial": (lambda a, b, t, p: S.polynomial(a, end_value=b, steps=t, power=p), lambda a, b, t, p, d: p * abs(a - b) / t * d),
+    "polynomial": (
+        lambda a, b, t, p: S.polynomial(a, end_value=b, steps=t, power=p),
+        lambda a, b, t, p, d: p * abs(a - b) / t * d,
+    ),
     "cosine": (
         lambda a, b, t, p: S.cosine_decay(a, decay_steps=t, end_value=b),
         lambda a, b, t, p, d: np.pi / 2 * abs(a - b) / t * d,
@@ -77,14 +86,19 @@ LIPSCHITZ = {
         lambda a, b, t, p: S.warmup_cosine_decay(b, peak_value=a, warmup_steps=t, total_steps=3 * t),
         lambda a, b, t, p, d: max(abs(a - b) / t, np.pi / 2 * a / (2 * t)) * d,
     ),
-    "cyclic": (lambda a, b, t, p: S.cyclic(b, peak_value=a, step_size_up=t, step_size_down=2 * t), lambda a, b, t, p, d: abs(a - b) / t * d),
+    "cyclic": (
+        lambda a, b, t, p: S.cyclic(b, peak_value=a, step_size_up=t, step_size_down=2 * t),
+        lambda a, b, t, p, d: abs(a - b) / t * d,
+    ),
     "one_cycle": (
         lambda a, b, t, p: S.one_cycle(a, total_steps=10 * t, pct_start=0.25, anneal="linear"),
         lambda a, b, t, p, d: a / (2.5 * t - 1) * d,
     ),
     "inverse_sqrt": (lambda a, b, t, p: S.inverse_sqrt(a, warmup_steps=t), lambda a, b, t, p, d: a / t * d),
     "wsd_1_sqrt": (
-        lambda a, b, t, p: S.warmup_stable_decay(a, warmup_steps=t, stable_steps=t, decay_steps=4 * t, decay_shape="1-sqrt", init_value=b),
+        lambda a, b, t, p: S.warmup_stable_decay(
+            a, warmup_steps=t, stable_steps=t, decay_steps=4 * t, decay_shape="1-sqrt", init_value=b
+        ),
         lambda a, b, t, p, d: abs(a - b) / t * d + a * np.sqrt(d / (4 * t)),
     ),
 }
@@ -104,11 +118,17 @@ FINITE_HORIZON = {
     "linear": lambda a, b, t: S.linear(a, end_value=b, steps=t),
     "polynomial": lambda a, b, t: S.polynomial(a, end_value=b, steps=t, power=2.0),
     "cosine_decay": lambda a, b, t: S.cosine_decay(a, decay_steps=t, end_value=b),
-    "warmup_cosine_decay": lambda a, b, t: S.warmup_cosine_decay(0.0, peak_value=a, warmup_steps=t // 3, total_steps=t, end_value=b),
-    "warmup_stable_decay": lambda a, b, t: S.warmup_stable_decay(a, warmup_steps=t // 3, stable_steps=t // 3, decay_steps=t // 3 + 1, end_value=b),
+    "warmup_cosine_decay": lambda a, b, t: S.warmup_cosine_decay(
+        0.0, peak_value=a, warmup_steps=t // 3, total_steps=t, end_value=b
+    ),
+    "warmup_stable_decay": lambda a, b, t: S.warmup_stable_decay(
+        a, warmup_steps=t // 3, stable_steps=t // 3, decay_steps=t // 3 + 1, end_value=b
+    ),
     "one_cycle": lambda a, b, t: S.one_cycle(a, total_steps=t + 2, final_div_factor=a / b),
     # rate < (end/init)^(1/t): the floor is reached by step t
-    "exponential_end": lambda a, b, t: S.exponential_decay(a, decay_rate=0.99 * (b / a) ** (1.0 / t), decay_steps=1, end_value=b),
+    "exponential_end": lambda a, b, t: S.exponential_decay(
+        a, decay_rate=0.99 * (b / a) ** (1.0 / t), decay_steps=1, end_value=b
+    ),
 }
 
 

@@ -34,8 +34,12 @@ LRJAX = {
     "torch_cyclic_exp_range": S.cyclic(0.01, peak_value=0.1, step_size_up=12, mode="exp_range", gamma=0.99),
     "torch_one_cycle_cos": S.one_cycle(B, total_steps=131),
     "torch_one_cycle_linear": S.one_cycle(B, total_steps=131, pct_start=0.25, anneal="linear"),
-    "torch_one_cycle_three_phase": S.one_cycle(B, total_steps=131, pct_start=0.2, div_factor=10.0, final_div_factor=100.0, three_phase=True),
-    "torch_sequential": S.join([S.linear(0.1 * B, end_value=B, steps=10), S.exponential_decay(B, decay_rate=0.97)], boundaries=[10]),
+    "torch_one_cycle_three_phase": S.one_cycle(
+        B, total_steps=131, pct_start=0.2, div_factor=10.0, final_div_factor=100.0, three_phase=True
+    ),
+    "torch_sequential": S.join(
+        [S.linear(0.1 * B, end_value=B, steps=10), S.exponential_decay(B, decay_rate=0.97)], boundaries=[10]
+    ),
     "torch_chained": S.multiply(S.linear(0.5, end_value=1.0, steps=20), S.exponential_decay(B, decay_rate=0.98)),
     "torch_lambda_per_epoch": S.from_epoch_fn(lambda e: B * 0.9**e, steps_per_epoch=7),
     "keras_exponential": S.exponential_decay(0.1, decay_rate=0.5, decay_steps=10),
@@ -45,7 +49,9 @@ LRJAX = {
     "keras_polynomial": S.polynomial(0.1, end_value=0.01, steps=100, power=0.5),
     "keras_polynomial_cycle": S.polynomial(0.1, end_value=0.01, steps=30, power=2.0, cycle=True),
     "keras_cosine": S.cosine_decay(0.1, decay_steps=100, end_value=0.01),
-    "keras_cosine_warmup": S.warmup_cosine_decay(0.0, peak_value=0.1, warmup_steps=20, total_steps=120, end_value=0.005),
+    "keras_cosine_warmup": S.warmup_cosine_decay(
+        0.0, peak_value=0.1, warmup_steps=20, total_steps=120, end_value=0.005
+    ),
     "keras_restarts": S.cosine_restarts(0.1, period=10, period_mult=2.0, peak_mult=0.8, end_value=0.001),
     "keras_restarts_float_mult": S.cosine_restarts(0.1, period=8.0, period_mult=1.5, peak_mult=0.9),
     # Keras switches one step after each boundary (t > b); lrjax and Optax switch at t >= b.
@@ -82,7 +88,10 @@ OPTAX = {
         S.exponential_decay(0.01, decay_rate=1.1, decay_steps=3, end_value=0.2),
         optax.exponential_decay(0.01, 3, 1.1, end_value=0.2),
     ),
-    "linear": (S.linear(0.3, end_value=0.01, steps=50, begin_step=20), optax.linear_schedule(0.3, 0.01, 50, transition_begin=20)),
+    "linear": (
+        S.linear(0.3, end_value=0.01, steps=50, begin_step=20),
+        optax.linear_schedule(0.3, 0.01, 50, transition_begin=20),
+    ),
     "polynomial": (
         S.polynomial(0.3, end_value=0.02, steps=60, power=3.0, begin_step=5),
         optax.polynomial_schedule(0.3, 0.02, 3.0, 60, transition_begin=5),
@@ -96,7 +105,10 @@ OPTAX = {
         optax.warmup_cosine_decay_schedule(0.01, 0.5, 15, 100, end_value=0.02, exponent=1.5),
     ),
     "join": (
-        S.join([S.linear(0.0, end_value=1.0, steps=10), S.cosine_decay(1.0, decay_steps=50), S.constant(0.3)], boundaries=[10, 60]),
+        S.join(
+            [S.linear(0.0, end_value=1.0, steps=10), S.cosine_decay(1.0, decay_steps=50), S.constant(0.3)],
+            boundaries=[10, 60],
+        ),
         optax.join_schedules(
             [optax.linear_schedule(0.0, 1.0, 10), optax.cosine_decay_schedule(1.0, 50), optax.constant_schedule(0.3)],
             [10, 60],

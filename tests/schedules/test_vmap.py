@@ -191,7 +191,9 @@ CASES = [
     ),
     (
         "join",
-        lambda boundaries: S.join([S.linear(0.0, end_value=1.0, steps=10), S.cosine_decay(1.0, decay_steps=50), 0.05], boundaries=boundaries),
+        lambda boundaries: S.join(
+            [S.linear(0.0, end_value=1.0, steps=10), S.cosine_decay(1.0, decay_steps=50), 0.05], boundaries=boundaries
+        ),
         dict(boundaries=[10, 60]),
         {"boundaries": [[10, 60], [5, 100], [0, 1]]},
     ),
@@ -234,7 +236,9 @@ def test_vmapped_parameter_equals_one_at_a_time(case_id, param):
 
 
 def test_a_batch_of_schedules_is_a_schedule_with_batched_leaves():
-    schedules = [S.warmup_cosine_decay(0.0, peak_value=peak, warmup_steps=10, total_steps=100) for peak in (0.1, 0.2, 0.4)]
+    schedules = [
+        S.warmup_cosine_decay(0.0, peak_value=peak, warmup_steps=10, total_steps=100) for peak in (0.1, 0.2, 0.4)
+    ]
     batch = jax.tree.map(lambda *leaves: jnp.stack([jnp.asarray(x) for x in leaves]), *schedules)
     assert isinstance(batch, S.Warmup)
     values = jax.vmap(lambda s: s(STEPS))(batch)
