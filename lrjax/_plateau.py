@@ -22,6 +22,12 @@ class ReduceOnPlateauState(NamedTuple):
       count: observations so far.
       accumulated: the sum of the values received since the last observation.
       accumulated_count: how many values that sum holds (``< accumulation_size``).
+
+    Example:
+      >>> import jax.numpy as jnp, lrjax
+      >>> state = lrjax.reduce_on_plateau().init(None)
+      >>> float(state.scale), int(state.count)
+      (1.0, 0)
     """
 
     scale: jax.Array

@@ -41,6 +41,17 @@ class SweepResult:
         seconds spent tracing and compiling (wall clock) and seconds in all.
       plateau_scale: (M, E) each member's plateau scale after each evaluation's observation
         (with ``plateau=``), else None.
+
+    Example:
+      >>> import optax, lrjax
+      >>> result = lrjax.sweep(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
+      ...                      {"learning_rate": [0.01, 0.1]}, steps=100, seeds=2, eval_every=50, progress=False)
+      >>> result.train_loss.shape, result.eval_metrics["loss"].shape, result.eval_steps.tolist()
+      ((4, 100), (4, 2), [50, 100])
+      >>> round(result.best()["learning_rate"], 6)
+      0.1
+      >>> list(result.to_pandas().columns)
+      ['learning_rate', 'seed', 'final_train_loss', 'eval_loss', 'diverged', 'diverged_at']
     """
 
     configs: dict[str, np.ndarray]

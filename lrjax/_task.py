@@ -63,6 +63,15 @@ class Task:
     Equality is identity. Compiled programs live in the engine's bounded cache
     (`lrjax.engine.cache`), keyed by the task; a new task whose programs lower to the same XLA
     computation reuses the compiled executables.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np, lrjax
+      >>> x = np.linspace(-1, 1, 64, dtype=np.float32)
+      >>> task = lrjax.Task(init=lambda key: jnp.zeros(2),
+      ...                   loss=lambda w, batch: jnp.mean((w[0] * batch[0] + w[1] - batch[1]) ** 2),
+      ...                   train_data=(x, 3 * x - 1), name="line")
+      >>> task.num_train, round(float(task.loss(task.init(jax.random.key(0)), task.train_data)), 4)
+      (64, 4.0952)
     """
 
     init: Callable[[jax.Array], Params]

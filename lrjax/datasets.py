@@ -24,11 +24,23 @@ from lrjax._task import Task
 Split = tuple[np.ndarray, np.ndarray]
 
 
+__all__ = ["MLP", "SmallCNN", "digits_cnn", "digits_mlp", "linear_regression", "load_digits", "quadratic"]
+
+
 def load_digits(*, eval_fraction: float = 0.2, seed: int = 0) -> tuple[Split, Split]:
     """The digits as ``((x_train, y_train), (x_eval, y_eval))``.
 
     Images are float32 in [0, 1] of shape (n, 8, 8); labels are int32 in 0..9. The split is
     a fixed permutation drawn from ``seed``.
+
+    Returns:
+      ((train inputs, labels), (eval inputs, labels)): float32 images scaled to [0, 1] and int32 labels.
+
+    Example:
+      >>> import lrjax
+      >>> (x, y), (x_eval, y_eval) = lrjax.datasets.load_digits()
+      >>> x.shape, y.shape, x_eval.shape
+      ((1438, 8, 8), (1438,), (359, 8, 8))
     """
     v.check("eval_fraction", eval_fraction, gt=0, lt=1)
     with importlib.resources.files("lrjax").joinpath("data/digits.npz").open("rb") as f:
@@ -41,7 +53,15 @@ def load_digits(*, eval_fraction: float = 0.2, seed: int = 0) -> tuple[Split, Sp
 
 
 class MLP(nn.Module):
-    """Flatten, then ReLU dense layers, then a linear read-out."""
+    """Flatten, then ReLU dense layers, then a linear read-out.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, lrjax
+      >>> model = lrjax.datasets.MLP(hidden=(16,))
+      >>> params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8)))
+      >>> model.apply(params, jnp.zeros((5, 8, 8))).shape
+      (5, 10)
+    """
 
     hidden: Sequence[int] = (64,)
     outputs: int = 10
@@ -55,7 +75,15 @@ class MLP(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """Two 3×3 convolutions (the second with stride 2) and a linear read-out, for 8×8 images."""
+    """Two 3×3 convolutions (the second with stride 2) and a linear read-out, for 8×8 images.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, lrjax
+      >>> model = lrjax.datasets.SmallCNN()
+      >>> params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8)))
+      >>> model.apply(params, jnp.zeros((5, 8, 8))).shape
+      (5, 10)
+    """
 
     channels: Sequence[int] = (8, 16)
     outputs: int = 10
@@ -69,13 +97,32 @@ class SmallCNN(nn.Module):
 
 
 def digits_mlp(hidden: Sequence[int] = (64,)) -> Task:
-    """Digits classification with a Flax linen MLP (64 → hidden → 10), cross-entropy loss."""
+    """Digits classification with a Flax linen MLP (64 → hidden → 10), cross-entropy loss.
+
+    Returns:
+      A `lrjax.Task` (linen MLP, cross-entropy; eval metrics loss and accuracy).
+
+    Example:
+      >>> import lrjax
+      >>> task = lrjax.datasets.digits_mlp(hidden=(32,))
+      >>> task.name, task.num_train
+      ('digits_mlp', 1438)
+    """
     train, held_out = load_digits()
     return Task.from_linen(MLP(tuple(hidden)), train, eval_data=held_out, name="digits_mlp")
 
 
 def digits_cnn(channels: Sequence[int] = (8, 16)) -> Task:
-    """Digits classification with a small Flax linen CNN, cross-entropy loss."""
+    """Digits classification with a small Flax linen CNN, cross-entropy loss.
+
+    Returns:
+      A `lrjax.Task` (linen CNN, cross-entropy; eval metrics loss and accuracy).
+
+    Example:
+      >>> import lrjax
+      >>> lrjax.datasets.digits_cnn().num_train
+      1438
+    """
     train, held_out = load_digits()
     return Task.from_linen(SmallCNN(tuple(channels)), train, eval_data=held_out, name="digits_cnn")
 
@@ -84,6 +131,15 @@ def linear_regression(num_examples: int = 256, *, noise: float = 0.1, seed: int 
     """Fit y = w·x + b to y = 2x + 1 + noise, x ~ U(−1, 1), by mean squared error.
 
     Parameters are ``{"w": scalar, "b": scalar}`` drawn from N(0, 1) by the init key.
+
+    Returns:
+      A `lrjax.Task`.
+
+    Example:
+      >>> import jax, lrjax
+      >>> task = lrjax.datasets.linear_regression()
+      >>> sorted(task.init(jax.random.key(0)))
+      ['b', 'w']
     """
     v.check("num_examples", num_examples, ge=2)
     v.check("noise", noise, ge=0)
@@ -108,6 +164,15 @@ def quadratic(eigenvalues: Sequence[float] = (1.0, 10.0), *, num_examples: int =
     The full-batch Hessian is exactly H; plain gradient descent with learning rate η converges
     iff η < 2/λ_max. ``task.info`` holds ``hessian``, ``eigenvalues``, ``max_eigenvalue`` and
     ``minimizer`` (the mean of the x_i). Parameters start at N(0, 9 I).
+
+    Returns:
+      A `lrjax.Task` whose ``info`` holds the Hessian and its eigenvalues.
+
+    Example:
+      >>> import lrjax
+      >>> task = lrjax.datasets.quadratic((1.0, 10.0))
+      >>> task.info['max_eigenvalue']
+      10.0
     """
     eigenvalues = np.asarray(eigenvalues, np.float64)
     v.check_vector("eigenvalues", eigenvalues, gt=0)

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 Schedules = Schedule | Sequence[Schedule] | Mapping[str, Schedule]
 
 
+__all__ = ["moving_average", "schedule", "sweep"]
+
+
 def _pyplot() -> Any:
     try:
         import matplotlib.pyplot as plt
@@ -62,6 +65,12 @@ def schedule(
 
     Returns:
       The matplotlib axes.
+
+    Example:
+      >>> import lrjax, lrjax.schedules as S
+      >>> ax = lrjax.plot.schedule({"cosine": S.cosine_decay(0.1, decay_steps=100)}, 100)
+      >>> [line.get_label() for line in ax.get_lines()]
+      ['cosine']
     """
     items = _labelled(schedules, labels)
     if isinstance(steps, (int, np.integer)):
@@ -95,7 +104,16 @@ def _hyperparameter(result: Any, name: str | None) -> str:
 
 
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:
-    """Trailing mean over ``window`` steps along the last axis (length shrinks by window − 1)."""
+    """Trailing mean over ``window`` steps along the last axis (length shrinks by window − 1).
+
+    Returns:
+      An array with the last axis shorter by ``window - 1``.
+
+    Example:
+      >>> import numpy as np, lrjax
+      >>> lrjax.plot.moving_average(np.arange(6.0)[None], 3)
+      array([[1., 2., 3., 4.]])
+    """
     total = np.cumsum(np.pad(values, [(0, 0)] * (values.ndim - 1) + [(1, 0)]), axis=-1)
     return (total[..., window:] - total[..., :-window]) / window
 
@@ -111,6 +129,13 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
 
     Returns:
       The matplotlib figure.
+
+    Example:
+      >>> import optax, lrjax
+      >>> result = lrjax.sweep(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
+      ...                      {"learning_rate": [0.01, 0.1, 1.0]}, steps=50, progress=False)
+      >>> len(lrjax.plot.sweep(result).axes)  # the curves, their colour bar, final loss vs learning rate
+      3
     """
     plt = _pyplot()
     from matplotlib.colors import LogNorm, Normalize

@@ -22,9 +22,18 @@ from lrjax.schedules._base import (
 class Anneal(Schedule):
     """end + (init − end) · w(r)^power, r the remaining fraction of ``steps`` after ``begin_step``.
 
+    Built by `linear`, `polynomial` and `cosine_decay` (see there for the formula, arguments and references); constructed
+    directly, it validates its concrete fields the same way.
+
     ``shape`` picks the weight w: ``linear`` (w = r), ``cosine`` (w = ½(1 − cos πr)) or
     ``1-sqrt`` (w = 1 − √(1 − r)). With ``cycle`` the horizon restarts: it is
     steps · max(1, ⌈(t − begin)/steps⌉) (Keras ``PolynomialDecay(cycle=True)``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.Anneal(init_value=0.1, end_value=0.0, steps=100, power=1.0, begin_step=0, shape='cosine')(50)
+      Array(0.05, dtype=float32)
     """
 
     init_value: Numeric
@@ -65,6 +74,15 @@ def linear(init_value: Numeric, *, end_value: Numeric, steps: Numeric, begin_ste
       end_value: η₁.
       steps: T > 0, the length of the ramp.
       begin_step: t₀ >= 0, the step at which the ramp starts.
+
+    Returns:
+      An `Anneal` of linear shape.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.linear(0.1, end_value=0.0, steps=100)(jnp.asarray([0, 50, 100, 200]))
+      Array([0.1 , 0.05, 0.  , 0.  ], dtype=float32)
     """
     return Anneal(init_value, end_value, steps, 1.0, begin_step, "linear", False)
 
@@ -91,6 +109,15 @@ def polynomial(
       power: p > 0.
       begin_step: t₀ >= 0.
       cycle: restart the horizon at multiples of T (Keras semantics).
+
+    Returns:
+      An `Anneal` of linear shape raised to ``power``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.polynomial(0.1, end_value=0.0, steps=100, power=2.0)(jnp.asarray([0, 50, 100]))
+      Array([0.1  , 0.025, 0.   ], dtype=float32)
     """
     return Anneal(init_value, end_value, steps, power, begin_step, "linear", cycle)
 
@@ -109,6 +136,15 @@ def cosine_decay(
       decay_steps: T > 0.
       end_value: η₁.
       exponent: e > 0.
+
+    Returns:
+      An `Anneal` of cosine shape.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.cosine_decay(0.1, decay_steps=100)(jnp.asarray([0, 50, 100, 150]))
+      Array([0.1 , 0.05, 0.  , 0.  ], dtype=float32)
     """
     v.check("decay_steps", decay_steps, gt=0)  # the fields are steps and power: name the arguments
     v.check("exponent", exponent, gt=0)

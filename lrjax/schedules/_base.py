@@ -73,6 +73,12 @@ class Schedule(abc.ABC):
     Instances are `optax.Schedule`s: ``schedule(count)`` accepts a Python int, a traced
     integer or float scalar, or an array of steps (the result broadcasts), and returns a
     float32 array (or the promoted float dtype of the parameters).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> isinstance(S.cosine_decay(0.1, decay_steps=10), S.Schedule)
+      True
     """
 
     def __post_init__(self) -> None:
@@ -200,5 +206,15 @@ def interpolate(start: Numeric, end: Numeric, r: Array, shape: str) -> Array:
 
 
 def is_schedule(x: object) -> bool:
-    """Whether ``x`` is an lrjax `Schedule`."""
+    """Whether ``x`` is an lrjax `Schedule`.
+
+    Returns:
+      A bool.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.is_schedule(S.constant(0.1)), S.is_schedule(0.1)
+      (True, False)
+    """
     return isinstance(x, Schedule)

@@ -37,7 +37,17 @@ def as_schedule(name: str, value: ScheduleLike) -> Schedule:
 
 @schedule_dataclass
 class Join(Schedule):
-    """Schedule k runs on [b_{k−1}, b_k) and sees t − b_{k−1}."""
+    """Schedule k runs on [b_{k−1}, b_k) and sees t − b_{k−1}.
+
+    Built by `join` (see there for the formula, arguments and references); constructed
+    directly, it validates its concrete fields the same way.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.Join(schedules=(S.constant(0.1), S.constant(0.01)), boundaries=jnp.asarray([10]))(10)
+      Array(0.01, dtype=float32)
+    """
 
     schedules: tuple[Schedule, ...]
     boundaries: Numeric
@@ -68,6 +78,15 @@ def join(schedules: Sequence[ScheduleLike], *, boundaries: Sequence[Numeric]) ->
     Args:
       schedules: K + 1 schedules (or numbers).
       boundaries: K strictly increasing, non-negative steps.
+
+    Returns:
+      A `Join`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.join([S.linear(0.0, end_value=0.1, steps=10), S.cosine_decay(0.1, decay_steps=90)], boundaries=[10])(jnp.asarray([0, 10, 55, 100]))
+      Array([0.  , 0.1 , 0.05, 0.  ], dtype=float32)
     """
     schedules = tuple(as_schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules))
     if not schedules:
@@ -78,7 +97,17 @@ def join(schedules: Sequence[ScheduleLike], *, boundaries: Sequence[Numeric]) ->
 
 @schedule_dataclass
 class Multiply(Schedule):
-    """The product of the schedules' values."""
+    """The product of the schedules' values.
+
+    Built by `multiply` (see there for the formula, arguments and references); constructed
+    directly, it validates its concrete fields the same way.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.Multiply(schedules=(S.constant(0.1), S.constant(0.5)))(0)
+      Array(0.05, dtype=float32)
+    """
 
     schedules: tuple[Schedule, ...]
 
@@ -101,6 +130,15 @@ def multiply(*schedules: ScheduleLike) -> Multiply:
 
     Args:
       *schedules: one or more schedules (or numbers).
+
+    Returns:
+      A `Multiply`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.multiply(S.constant(2.0), S.step_decay(0.1, step_size=10))(jnp.asarray([0, 10]))
+      Array([0.2 , 0.02], dtype=float32)
     """
     if not schedules:
         raise ValueError("multiply needs at least one schedule, got none")
@@ -109,7 +147,17 @@ def multiply(*schedules: ScheduleLike) -> Multiply:
 
 @schedule_dataclass
 class FromEpochFn(Schedule):
-    """fn(⌊t / steps_per_epoch⌋)."""
+    """fn(⌊t / steps_per_epoch⌋).
+
+    Built by `from_epoch_fn` (see there for the formula, arguments and references); constructed
+    directly, it validates its concrete fields the same way.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.FromEpochFn(steps_per_epoch=100, fn=lambda epoch: 0.1 / (1 + epoch))(100)
+      Array(0.05, dtype=float32)
+    """
 
     steps_per_epoch: Numeric
     fn: Callable[[Array], Array] = static_field()
@@ -133,13 +181,32 @@ def from_epoch_fn(fn: Callable[[Array], Array], *, steps_per_epoch: Numeric) -> 
     Args:
       fn: epoch -> value, traceable.
       steps_per_epoch: optimizer steps per epoch, > 0.
+
+    Returns:
+      A `FromEpochFn`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.from_epoch_fn(lambda epoch: 0.1 * 0.5**epoch, steps_per_epoch=100)(jnp.asarray([0, 99, 100]))
+      Array([0.1 , 0.1 , 0.05], dtype=float32)
     """
     return FromEpochFn(steps_per_epoch, fn)
 
 
 @schedule_dataclass
 class BatchScaled(Schedule):
-    """schedule(t) · (b/b₀) (``linear``) or · √(b/b₀) (``sqrt``)."""
+    """schedule(t) · (b/b₀) (``linear``) or · √(b/b₀) (``sqrt``).
+
+    Built by `scale_for_batch_size` (see there for the formula, arguments and references); constructed
+    directly, it validates its concrete fields the same way.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.BatchScaled(schedule=S.constant(0.1), base_batch_size=256, batch_size=512)(0)
+      Array(0.2, dtype=float32)
+    """
 
     schedule: Schedule
     base_batch_size: Numeric
@@ -171,5 +238,14 @@ def scale_for_batch_size(
       base_batch_size: b₀ > 0.
       batch_size: b > 0.
       rule: ``"linear"`` or ``"sqrt"``.
+
+    Returns:
+      A `BatchScaled`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.scale_for_batch_size(0.1, base_batch_size=256, batch_size=1024, rule='sqrt')(0)
+      Array(0.2, dtype=float32)
     """
     return BatchScaled(as_schedule("value", value), base_batch_size, batch_size, rule)

@@ -22,7 +22,17 @@ from lrjax.schedules._base import (
 
 @schedule_dataclass
 class Constant(Schedule):
-    """``value`` at every step."""
+    """``value`` at every step.
+
+    Built by `constant` (see there for the formula, arguments and references); constructed
+    directly, it validates its concrete fields the same way.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.Constant(value=0.1)(5)
+      Array(0.1, dtype=float32)
+    """
 
     value: Numeric
 
@@ -38,13 +48,32 @@ def constant(value: Numeric) -> Constant:
 
     Args:
       value: the value at every step.
+
+    Returns:
+      A `Constant`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.constant(0.1)(jnp.arange(3))
+      Array([0.1, 0.1, 0.1], dtype=float32)
     """
     return Constant(value)
 
 
 @schedule_dataclass
 class PiecewiseConstant(Schedule):
-    """``values[i]`` with ``i`` the number of ``boundaries`` <= t."""
+    """``values[i]`` with ``i`` the number of ``boundaries`` <= t.
+
+    Built by `piecewise_constant` (see there for the formula, arguments and references); constructed
+    directly, it validates its concrete fields the same way.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.PiecewiseConstant(values=jnp.asarray([0.1, 0.01]), boundaries=jnp.asarray([100]))(100)
+      Array(0.01, dtype=float32)
+    """
 
     values: Numeric
     boundaries: Numeric
@@ -71,6 +100,15 @@ def piecewise_constant(values: Sequence[Numeric], *, boundaries: Sequence[Numeri
     Args:
       values: ``len(boundaries) + 1`` values.
       boundaries: strictly increasing, non-negative step counts.
+
+    Returns:
+      A `PiecewiseConstant`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.piecewise_constant([0.1, 0.01, 0.001], boundaries=[100, 200])(jnp.asarray([99, 100, 200]))
+      Array([0.1  , 0.01 , 0.001], dtype=float32)
     """
     v.check_vector("values", values)
     v.check_vector("boundaries", boundaries, ge=0)
@@ -79,7 +117,17 @@ def piecewise_constant(values: Sequence[Numeric], *, boundaries: Sequence[Numeri
 
 @schedule_dataclass
 class ExponentialDecay(Schedule):
-    """init · rate^((t − begin)/decay_steps), optionally floored and clipped."""
+    """init · rate^((t − begin)/decay_steps), optionally floored and clipped.
+
+    Built by `exponential_decay` and `step_decay` (see there for the formula, arguments and references); constructed
+    directly, it validates its concrete fields the same way.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.ExponentialDecay(init_value=0.1, decay_rate=0.5, decay_steps=10, begin_step=0, end_value=None)(20)
+      Array(0.025, dtype=float32)
+    """
 
     init_value: Numeric
     decay_rate: Numeric
@@ -132,6 +180,15 @@ def exponential_decay(
       staircase: floor the exponent (decay in discrete jumps every T steps).
       begin_step: t₀ >= 0, the step at which decay starts.
       end_value: optional bound on the value.
+
+    Returns:
+      An `ExponentialDecay`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.exponential_decay(0.1, decay_rate=0.5, decay_steps=1000)(jnp.asarray([0, 500, 1000, 2000]))
+      Array([0.1       , 0.07071068, 0.05      , 0.025     ], dtype=float32)
     """
     return ExponentialDecay(init_value, decay_rate, decay_steps, begin_step, end_value, staircase)
 
@@ -143,6 +200,15 @@ def step_decay(init_value: Numeric, *, step_size: Numeric, decay_rate: Numeric =
       init_value: η₀.
       step_size: steps between decays, > 0.
       decay_rate: γ > 0, the factor applied every ``step_size`` steps.
+
+    Returns:
+      An `ExponentialDecay` with ``staircase=True``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.step_decay(0.1, step_size=30)(jnp.asarray([0, 29, 30, 60]))
+      Array([0.1  , 0.1  , 0.01 , 0.001], dtype=float32)
     """
     v.check("step_size", step_size, gt=0)  # the field is decay_steps: name the argument
     return exponential_decay(init_value, decay_rate=decay_rate, decay_steps=step_size, staircase=True)
@@ -150,7 +216,17 @@ def step_decay(init_value: Numeric, *, step_size: Numeric, decay_rate: Numeric =
 
 @schedule_dataclass
 class MultistepDecay(Schedule):
-    """init · rate^(number of milestones <= t)."""
+    """init · rate^(number of milestones <= t).
+
+    Built by `multistep_decay` (see there for the formula, arguments and references); constructed
+    directly, it validates its concrete fields the same way.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.MultistepDecay(init_value=0.1, milestones=jnp.asarray([10, 20]), decay_rate=0.5)(20)
+      Array(0.025, dtype=float32)
+    """
 
     init_value: Numeric
     milestones: Numeric
@@ -175,6 +251,15 @@ def multistep_decay(init_value: Numeric, *, milestones: Sequence[Numeric], decay
       init_value: η₀.
       milestones: non-negative step counts.
       decay_rate: γ > 0.
+
+    Returns:
+      A `MultistepDecay`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.multistep_decay(0.1, milestones=[30, 80])(jnp.asarray([0, 30, 80]))
+      Array([0.1  , 0.01 , 0.001], dtype=float32)
     """
     v.check_vector("milestones", milestones, ge=0)
     return MultistepDecay(init_value, as_array(milestones), decay_rate)
@@ -182,7 +267,17 @@ def multistep_decay(init_value: Numeric, *, milestones: Sequence[Numeric], decay
 
 @schedule_dataclass
 class InverseTimeDecay(Schedule):
-    """init / (1 + rate · t / decay_steps)."""
+    """init / (1 + rate · t / decay_steps).
+
+    Built by `inverse_time_decay` (see there for the formula, arguments and references); constructed
+    directly, it validates its concrete fields the same way.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.InverseTimeDecay(init_value=0.1, decay_rate=1.0, decay_steps=10)(10)
+      Array(0.05, dtype=float32)
+    """
 
     init_value: Numeric
     decay_rate: Numeric
@@ -216,5 +311,14 @@ def inverse_time_decay(
       decay_rate: k >= 0.
       decay_steps: T > 0.
       staircase: floor t / T.
+
+    Returns:
+      An `InverseTimeDecay`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.inverse_time_decay(0.1, decay_rate=1.0, decay_steps=10)(jnp.asarray([0, 10, 30]))
+      Array([0.1  , 0.05 , 0.025], dtype=float32)
     """
     return InverseTimeDecay(init_value, decay_rate, decay_steps, staircase)

@@ -19,7 +19,17 @@ def _cycle_start(i: Array, period: Array, mult: Array, exact: bool) -> Array:
 
 @schedule_dataclass
 class CosineRestarts(Schedule):
-    """SGDR: cycle i lasts period · period_mult^i; within it a cosine from a decayed peak."""
+    """SGDR: cycle i lasts period · period_mult^i; within it a cosine from a decayed peak.
+
+    Built by `cosine_restarts` (see there for the formula, arguments and references); constructed
+    directly, it validates its concrete fields the same way.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.CosineRestarts(init_value=0.1, period=10, period_mult=1.0, peak_mult=0.5, end_value=0.0)(10)
+      Array(0.05, dtype=float32)
+    """
 
     init_value: Numeric
     period: Numeric
@@ -80,5 +90,14 @@ def cosine_restarts(
       period_mult: m >= 1, the growth of each cycle's length.
       peak_mult: q > 0, the decay of each cycle's peak.
       end_value: η₁, the value each cycle anneals towards.
+
+    Returns:
+      A `CosineRestarts`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.cosine_restarts(0.1, period=10, period_mult=2)(jnp.asarray([0, 5, 10, 20, 30]))
+      Array([0.1 , 0.05, 0.1 , 0.05, 0.1 ], dtype=float32)
     """
     return CosineRestarts(init_value, period, period_mult, peak_mult, end_value)

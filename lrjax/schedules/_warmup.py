@@ -25,7 +25,17 @@ DECAY_SHAPES = ("linear", "cosine", "1-sqrt")
 
 @schedule_dataclass
 class Warmup(Schedule):
-    """A ramp from ``init_value`` to ``schedule(0)`` over ``warmup_steps``, then the schedule."""
+    """A ramp from ``init_value`` to ``schedule(0)`` over ``warmup_steps``, then the schedule.
+
+    Built by `warmup`, `warmup_cosine_decay` and `warmup_stable_decay` (see there for the formula, arguments and references); constructed
+    directly, it validates its concrete fields the same way.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.Warmup(schedule=S.constant(0.1), warmup_steps=10, init_value=0.0)(5)
+      Array(0.05, dtype=float32)
+    """
 
     schedule: Schedule
     warmup_steps: Numeric
@@ -57,6 +67,15 @@ def warmup(schedule: Schedule, *, warmup_steps: Numeric, init_value: Numeric = 0
       warmup_steps: W >= 0.
       init_value: η_w, the value at step 0.
       shape: ``"linear"``, ``"cosine"`` or ``"exponential"``.
+
+    Returns:
+      A `Warmup`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.warmup(S.constant(0.1), warmup_steps=10)(jnp.asarray([0, 5, 10]))
+      Array([0.  , 0.05, 0.1 ], dtype=float32)
     """
     return Warmup(schedule, warmup_steps, init_value, shape)
 
@@ -87,6 +106,15 @@ def warmup_cosine_decay(
       total_steps: T > W, including the warmup.
       end_value: η₁.
       exponent: e > 0.
+
+    Returns:
+      A `Warmup` of a cosine `Anneal`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.warmup_cosine_decay(0.0, peak_value=0.1, warmup_steps=10, total_steps=110)(jnp.asarray([0, 5, 10, 60, 110]))
+      Array([0.  , 0.05, 0.1 , 0.05, 0.  ], dtype=float32)
     """
     v.check("peak_value", peak_value)
     v.check("warmup_steps", warmup_steps, ge=0)
@@ -121,6 +149,15 @@ def warmup_stable_decay(
       init_value: η_w.
       end_value: η₁.
       decay_shape: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
+
+    Returns:
+      A `Warmup` of a `Join` of a constant and an `Anneal`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.warmup_stable_decay(0.1, warmup_steps=10, stable_steps=80, decay_steps=10)(jnp.asarray([0, 10, 90, 95, 100]))
+      Array([0.  , 0.1 , 0.1 , 0.05, 0.  ], dtype=float32)
     """
     v.check_choice("decay_shape", decay_shape, DECAY_SHAPES)
     v.check("peak_value", peak_value)
@@ -135,7 +172,17 @@ def warmup_stable_decay(
 
 @schedule_dataclass
 class InverseSqrt(Schedule):
-    """peak · min(t/W, √(W/t)), 0 at t = 0."""
+    """peak · min(t/W, √(W/t)), 0 at t = 0.
+
+    Built by `inverse_sqrt` (see there for the formula, arguments and references); constructed
+    directly, it validates its concrete fields the same way.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.InverseSqrt(peak_value=0.1, warmup_steps=100)(400)
+      Array(0.05, dtype=float32)
+    """
 
     peak_value: Numeric
     warmup_steps: Numeric
@@ -160,5 +207,14 @@ def inverse_sqrt(peak_value: Numeric, *, warmup_steps: Numeric) -> InverseSqrt:
     Args:
       peak_value: η_p, the value at t = W.
       warmup_steps: W > 0.
+
+    Returns:
+      An `InverseSqrt`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import lrjax.schedules as S
+      >>> S.inverse_sqrt(0.1, warmup_steps=100)(jnp.asarray([0, 50, 100, 400]))
+      Array([0.  , 0.05, 0.1 , 0.05], dtype=float32)
     """
     return InverseSqrt(peak_value, warmup_steps)

@@ -18,6 +18,11 @@ def log_grid(low: float, high: float, num: int) -> np.ndarray:
       low: > 0.
       high: > low.
       num: >= 1 (``num = 1`` gives ``[low]``).
+
+    Example:
+      >>> import lrjax
+      >>> lrjax.search.log_grid(1e-3, 1e-1, 3)
+      array([0.001, 0.01 , 0.1  ], dtype=float32)
     """
     v.check("low", low, gt=0)
     v.check_greater("high", high, "low", low)
@@ -31,6 +36,11 @@ def grid(axes: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:
 
     The last axis varies fastest: ``grid({"a": [1, 2], "b": [10, 20]})`` gives
     ``{"a": [1, 1, 2, 2], "b": [10, 20, 10, 20]}``.
+
+    Example:
+      >>> import lrjax
+      >>> lrjax.search.grid({'learning_rate': [0.1, 0.01], 'momentum': [0.0, 0.9]})
+      {'learning_rate': array([0.1 , 0.1 , 0.01, 0.01]), 'momentum': array([0. , 0.9, 0. , 0.9])}
     """
     if not isinstance(axes, Mapping) or not axes:
         raise ValueError(f"axes must be a non-empty dict of name -> values, got {axes!r}")
