@@ -20,11 +20,7 @@ from lrjax import _validate as v
 def check_values(where: str, name: str, leaf: Any) -> np.ndarray:
     """One leaf of config ``name`` as a host array (float32 / int32 / bool); ``where`` names it
     in errors. Raises for non-numeric, non-finite or negative learning-rate values."""
-    arr = np.asarray(leaf)
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise TypeError(f"{where} must be numeric, got dtype {arr.dtype}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{where} must be finite, got {arr.tolist()}")
+    arr = v.numeric_array(where, leaf)
     if v.is_learning_rate(name) and np.any(arr < 0):
         raise ValueError(f"{where} must be >= 0, got {arr[arr < 0].flat[0].item()!r} in {arr.tolist()}")
     if np.issubdtype(arr.dtype, np.floating):

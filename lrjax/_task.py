@@ -8,8 +8,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
+
+from lrjax import _validate as v
 
 Params = Any
 Batch = Any
@@ -25,14 +26,9 @@ def _check_data(name: str, data: Any) -> Any:
     arrays = []
     for path, leaf in jax.tree_util.tree_flatten_with_path(data)[0]:
         where = f"{name}{jax.tree_util.keystr(path)}"
-        arr = np.asarray(leaf)
+        arr = v.numeric_array(where, leaf)
         if arr.ndim == 0:
             raise ValueError(f"{where} must have a leading examples axis, got a scalar")
-        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-            raise TypeError(f"{where} must be numeric, got dtype {arr.dtype}")
-        if np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
-            bad = int(np.sum(~np.isfinite(arr)))
-            raise ValueError(f"{where} contains {bad} NaN or infinite values")
         arrays.append(arr)
     sizes = {a.shape[0] for a in arrays}
     if len(sizes) != 1:

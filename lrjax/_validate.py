@@ -42,6 +42,20 @@ def concrete(name: str, value: Any) -> np.ndarray | None:
     return arr
 
 
+def numeric_array(name: str, value: Any) -> np.ndarray:
+    """``value`` as a NumPy array of numbers (or bools), all finite: the check of data and
+    hyperparameter arrays. A short array is shown in the error, a long one counted."""
+    arr = np.asarray(value)
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.inexact):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            shown = _show(arr, bad) if arr.size <= 16 else f"{int(bad.sum())} NaN or infinite values among {arr.size}"
+            raise ValueError(f"{name} must be finite, got {shown}")
+    return arr
+
+
 def _show(arr: np.ndarray, bad: np.ndarray) -> str:
     if arr.ndim == 0:
         return repr(arr.item())

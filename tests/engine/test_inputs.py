@@ -28,7 +28,7 @@ def raises_before_compiling(error, message, make):
             {"learning_rate": [0.1, float("nan")]},
             {},
             ValueError,
-            r"configs\['learning_rate'\] must be finite, got \[0.1, nan\]",
+            r"configs\['learning_rate'\] must be finite, got nan in \[0.1, nan\]",
         ),
         ({"learning_rate": [0.1, np.inf]}, {}, ValueError, r"configs\['learning_rate'\] must be finite"),
         ({"learning_rate": [0.1, -0.01]}, {}, ValueError, r"configs\['learning_rate'\] must be >= 0, got -0.01"),
@@ -79,7 +79,9 @@ def test_bad_data_is_refused_when_the_task_is_built():
     bad_x = x.copy()
     bad_x[3, 1] = np.nan
     raises_before_compiling(
-        ValueError, r"train_data\[0\] contains 1 NaN or infinite values", lambda: lrjax.Task(init, loss, (bad_x, y))
+        ValueError,
+        r"train_data\[0\] must be finite, got 1 NaN or infinite values among 30",
+        lambda: lrjax.Task(init, loss, (bad_x, y)),
     )
     raises_before_compiling(
         ValueError,
@@ -88,7 +90,7 @@ def test_bad_data_is_refused_when_the_task_is_built():
     )
     raises_before_compiling(
         ValueError,
-        r"eval_data\[1\] contains",
+        r"eval_data\[1\] must be finite, got inf in",
         lambda: lrjax.Task(init, loss, (x, y), eval_data=(x, np.full(10, np.inf))),
     )
     raises_before_compiling(
