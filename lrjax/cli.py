@@ -14,6 +14,7 @@ import numpy as np
 import optax
 
 import lrjax.schedules as S
+from lrjax import _validate as v
 from lrjax import datasets, search
 from lrjax._sweep import sweep
 
@@ -192,10 +193,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check(args: argparse.Namespace) -> None:
+    """Validate the numeric flags with lrjax's own validation (before any work)."""
+    if args.command == "schedules":
+        v.check("--peak", args.peak, gt=0)
+        return
+    v.integer("--cpu-devices", args.cpu_devices)
+    v.integer("--num", args.num)
+    v.check("--lr-min", args.lr_min, gt=0)
+    v.check_greater("--lr-max", args.lr_max, "--lr-min", args.lr_min)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``lrjax`` command."""
-    args = _parser().parse_args(argv)
-    return args.run(args)
+    """Entry point of the ``lrjax`` command. Bad input (a flag out of range, or one lrjax's
+    validation refuses) is reported as ``lrjax: error: <message>`` with exit status 2, as
+    argparse reports its own errors, not as a traceback."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        _check(args)
+        return args.run(args)
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))
 
 
 if __name__ == "__main__":

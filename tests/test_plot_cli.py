@@ -4,6 +4,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import re
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,20 @@ def test_cli_sweep_with_a_checkpoint_resumes_to_the_same_table(tmp_path, capsys)
     capsys.readouterr()
     first, second = (pd.read_csv(tmp_path / d / "lrjax-sweep-digits_mlp.csv") for d in "ab")
     pd.testing.assert_frame_equal(first, second)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sweep", "--lr-min", "1", "--lr-max", "0.1"], r"--lr-max must be > --lr-min \(1.0\), got 0.1"),
+        (["sweep", "--cpu-devices", "0"], "--cpu-devices must be >= 1, got 0"),
+        (["sweep", "--num", "0"], "--num must be >= 1, got 0"),
+        (["schedules", "--peak", "-1"], r"--peak must be > 0, got -1.0"),
+    ],
+)
+def test_cli_reports_bad_flags_as_usage_errors_not_tracebacks(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search("lrjax: error: " + message, err) and "Traceback" not in err
