@@ -30,26 +30,59 @@ def check_values(where: str, name: str, leaf: Any) -> np.ndarray:
     return arr
 
 
+def stack(where: str, values: Any) -> Any:
+    """One pytree whose leaves have a leading axis, from a sequence of pytrees of one structure
+    (e.g. a list of schedules becomes one batched schedule)."""
+    values = list(values)
+    structures = {jax.tree.structure(x) for x in values}
+    if len(structures) != 1:
+        raise ValueError(
+            f"{where} must hold values of one structure (e.g. schedules of one kind), got {len(structures)} structures"
+        )
+    return jax.tree.map(lambda *xs: np.asarray(xs), *values)
+
+
 def as_tree(where: str, value: Any) -> Any:
-    """A config value as a pytree: a list or tuple of numbers becomes one array."""
-    if isinstance(value, (list, tuple)):  # a sequence of values, not a pytree of them
+    """A config value as a pytree: a list, tuple or object array of numbers becomes one array,
+    of pytrees (e.g. schedules) one batched pytree."""
+    if isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.dtype == object):
+        items = list(value)
+        if items and all(jax.tree.leaves(x) != [x] for x in items):  # pytrees, not numbers
+            return stack(where, items)
         try:
-            return np.asarray(value)
-        except ValueError as err:
-            raise ValueError(f"{where} must be a 1-D sequence of numbers, got {value!r}") from err
+            return np.asarray(value, dtype=None if not isinstance(value, np.ndarray) else float)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{where} must be a 1-D sequence of numbers or of schedules, got {value!r}") from err
     return value
+
+
+def as_dict(configs: Any) -> Any:
+    """Configurations given as a pandas DataFrame (a column per hyperparameter) or a list of
+    dicts (one per configuration), as a dict of name -> values; anything else unchanged."""
+    if hasattr(configs, "columns") and hasattr(configs, "to_numpy"):  # a DataFrame
+        return {str(c): configs[c].to_numpy() for c in configs.columns}
+    if isinstance(configs, (list, tuple)) and configs and all(isinstance(c, Mapping) for c in configs):
+        names = list(configs[0])
+        for i, c in enumerate(configs):
+            if list(c) != names:
+                raise ValueError(f"configs[{i}] must have the names of configs[0] {names}, got {list(c)}")
+        return {n: [c[n] for c in configs] for n in names}
+    return configs
 
 
 def check_configs(configs: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
     """Validate configurations; return them as host arrays and their count N.
 
     Args:
-      configs: name -> a 1-D array with one value per configuration, or a pytree whose leaves
-        all have that leading axis.
+      configs: name -> a 1-D array with one value per configuration, a list of schedules (one
+        per configuration, stacked into one batched schedule), or a pytree whose leaves all
+        have that leading axis; or a pandas DataFrame with a column per name; or a list of
+        dicts, one per configuration.
 
     Returns:
       (configs as host arrays, N).
     """
+    configs = as_dict(configs)
     if not isinstance(configs, Mapping) or not configs:
         raise ValueError(f"configs must be a non-empty dict of name -> array of values, got {configs!r}")
     out, lengths = {}, {}
@@ -74,11 +107,16 @@ def check_configs(configs: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
 
 
 def columns(configs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Flat named columns: a pytree-valued config contributes one column per leaf."""
+    """Flat named columns: a pytree-valued config contributes one column per leaf, named by the
+    config and the leaf's own field (``learning_rate.init_value``) where that is unique within
+    the config, else by the leaf's whole path (``learning_rate.schedule.init_value``)."""
     cols = {}
     for name, value in configs.items():
-        for path, leaf in jax.tree_util.tree_flatten_with_path(value)[0]:
-            cols[name + jax.tree_util.keystr(path)] = np.asarray(leaf)
+        flat = jax.tree_util.tree_flatten_with_path(value)[0]
+        fields = [getattr(path[-1], "name", None) if path else None for path, _ in flat]
+        for (path, leaf), field in zip(flat, fields, strict=True):
+            short = field is not None and fields.count(field) == 1
+            cols[f"{name}.{field}" if short else name + jax.tree_util.keystr(path)] = np.asarray(leaf)
     return cols
 
 

@@ -25,7 +25,13 @@ METRIC_MODES = {
 }
 
 
-@dataclasses.dataclass
+def _readable(values: Any) -> np.ndarray:
+    """float32 values as the float64 numbers they print as (0.1, not 0.10000000149011612)."""
+    values = np.asarray(values)
+    return values.astype(str).astype(np.float64) if values.dtype == np.float32 else values
+
+
+@dataclasses.dataclass(repr=False)
 class SweepResult:
     """What a sweep measured, one row per member (configuration-major, seeds inner).
 
@@ -88,9 +94,34 @@ class SweepResult:
             ``accuracy`` max, ...); any other metric needs it.
 
         Returns:
-          The configuration's hyperparameters, its seed-mean ``metric`` and ``index`` (the
-          configuration's index).
+          The configuration's hyperparameters (as Python floats at float32 precision), its
+          seed-mean ``metric`` and ``members``: the indices of its members (one per seed) in
+          ``final_params``, ``train_loss`` and `to_pandas`.
         """
+        mode = self._mode(metric, mode)
+        seeds = self.info["seeds"]
+        scores = self.final(metric).reshape(-1, seeds).mean(axis=1)
+        if np.all(np.isnan(scores)):
+            raise ValueError("every configuration diverged; there is no best")
+        i = int(np.nanargmin(scores) if mode == "min" else np.nanargmax(scores))
+        row = {
+            k: _readable(value[i * seeds : i * seeds + 1])[0].item() for k, value in self.configs.items() if k != "seed"
+        }
+        return {**row, metric: float(scores[i]), "members": list(range(i * seeds, (i + 1) * seeds))}
+
+    def best_params(self, metric: str = "loss", mode: str | None = None) -> Any:
+        """The final parameters of the best configuration's best seed by ``metric`` (see `best`).
+
+        Returns:
+          The parameters pytree of one member.
+        """
+        mode = self._mode(metric, mode)
+        members = self.best(metric, mode)["members"]
+        values = self.final(metric)[members]
+        pick = members[int(np.nanargmin(values) if mode == "min" else np.nanargmax(values))]
+        return jax.tree.map(lambda x: np.asarray(x)[pick], self.final_params)
+
+    def _mode(self, metric: str, mode: str | None) -> str:
         if mode is None:
             mode = self.info.get("metric_modes", {}).get(metric, METRIC_MODES.get(metric))
             if mode is None:
@@ -100,25 +131,27 @@ class SweepResult:
                 )
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        seeds = self.info["seeds"]
-        scores = self.final(metric).reshape(-1, seeds).mean(axis=1)
-        if np.all(np.isnan(scores)):
-            raise ValueError("every configuration diverged; there is no best")
-        i = int(np.nanargmin(scores) if mode == "min" else np.nanargmax(scores))
-        row = {k: v[i * seeds].item() for k, v in self.configs.items() if k != "seed"}
-        return {**row, metric: float(scores[i]), "index": i}
+        return mode
 
     def to_pandas(self) -> Any:
         """One row per member: configuration, seed, final losses and metrics, divergence."""
         import pandas as pd
 
-        frame = pd.DataFrame({k: np.asarray(v) for k, v in self.configs.items()})
+        frame = pd.DataFrame({k: _readable(value) for k, value in self.configs.items()})
         frame["final_train_loss"] = self.final("train_loss")
         for name in self.eval_metrics:
             frame[f"eval_{name}"] = self.final(name)
         frame["diverged"] = self.diverged
         frame["diverged_at"] = self.diverged_at
         return frame
+
+    def __repr__(self) -> str:
+        diverged = int(np.sum(self.diverged))
+        return (
+            f"SweepResult(task={self.info.get('task')!r}, members={len(self.diverged)}, seeds={self.info.get('seeds')}, "
+            f"steps={self.train_loss.shape[1]}, evaluations={len(self.eval_steps)}, configs={list(self.configs)}, "
+            f"metrics={sorted(self.eval_metrics)}, diverged={diverged})"
+        )
 
     def plot(self, hyperparameter: str | None = None, metric: str = "loss") -> Any:
         """Loss curves coloured by learning rate, and final ``metric`` against it; see `lrjax.plot.sweep`."""

@@ -39,7 +39,7 @@ def _check_data(name: str, data: Any) -> Any:
     return jax.tree.unflatten(treedef, arrays)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Task:
     """A training problem for `lrjax.sweep`.
 
@@ -97,6 +97,14 @@ class Task:
         # Only now, with everything checked, move the data to the device (once per task).
         object.__setattr__(self, "train_data", jax.tree.map(jnp.asarray, train_data))
         object.__setattr__(self, "eval_data", None if eval_data is None else jax.tree.map(jnp.asarray, eval_data))
+
+    def __repr__(self) -> str:
+        shapes = lambda data: [tuple(x.shape[1:]) for x in jax.tree.leaves(data)]
+        evals = "none" if self.eval_data is None else f"{jax.tree.leaves(self.eval_data)[0].shape[0]} examples"
+        return (
+            f"Task({self.name!r}, train={self.num_train} examples of shapes {shapes(self.train_data)}, eval={evals}, "
+            f"metrics={'yes' if self.metrics is not None else 'loss only'})"
+        )
 
     @property
     def num_train(self) -> int:

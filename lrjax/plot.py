@@ -97,7 +97,8 @@ def schedule(
 def _hyperparameter(result: Any, name: str | None) -> str:
     candidates = [k for k in result.configs if k != "seed"]
     if name is None:
-        name = next((k for k in candidates if v.is_learning_rate(k)), candidates[0])
+        varying = [k for k in candidates if np.unique(result.configs[k]).size > 1] or candidates
+        name = next((k for k in varying if v.is_learning_rate(k)), varying[0])
     if name not in result.configs:
         raise ValueError(f"hyperparameter must be one of {candidates}, got {name!r}")
     return name

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from lrjax import _configs
 from lrjax import _validate as v
 
 
@@ -35,7 +36,14 @@ def grid(axes: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:
     """The Cartesian product of ``axes``, as a dict of equal-length 1-D arrays.
 
     The last axis varies fastest: ``grid({"a": [1, 2], "b": [10, 20]})`` gives
-    ``{"a": [1, 1, 2, 2], "b": [10, 20, 10, 20]}``.
+    ``{"a": [1, 1, 2, 2], "b": [10, 20, 10, 20]}``. An axis of schedules (of one kind) becomes
+    one batched schedule, ready for `lrjax.sweep`.
+
+    Args:
+      axes: name -> the values of that hyperparameter (numbers, or schedules).
+
+    Returns:
+      name -> one value per configuration: a 1-D array, or a batched schedule.
 
     Example:
       >>> import lrjax
@@ -51,4 +59,5 @@ def grid(axes: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:
             raise ValueError(f"axes[{name!r}] must be a non-empty 1-D sequence of values, got {vals!r}")
         values[name] = arr
     product = list(itertools.product(*(range(len(a)) for a in values.values())))
-    return {name: arr[[p[i] for p in product]] for i, (name, arr) in enumerate(values.items())}
+    out = {name: arr[[p[i] for p in product]] for i, (name, arr) in enumerate(values.items())}
+    return {name: _configs.stack(f"axes[{name!r}]", arr) if arr.dtype == object else arr for name, arr in out.items()}

@@ -26,8 +26,12 @@ def result(digits, sgd):
 def test_best_averages_seeds_and_skips_diverged(result):
     loss = result.final("loss").reshape(3, 2).mean(1)
     best = result.best()
-    assert best["index"] == int(np.nanargmin(loss)) and best["loss"] == pytest.approx(loss[best["index"]])
-    assert best["learning_rate"] == pytest.approx(0.3)
+    i = int(np.nanargmin(loss))
+    assert best["members"] == [2 * i, 2 * i + 1] and best["loss"] == pytest.approx(loss[i])
+    assert best["learning_rate"] == 0.3  # as printed, not 0.30000001192092896
+    # best_params: the best configuration's better seed, as it is in final_params
+    member = best["members"][int(np.argmin(result.final("loss")[best["members"]]))]
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b[member]), result.best_params(), result.final_params)
     accuracy = result.best("accuracy")
     assert accuracy["accuracy"] == pytest.approx(np.nanmax(result.final("accuracy").reshape(3, 2).mean(1)))
     with pytest.raises(ValueError, match="metric must be 'train_loss' or one of"):
@@ -157,3 +161,34 @@ def test_loss_with_aux_output_trains_and_reports_the_scalar_loss():
     aux = run(task, lambda hp: optax.sgd(hp["learning_rate"]), {"learning_rate": [0.1, 0.5]}, steps=50)
     np.testing.assert_allclose(aux.train_loss, plain.train_loss, rtol=1e-6)
     np.testing.assert_allclose(aux.final("loss"), plain.final("loss"), rtol=1e-6)
+
+
+def test_configs_as_a_dataframe_a_list_of_dicts_or_a_list_of_schedules(digits, sgd):
+    import pandas as pd
+
+    import lrjax.schedules as S
+
+    as_dict = run(digits, sgd, {"learning_rate": [0.05, 0.2]}, steps=5)
+    as_frame = run(digits, sgd, pd.DataFrame({"learning_rate": [0.05, 0.2]}), steps=5)
+    as_rows = run(digits, sgd, [{"learning_rate": 0.05}, {"learning_rate": 0.2}], steps=5)
+    np.testing.assert_array_equal(as_frame.train_loss, as_dict.train_loss)
+    np.testing.assert_array_equal(as_rows.train_loss, as_dict.train_loss)
+
+    schedules = lrjax.search.grid(
+        {"learning_rate": [S.cosine_decay(p, decay_steps=5) for p in (0.05, 0.2)], "momentum": [0.0]}
+    )
+    assert isinstance(schedules["learning_rate"], S.Anneal)  # one batched schedule
+    swept = run(digits, lambda hp: optax.sgd(hp["learning_rate"], momentum=hp["momentum"]), schedules, steps=5)
+    frame = swept.to_pandas()
+    assert frame["learning_rate.init_value"].tolist() == [0.05, 0.2]  # readable name and values
+    assert "learning_rate.steps" in frame and "momentum" in frame
+    with pytest.raises(
+        ValueError, match=r"configs\[1\] must have the names of configs\[0\] \['learning_rate'\], got \['lr'\]"
+    ):
+        run(digits, sgd, [{"learning_rate": 0.05}, {"lr": 0.2}], steps=5)
+
+
+def test_reprs_are_short_and_never_show_data(result, digits):
+    assert len(repr(result)) < 300 and "array" not in repr(result)
+    assert repr(digits).startswith("Task('digits_mlp', train=1438 examples of shapes [(8, 8), ()], eval=359 examples")
+    assert len(repr(digits)) < 200
