@@ -41,15 +41,65 @@ DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of member state, see `state_bytes`
 Members = int | Sequence[int] | np.ndarray
 
 
-def check_task_and_optimizer(task: Any, optimizer: Any, hp: Any) -> None:
-    """TypeError unless ``task`` is a `Task` and ``optimizer(hp)`` an Optax transformation."""
+class _Reads(dict):
+    """A dict of hyperparameters that records which of them a function reads."""
+
+    def __init__(self, values: Mapping[str, Any]):
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __iter__(self) -> Any:
+        self.read.update(self.keys())
+        return super().__iter__()
+
+    def items(self) -> Any:
+        self.read.update(self.keys())
+        return super().items()
+
+    def values(self) -> Any:
+        self.read.update(self.keys())
+        return super().values()
+
+
+def _probe(name: str, fn: Any, hp: Mapping[str, Any]) -> tuple[Any, set[str]]:
+    """``fn(hp)`` on the host, and the names it read; a missing name is a `ValueError`."""
+    reads = _Reads(hp)
+    try:
+        out = fn(reads)
+    except KeyError as err:
+        raise ValueError(
+            f"{name}(hp) reads hp[{err.args[0]!r}], which configs do not have (they have {sorted(hp)})"
+        ) from err
+    return out, reads.read
+
+
+def check_task_and_optimizer(task: Any, optimizer: Any, hp: Mapping[str, Any], plateau: Any = None) -> None:
+    """`TypeError` unless ``task`` is a `Task` and ``optimizer(hp)`` an Optax transformation;
+    `ValueError` if it reads a hyperparameter the configs lack, or if a config is read by
+    neither the optimizer nor a plateau function (a sweep over a value nobody uses)."""
     if not isinstance(task, Task):
         raise TypeError(f"task must be an lrjax.Task, got {task!r}")
     if not callable(optimizer):
         raise TypeError(f"optimizer must be a function hp -> optax.GradientTransformation, got {optimizer!r}")
-    probe = optimizer(hp)
+    probe, read = _probe("optimizer", optimizer, hp)
     if not isinstance(probe, optax.GradientTransformation):
         raise TypeError(f"optimizer(hp) must return an optax.GradientTransformation, got {type(probe).__name__}")
+    if callable(plateau) and not isinstance(plateau, optax.GradientTransformation):
+        read |= _probe("plateau", plateau, hp)[1]
+    unread = sorted(set(hp) - read)
+    if unread:
+        raise ValueError(
+            f"configs[{unread[0]!r}] is never read by optimizer(hp){' or plateau(hp)' if plateau is not None else ''}: "
+            f"remove it, or use it (unread: {unread})"
+        )
 
 
 def state_bytes(member_bytes: int, members: int) -> int:
@@ -144,7 +194,7 @@ class Population:
                 raise ValueError(
                     f"batch_size must be <= the number of training examples ({task.num_train}), got {batch_size}"
                 )
-        check_task_and_optimizer(task, optimizer, _configs.take(hps, 0))
+        check_task_and_optimizer(task, optimizer, _configs.take(hps, 0), plateau)
         plateau_fn = _plateau_fn(plateau)
         devices = tuple(devices or jax.local_devices())
         slots = math.ceil(num_configs / len(devices)) * len(devices)

@@ -146,7 +146,7 @@ def sweep(
     memory_budget = v.integer("memory_budget", memory_budget)
     if eval_every is not None:
         eval_every = v.integer("eval_every", eval_every)
-    check_task_and_optimizer(task, optimizer, _configs.take(hps, 0))
+    check_task_and_optimizer(task, optimizer, _configs.take(hps, 0), plateau)
     if checkpoint_every is not None:
         checkpoint_every = v.integer("checkpoint_every", checkpoint_every)
         if checkpoint is None:

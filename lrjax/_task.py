@@ -8,6 +8,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lrjax import _validate as v
@@ -194,7 +195,31 @@ class Task:
                 out["accuracy"] = jnp.mean(jnp.argmax(predictions, -1) == targets)
             return out
 
+        if loss_name == "cross_entropy":
+            _check_labels(init, apply, train_data, eval_data)
         return cls(init, loss_fn, tuple(train_data), tuple(eval_data) if eval_data is not None else None, metrics, name)
+
+
+def _check_labels(init: Callable, apply: Callable, train_data: Any, eval_data: Any) -> None:
+    """Cross-entropy's targets must be integer classes the model has outputs for (a label past
+    them gives a silent loss of 0 through the one-hot encoding). The number of classes comes from
+    the model's output shape (``jax.eval_shape``: nothing runs)."""
+    example = np.asarray(train_data[0][:1])
+    classes = jax.eval_shape(lambda key: apply(init(key), example), jax.random.key(0)).shape[-1]
+    for where, data in (("train_data", train_data), ("eval_data", eval_data)):
+        if data is None:
+            continue
+        labels = np.asarray(data[1])
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise TypeError(
+                f"{where}[1] must hold integer class labels for loss='cross_entropy', got dtype {labels.dtype}"
+            )
+        bad = (labels < 0) | (labels >= classes)
+        if bad.any():
+            raise ValueError(
+                f"{where}[1] must hold class labels in [0, {classes}) (the model's outputs), "
+                f"got {labels[bad].flat[0]} ({int(bad.sum())} such labels)"
+            )
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:

@@ -142,6 +142,10 @@ def member_bytes(task: Task, optimizer: OptimizerFn, hp: Any) -> int:
     return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(jax.eval_shape(state, hp)))
 
 
+def _first_line(err: Exception) -> str:
+    return f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+
+
 def _with_value(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
     """``tx`` accepting ``value=`` in ``update`` (plain transformations ignore it)."""
     return optax.with_extra_args_support(tx)
@@ -295,9 +299,25 @@ class Programs:
         return jax.lax.fori_loop(0, n, body, (state, losses))
 
     def metric_names(self) -> list[str]:
-        """Names of the metrics `evaluate` reports (from shapes; nothing runs)."""
+        """Names of the metrics `evaluate` reports, after checking from shapes (nothing runs)
+        that the loss takes a batch of the training data and the metrics the eval data: a
+        `ValueError` names the data that does not fit."""
         params = jax.eval_shape(self.task.init, jax.random.key(0))
-        return sorted(jax.eval_shape(self._metrics, params, self.task.train_data))
+        b = self.layout.batch_size or self.task.num_train
+        batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype), self.task.train_data)
+        try:
+            jax.eval_shape(self._loss, params, batch)
+        except Exception as err:
+            raise ValueError(f"task.loss fails on a batch of train_data: {_first_line(err)}") from err
+        name = "train_data" if self.task.eval_data is None else "eval_data"
+        try:
+            return sorted(
+                jax.eval_shape(
+                    self._metrics, params, self.task.eval_data if name == "eval_data" else self.task.train_data
+                )
+            )
+        except Exception as err:
+            raise ValueError(f"{name} does not fit the task's model, loss or metrics: {_first_line(err)}") from err
 
     def _metrics(self, params: Any, data: Any) -> dict[str, jax.Array]:
         out = dict(self.task.metrics(params, data)) if self.task.metrics is not None else {}

@@ -100,3 +100,53 @@ def test_bad_data_is_refused_when_the_task_is_built():
     raises_before_compiling(
         ValueError, "loss must be one of", lambda: lrjax.Task.from_linen(None, (x, y), loss="hinge")
     )
+
+
+def test_labels_outside_the_models_classes_are_refused():
+    import lrjax.datasets as D
+
+    (x, y), (xe, ye) = D.load_digits()
+    model = D.MLP(hidden=(8,))
+    raises_before_compiling(
+        ValueError,
+        r"train_data\[1\] must hold class labels in \[0, 10\) \(the model's outputs\), got 12 \(1 such labels\)",
+        lambda: lrjax.Task.from_linen(model, (x, np.where(np.arange(len(y)) == 5, 12, y))),
+    )
+    raises_before_compiling(
+        ValueError,
+        r"eval_data\[1\] must hold class labels in \[0, 10\)",
+        lambda: lrjax.Task.from_linen(model, (x, y), eval_data=(xe, ye - 1)),
+    )
+    raises_before_compiling(
+        TypeError, r"train_data\[1\] must hold integer class labels", lambda: lrjax.Task.from_linen(model, (x, y * 1.0))
+    )
+
+
+def test_eval_data_that_does_not_fit_the_model_is_named_before_compiling(sgd):
+    import lrjax.datasets as D
+
+    (x, y), (xe, ye) = D.load_digits()
+    task = lrjax.Task.from_linen(D.MLP(hidden=(8,)), (x, y), eval_data=(xe[:, :4], ye))  # 8x4 images, not 8x8
+    raises_before_compiling(
+        ValueError,
+        "eval_data does not fit the task's model, loss or metrics: ",
+        lambda: run(task, sgd, {"learning_rate": [0.1]}, steps=1),
+    )
+
+
+def test_configs_the_optimizer_never_reads_or_reads_but_lack(digits, sgd):
+    raises_before_compiling(
+        ValueError,
+        r"configs\['momentum'\] is never read by optimizer\(hp\): remove it, or use it \(unread: \['momentum'\]\)",
+        lambda: run(digits, sgd, {"learning_rate": [0.1], "momentum": [0.9]}, steps=1),
+    )
+    momentum = lambda hp: optax.sgd(hp["learning_rate"], momentum=hp["momentum"])
+    raises_before_compiling(
+        ValueError,
+        r"optimizer\(hp\) reads hp\['momentum'\], which configs do not have \(they have \['learning_rate'\]\)",
+        lambda: run(digits, momentum, {"learning_rate": [0.1]}, steps=1),
+    )
+    # A config read only by the plateau function counts as read.
+    plateau = lambda hp: lrjax.reduce_on_plateau(factor=hp["factor"])
+    result = run(digits, sgd, {"learning_rate": [0.1], "factor": [0.5]}, steps=2, plateau=plateau)
+    assert result.plateau_scale.shape == (1, 1)
