@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
 import pathlib
@@ -14,9 +15,10 @@ import numpy as np
 import optax
 
 import lrjax.schedules as S
+from lrjax import __version__, datasets, search
 from lrjax import _validate as v
-from lrjax import datasets, search
 from lrjax._sweep import sweep
+from lrjax._task import Task
 
 
 def gallery(total_steps: int, peak: float = 0.1) -> dict[str, S.Schedule]:
@@ -106,9 +108,29 @@ def _use_cpu_devices(count: int) -> None:
         pass
 
 
+def load_task(spec: str) -> Task:
+    """A built-in task by name, or ``module:function`` (a function of no arguments returning an
+    `lrjax.Task`, imported from the current directory or the Python path)."""
+    if spec in TASKS:
+        return TASKS[spec]()
+    module_name, sep, function_name = spec.partition(":")
+    if not sep or not module_name or not function_name:
+        raise ValueError(f"--task must be one of {sorted(TASKS)} or module:function, got {spec!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        make = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"--task {spec!r}: {err}") from err
+    task = make()
+    if not isinstance(task, Task):
+        raise TypeError(f"--task {spec!r} must return an lrjax.Task, got {type(task).__name__}")
+    return task
+
+
 def _sweep_command(args: argparse.Namespace) -> int:
     _use_cpu_devices(args.cpu_devices)
-    task = TASKS[args.task]()
+    task = load_task(args.task)
     configs = {"learning_rate": search.log_grid(args.lr_min, args.lr_max, args.num)}
     result = sweep(
         task,
@@ -122,16 +144,12 @@ def _sweep_command(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
     )
     frame = result.to_pandas()
-    by_config = frame.groupby("learning_rate", as_index=False).agg(
-        final_train_loss=("final_train_loss", "mean"),
-        eval_loss=("eval_loss", "mean"),
-        eval_accuracy=("eval_accuracy", "mean"),
-        diverged=("diverged", "any"),
-    )
+    means = {c: (c, "mean") for c in frame.columns if c == "final_train_loss" or c.startswith("eval_")}
+    by_config = frame.groupby("learning_rate", as_index=False).agg(**means, diverged=("diverged", "any"))
     ranked = by_config.sort_values("eval_loss", na_position="last")
     info = result.info
     print(
-        f"\n{args.task} · {args.optimizer} · {args.num} learning rates × {args.seeds} seed(s) · {args.steps} steps "
+        f"\n{task.name} · {args.optimizer} · {args.num} learning rates × {args.seeds} seed(s) · {args.steps} steps "
         f"· batch {args.batch_size} · {info['devices']} device(s): {info['seconds']:.1f} s, {info['compiles']} compilations "
         f"({info['compile_seconds']:.1f} s), {int(result.diverged.sum())} member(s) diverged"
     )
@@ -141,7 +159,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
     print(f"\nbest learning rate: {best['learning_rate']:.4g} (eval loss {best['loss']:.4f})")
     out = pathlib.Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    csv, png = out / f"lrjax-sweep-{args.task}.csv", out / f"lrjax-sweep-{args.task}.png"
+    csv, png = out / f"lrjax-sweep-{task.name}.csv", out / f"lrjax-sweep-{task.name}.png"
     frame.to_csv(csv, index=False)
     result.plot().savefig(png, dpi=110)
     print(f"wrote {csv} and {png}")
@@ -157,6 +175,7 @@ def _steps_arg(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lrjax", description="Choose and schedule learning rates in JAX.")
+    parser.add_argument("--version", action="version", version=f"lrjax {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     sched = commands.add_parser("schedules", help="print and draw the schedule catalogue")
     sched.add_argument("--steps", type=_steps_arg, default=1000, help="training length in steps (default 1000)")
@@ -165,7 +184,12 @@ def _parser() -> argparse.ArgumentParser:
     sched.set_defaults(run=_schedules_command)
 
     sw = commands.add_parser("sweep", help="sweep learning rates on a built-in task in one compiled program")
-    sw.add_argument("--task", choices=sorted(TASKS), default="digits_mlp")
+    sw.add_argument(
+        "--task",
+        default="digits_mlp",
+        metavar="TASK",
+        help=f"a built-in task ({', '.join(sorted(TASKS))}) or module:function returning an lrjax.Task (default digits_mlp)",
+    )
     sw.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
     sw.add_argument("--lr-min", type=float, default=1e-4, help="smallest learning rate (default 1e-4)")
     sw.add_argument("--lr-max", type=float, default=3.0, help="largest learning rate (default 3)")

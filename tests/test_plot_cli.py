@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+import lrjax
 import lrjax.schedules as S
 from lrjax import cli, plot
 
@@ -94,3 +95,44 @@ def test_cli_reports_bad_flags_as_usage_errors_not_tracebacks(argv, message, cap
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert re.search("lrjax: error: " + message, err) and "Traceback" not in err
+
+
+def test_cli_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"lrjax {lrjax.__version__}"
+
+
+def test_cli_sweeps_a_users_task_given_as_module_function(tmp_path, monkeypatch, capsys):
+    import pandas as pd
+
+    (tmp_path / "user_tasks.py").write_text(
+        "import lrjax\n\ndef line():\n    return lrjax.datasets.linear_regression()\n\ndef nothing():\n    return 3\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "sweep",
+        "--task",
+        "user_tasks:line",
+        "--optimizer",
+        "sgd",
+        "--num",
+        "3",
+        "--lr-min",
+        "0.01",
+        "--lr-max",
+        "0.5",
+    ]
+    assert cli.main([*args, "--steps", "40", "--eval-every", "20", "--batch-size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "linear_regression · sgd · 3 learning rates" in out and "best learning rate: 0.5" in out
+    frame = pd.read_csv(tmp_path / "lrjax-sweep-linear_regression.csv")
+    assert len(frame) == 3 and "eval_accuracy" not in frame  # a regression task: loss only
+    for spec, message in [
+        ("user_tasks:nothing", "--task 'user_tasks:nothing' must return an lrjax.Task, got int"),
+        ("no_such_module:f", "--task 'no_such_module:f': No module named 'no_such_module'"),
+        ("digits", r"--task must be one of \['digits_cnn', 'digits_mlp'\] or module:function, got 'digits'"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["sweep", "--task", spec, "--steps", "20"])
+        assert exit_info.value.code == 2 and re.search("lrjax: error: " + message, capsys.readouterr().err)
