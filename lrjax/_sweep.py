@@ -184,7 +184,11 @@ def sweep(
 
     started = time.perf_counter()
     parts, compile_seconds = [], 0.0
-    bar = tqdm(total=len(groups) * steps, desc=f"sweep {task.name}", unit="step", disable=not progress)
+    members = num_configs * seeds
+    bar = tqdm(
+        total=len(groups) * steps, desc=f"sweep {task.name} · {members} members", unit="step", disable=not progress
+    )
+    diverged_before = 0  # in finished groups
     with count_compiles() as compiles:
         for g, index in enumerate(groups):
             padded = np.concatenate([index, np.full(size - len(index), index[-1])])
@@ -211,12 +215,18 @@ def sweep(
             for clock, evaluate, save in _boundaries(steps, eval_every, checkpoint_every):
                 if clock <= pop.clock:
                     continue  # done before the checkpoint this population resumed from
-                pop.advance(clock - pop.clock)
+                losses = pop.advance(clock - pop.clock)
                 if evaluate:
                     pop.evaluate()
                 if path is not None and save:
                     pop._save(path, {**signature, "group": g})
+                if progress:
+                    last = losses[: len(index) * seeds, -1]
+                    best = float(np.nanmin(last)) if np.isfinite(last).any() else float("nan")
+                    diverged = diverged_before + int(pop.diverged[: len(index) * seeds].sum())
+                    bar.set_postfix(best_loss=f"{best:.4g}", diverged=diverged, refresh=False)
                 bar.update(g * steps + clock - bar.n)
+            diverged_before += int(pop.diverged[: len(index) * seeds].sum())
             parts.append(pop.result())
             compile_seconds += parts[-1].info["compile_seconds"]
     bar.close()

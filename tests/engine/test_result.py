@@ -192,3 +192,12 @@ def test_reprs_are_short_and_never_show_data(result, digits):
     assert len(repr(result)) < 300 and "array" not in repr(result)
     assert repr(digits).startswith("Task('digits_mlp', train=1438 examples of shapes [(8, 8), ()], eval=359 examples")
     assert len(repr(digits)) < 200
+
+
+def test_progress_shows_steps_members_best_loss_and_divergence(digits, sgd, capsys):
+    lrjax.sweep(digits, sgd, {"learning_rate": [0.1, 1e20]}, steps=120, batch_size=32, seeds=2, progress=True)
+    final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "sweep digits_mlp · 4 members" in final and "120/120" in final and "step/s" in final
+    assert "diverged=2" in final and "best_loss=" in final
+    run(digits, sgd, {"learning_rate": [0.1]}, steps=5)  # progress=False: silent
+    assert capsys.readouterr().err == ""
