@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 Schedules = Schedule | Sequence[Schedule] | Mapping[str, Schedule]
 
 
-__all__ = ["moving_average", "schedule", "sweep"]
+__all__ = ["heatmap", "moving_average", "schedule", "sweep"]
 
 
 def _pyplot() -> Any:
@@ -94,14 +95,45 @@ def schedule(
     return ax
 
 
+def _varying(result: Any) -> list[str]:
+    """The config columns (seed excluded) that take more than one value, in order."""
+    return [k for k in result.configs if k != "seed" and np.unique(result.configs[k]).size > 1]
+
+
 def _hyperparameter(result: Any, name: str | None) -> str:
     candidates = [k for k in result.configs if k != "seed"]
     if name is None:
-        varying = [k for k in candidates if np.unique(result.configs[k]).size > 1] or candidates
+        varying = _varying(result) or candidates
         name = next((k for k in varying if v.is_learning_rate(k)), varying[0])
     if name not in result.configs:
         raise ValueError(f"hyperparameter must be one of {candidates}, got {name!r}")
     return name
+
+
+def _axis_scale(ax: Any, axis: str, values: np.ndarray) -> None:
+    """A log axis where positive values span at least a decade; symlog when they include 0."""
+    values = np.asarray(values, np.float64)
+    positive = values[values > 0]
+    if positive.size < 2 or positive.max() / positive.min() < 10 or np.any(values < 0):
+        return
+    setter = ax.set_xscale if axis == "x" else ax.set_yscale
+    if np.all(values > 0):
+        setter("log")
+    else:
+        setter("symlog", linthresh=positive.min())
+
+
+def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
+    """Mean ignoring NaN; NaN (without a warning) where every value is NaN (diverged)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=axis)
+
+
+def _by_config(result: Any, values: np.ndarray) -> np.ndarray:
+    """(members, ...) -> (configurations, seeds, ...)."""
+    seeds = result.info.get("seeds", 1)
+    return values.reshape((-1, seeds, *values.shape[1:]))
 
 
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:
@@ -119,14 +151,23 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return (total[..., window:] - total[..., :-window]) / window
 
 
-def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss") -> Any:
-    """Two panels: training-loss curves coloured by a hyperparameter (log colour scale), and
-    each member's final ``metric`` against it, with diverged members marked at the top.
+def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss", max_curves: int = 24) -> Any:
+    """A sweep at a glance: the training-loss curves of each configuration (mean over seeds),
+    coloured by ``hyperparameter``; the evaluation ``metric`` over training when it was recorded
+    more than once; the final ``metric`` against ``hyperparameter`` with one line per value of
+    each other swept hyperparameter, the mean over seeds and a band from the lowest to the
+    highest seed, the best configuration starred and diverged ones crossed; and, when exactly
+    two hyperparameters were swept, a heat map of the final metric (`heatmap`). Axes are
+    logarithmic where values span decades (symlog when they include 0).
+
+    The figure is closed in pyplot before it is returned, so Jupyter displays it once.
 
     Args:
       result: a `lrjax.SweepResult`.
-      hyperparameter: the config to colour by and put on the x axis (default: the learning rate).
+      hyperparameter: the config to colour by and put on the x axis (default: the learning rate
+        if swept, else the first swept config).
       metric: an eval metric name or ``"train_loss"``.
+      max_curves: draw at most this many configurations' curves (every k-th, by ``hyperparameter``).
 
     Returns:
       The matplotlib figure.
@@ -135,45 +176,171 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
       >>> import optax, lrjax
       >>> result = lrjax.sweep(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
       ...                      {"learning_rate": [0.01, 0.1, 1.0]}, steps=50, progress=False)
-      >>> len(lrjax.plot.sweep(result).axes)  # the curves, their colour bar, final loss vs learning rate
-      3
+      >>> [ax.get_title() for ax in lrjax.plot.sweep(result).axes if ax.get_title()]
+      ['linear_regression: training loss (mean over seeds)', 'final loss vs learning_rate']
     """
     plt = _pyplot()
     from matplotlib.colors import LogNorm, Normalize
 
     name = _hyperparameter(result, hyperparameter)
-    x = np.asarray(result.configs[name], np.float64)
+    others = [k for k in _varying(result) if k != name]
+    x = _by_config(result, np.asarray(result.configs[name], np.float64))[:, 0]
     positive = bool(np.all(x > 0))
-    norm = LogNorm(x.min(), x.max()) if positive and x.max() > x.min() else Normalize(x.min(), x.max() + 1e-12)
+    span = positive and x.max() / x.min() >= 10
+    norm = LogNorm(x.min(), x.max()) if span else Normalize(x.min(), x.max() + 1e-12)
     cmap = plt.get_cmap("viridis")
-    fig, (curves, final) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    has_evals = len(result.eval_steps) > 1 and metric in result.eval_metrics
+    panels = 2 + has_evals + (len(others) == 1)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels + 1, 4.5), layout="constrained")
+    plt.close(fig)  # returned, not left in pyplot: Jupyter shows it once
+    curves, *rest = axes
+    evals = rest.pop(0) if has_evals else None
+    final = rest.pop(0)
 
+    order = np.argsort(x, kind="stable")
+    shown = order[:: max(1, -(-len(order) // max_curves))]
     window = max(1, result.train_loss.shape[1] // 50)
-    smooth = moving_average(result.train_loss, window)
+    smooth = moving_average(_nanmean(_by_config(result, result.train_loss), axis=1), window)
     steps = np.arange(smooth.shape[1]) + window - 1
-    for i in np.argsort(x):
+    for i in shown:
         curves.plot(steps, smooth[i], color=cmap(norm(x[i])), lw=1, alpha=0.8)
     curves.set_yscale("log")
     curves.set_xlabel("step")
+    thinned = f"; {len(shown)} of {len(order)} configurations" if len(shown) < len(order) else ""
     curves.set_ylabel("training loss" + (f" (mean of last {window} steps)" if window > 1 else ""))
-    curves.set_title(f"{result.info.get('task', '')}: training loss per member")
+    curves.set_title(f"{result.info.get('task', '')}: training loss (mean over seeds{thinned})")
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=curves, label=name)
 
-    scores = result.final(metric)
-    ok = ~result.diverged
-    final.scatter(x[ok], scores[ok], c=[cmap(norm(value)) for value in x[ok]], s=25, zorder=3, label="trained")
-    order = np.argsort(x[ok])
-    final.plot(x[ok][order], scores[ok][order], color="0.6", lw=1, zorder=2)
-    if np.any(~ok):
-        top = np.nanmax(scores) if np.any(ok) else 1.0
-        final.scatter(x[~ok], np.full((~ok).sum(), top), marker="x", color="red", s=40, zorder=4, label="diverged")
-    if positive:
-        final.set_xscale("log")
-    if metric in ("loss", "train_loss") and np.all(scores[ok] > 0):
+    if evals is not None:
+        recorded = _nanmean(_by_config(result, result.eval_metrics[metric]), axis=1)
+        for i in shown:
+            evals.plot(result.eval_steps, recorded[i], color=cmap(norm(x[i])), marker=".", lw=1)
+        evals.set_xlabel("step")
+        evals.set_ylabel(f"eval {metric}")
+        evals.set_title(f"eval {metric} during training")
+        if metric == "loss" and np.all(recorded[np.isfinite(recorded)] > 0):
+            evals.set_yscale("log")
+
+    scores = _by_config(result, result.final(metric))
+    diverged = _by_config(result, np.asarray(result.diverged)).any(axis=1)
+    groups = {(): np.arange(len(x))} if not others else {}
+    if others:
+        keys = np.stack([_by_config(result, np.asarray(result.configs[k]))[:, 0] for k in others], axis=1)
+        for key in sorted({tuple(row) for row in keys.tolist()}):
+            groups[key] = np.flatnonzero((keys == np.asarray(key)).all(axis=1))
+    colors = plt.get_cmap("tab10")
+    for g, (key, members) in enumerate(groups.items()):
+        members = members[np.argsort(x[members], kind="stable")]
+        ok = members[~diverged[members]]
+        label = ", ".join(f"{k}={value:.3g}" for k, value in zip(others, key, strict=True)) or "mean over seeds"
+        color = colors(g % 10) if others else "0.3"
+        mean = _nanmean(scores[ok], axis=1) if ok.size else np.array([])
+        final.plot(x[ok], mean, marker="o", ms=4, color=color, label=label)
+        if scores.shape[1] > 1 and ok.size:
+            final.fill_between(
+                x[ok], np.nanmin(scores[ok], axis=1), np.nanmax(scores[ok], axis=1), color=color, alpha=0.2, lw=0
+            )
+    finite = scores[np.isfinite(scores)]
+    if diverged.any():
+        top = finite.max() if finite.size else 1.0
+        final.scatter(
+            x[diverged], np.full(diverged.sum(), top), marker="x", color="red", s=40, zorder=4, label="diverged"
+        )
+    try:
+        best = result.best(metric)
+        i = best["members"][0] // scores.shape[1]
+        where = ", ".join([f"{name}={x[i]:.3g}"] + [f"{k}={best[k]:.3g}" for k in others])
+        final.scatter(
+            [x[i]],
+            [best[metric]],
+            marker="*",
+            s=220,
+            color="gold",
+            edgecolor="black",
+            zorder=5,
+            label=f"best: {where}",
+        )
+    except ValueError:  # every configuration diverged, or the metric's direction is unknown
+        pass
+    _axis_scale(final, "x", x)
+    if metric in ("loss", "train_loss") and finite.size and np.all(finite > 0):
         final.set_yscale("log")
     final.set_xlabel(name)
     final.set_ylabel(f"final {metric}" if metric == "train_loss" else f"final eval {metric}")
     final.set_title(f"final {metric} vs {name}")
     final.grid(True, alpha=0.3)
     final.legend(fontsize="small")
+    if len(others) == 1:
+        heatmap(result, x=name, y=others[0], metric=metric, ax=rest.pop(0))
     return fig
+
+
+def heatmap(result: Any, *, x: str, y: str, metric: str = "loss", ax: Any = None) -> Any:
+    """The final ``metric`` (mean over seeds) of a two-hyperparameter grid as a heat map, the
+    best configuration outlined; diverged cells are blank.
+
+    Args:
+      result: a `lrjax.SweepResult` of a grid over ``x`` and ``y``.
+      x, y: the two swept config names.
+      metric: an eval metric name or ``"train_loss"``.
+      ax: the axes to draw on (default: a new figure, closed in pyplot).
+
+    Returns:
+      The axes.
+
+    Example:
+      >>> import optax, lrjax
+      >>> configs = lrjax.search.grid({"learning_rate": [0.01, 0.1], "momentum": [0.0, 0.9]})
+      >>> result = lrjax.sweep(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"], momentum=hp["momentum"]),
+      ...                      configs, steps=50, progress=False)
+      >>> ax = lrjax.plot.heatmap(result, x="learning_rate", y="momentum")
+      >>> ax.get_xlabel(), ax.get_ylabel(), ax.images[0].get_array().shape
+      ('learning_rate', 'momentum', (2, 2))
+    """
+    for name in (x, y):
+        if name not in result.configs:
+            raise ValueError(f"{name!r} must be one of the configs {[k for k in result.configs if k != 'seed']}")
+    xs = _by_config(result, np.asarray(result.configs[x]))[:, 0]
+    ys = _by_config(result, np.asarray(result.configs[y]))[:, 0]
+    scores = _nanmean(_by_config(result, result.final(metric)), axis=1)
+    columns, rows = np.unique(xs), np.unique(ys)
+    table = np.full((rows.size, columns.size), np.nan)
+    for value, a, b in zip(scores, xs, ys, strict=True):
+        table[np.searchsorted(rows, b), np.searchsorted(columns, a)] = value
+    if ax is None:
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(6, 4.5), layout="constrained")
+        plt.close(fig)
+    from matplotlib.colors import LogNorm
+
+    finite = table[np.isfinite(table)]
+    spans = finite.size > 1 and np.all(finite > 0) and finite.max() / finite.min() >= 10
+    image = ax.imshow(
+        table,
+        origin="lower",
+        aspect="auto",
+        cmap="viridis_r" if metric in ("loss", "train_loss") else "viridis",
+        norm=LogNorm(finite.min(), finite.max()) if spans else None,
+    )
+    if table.size <= 100:
+        for (r, c), value in np.ndenumerate(table):
+            if np.isfinite(value):
+                red, green, blue, _ = image.cmap(image.norm(value))
+                ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+                ax.text(c, r, f"{value:.2g}", ha="center", va="center", fontsize=7, color=ink)
+    ax.figure.colorbar(image, ax=ax, label=f"final {metric}")
+    ax.set_xticks(range(columns.size), [f"{c:.3g}" for c in columns], rotation=45)
+    ax.set_yticks(range(rows.size), [f"{r:.3g}" for r in rows])
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(f"final {metric}: {y} vs {x}")
+    from matplotlib.patches import Rectangle
+
+    try:
+        best = result.best(metric)
+        i = best["members"][0] // result.info.get("seeds", 1)
+        r, c = np.searchsorted(rows, ys[i]), np.searchsorted(columns, xs[i])
+        ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, lw=2.5, ec="red"))
+    except ValueError:
+        pass
+    return ax

@@ -78,14 +78,61 @@ def test_save_and_load_round_trip(result, tmp_path, digits):
     assert "['Dense_0']['kernel']" in flat.final_params
 
 
-def test_plot_colours_curves_and_marks_diverged(result):
+def test_plot_of_a_sweep_with_seeds_evaluations_and_divergence(result):
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
     fig = result.plot()
-    curves, colorbar_axis, final = fig.axes[0], fig.axes[2], fig.axes[1]
-    assert len(curves.get_lines()) == 6
-    assert final.get_xscale() == "log" and "learning_rate" in final.get_xlabel()
+    assert plt.get_fignums() == before  # returned, not left open: Jupyter displays it once
+    curves, evals, final, colorbar = fig.axes
+    assert (
+        curves.get_title() == "digits_mlp: training loss (mean over seeds)" and colorbar.get_ylabel() == "learning_rate"
+    )
+    assert len(curves.get_lines()) == 3  # one per configuration, its seeds averaged
+    assert evals.get_title() == "eval loss during training" and [
+        len(line.get_xdata()) for line in evals.get_lines()
+    ] == [2, 2, 2]
+    assert final.get_xscale() == "log" and final.get_xlabel() == "learning_rate"
+    (mean,) = [line for line in final.get_lines() if line.get_label() == "mean over seeds"]
+    np.testing.assert_allclose(
+        mean.get_xdata(), [0.03, 0.3], rtol=1e-6
+    )  # the diverged configuration is not on the line
+    np.testing.assert_allclose(mean.get_ydata(), result.final("loss").reshape(3, 2).mean(1)[:2], rtol=1e-6)
     labels = [t.get_text() for t in final.get_legend().get_texts()]
-    assert labels == ["trained", "diverged"]
-    assert colorbar_axis.get_ylabel() == "learning_rate"
+    assert labels == ["mean over seeds", "diverged", f"best: learning_rate={result.best()['learning_rate']:.3g}"]
+    band, crosses, star = final.collections  # min-max band over seeds, diverged, best
+    assert type(band).__name__ in ("PolyCollection", "FillBetweenPolyCollection")
+    np.testing.assert_allclose(crosses.get_offsets()[:, 0], [1e20])
+    np.testing.assert_allclose(
+        star.get_offsets()[0], [result.best()["learning_rate"], result.best()["loss"]], rtol=1e-6
+    )
+
+
+def test_plot_of_a_grid_has_a_line_per_other_value_and_a_heat_map(quadratic):
+    configs = lrjax.search.grid({"learning_rate": [0.01, 0.05, 0.15], "momentum": [0.0, 0.5]})
+    result = run(
+        quadratic, lambda hp: optax.sgd(hp["learning_rate"], momentum=hp["momentum"]), configs, steps=20, seeds=2
+    )
+    fig = result.plot()
+    curves, final, heat = fig.axes[:3]
+    assert len(curves.get_lines()) == 6
+    assert [line.get_label() for line in final.get_lines()] == ["momentum=0", "momentum=0.5"]
+    assert heat.get_xlabel() == "learning_rate" and heat.get_ylabel() == "momentum"
+    table = heat.images[0].get_array()
+    np.testing.assert_allclose(table, result.final("loss").reshape(3, 2, 2).mean(2).reshape(3, 2).T, rtol=1e-6)
+    (outline,) = heat.patches  # the best cell
+    best = result.best()
+    assert outline.get_xy() == (
+        float(np.searchsorted([0.01, 0.05, 0.15], best["learning_rate"], side="left")) - 0.5,
+        float(np.searchsorted([0.0, 0.5], best["momentum"])) - 0.5,
+    )
+    assert len(heat.texts) == 6
+
+
+def test_plot_thins_many_curves(quadratic, sgd):
+    result = run(quadratic, sgd, {"learning_rate": np.geomspace(1e-3, 0.1, 30)}, steps=10)
+    curves = lrjax.plot.sweep(result, max_curves=10).axes[0]
+    assert len(curves.get_lines()) == 10 and "10 of 30 configurations" in curves.get_title()
 
 
 def test_nnx_task_trains_like_its_linen_twin():
