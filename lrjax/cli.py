@@ -88,12 +88,30 @@ def _schedules_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# Each reads learning_rate and, when swept with --config, the other hyperparameters named here.
 OPTIMIZERS = {
     "sgd": lambda hp: optax.sgd(hp["learning_rate"]),
-    "momentum": lambda hp: optax.sgd(hp["learning_rate"], momentum=0.9),
-    "adam": lambda hp: optax.adam(hp["learning_rate"]),
-    "adamw": lambda hp: optax.adamw(hp["learning_rate"], weight_decay=1e-4),
+    "momentum": lambda hp: optax.sgd(hp["learning_rate"], momentum=hp.get("momentum", 0.9)),
+    "adam": lambda hp: optax.adam(hp["learning_rate"], b1=hp.get("b1", 0.9), b2=hp.get("b2", 0.999)),
+    "adamw": lambda hp: optax.adamw(
+        hp["learning_rate"], b1=hp.get("b1", 0.9), b2=hp.get("b2", 0.999), weight_decay=hp.get("weight_decay", 1e-4)
+    ),
 }
+SWEPT = {"sgd": [], "momentum": ["momentum"], "adam": ["b1", "b2"], "adamw": ["b1", "b2", "weight_decay"]}
+
+
+def _config_arg(text: str) -> tuple[str, list[float]]:
+    """``NAME=V1,V2,...`` as (name, values)."""
+    name, sep, values = text.partition("=")
+    try:
+        parsed = [float(value) for value in values.split(",")]
+    except ValueError:
+        parsed = []
+    if not sep or not name or not parsed:
+        raise argparse.ArgumentTypeError(f"must be NAME=V1,V2,... with numbers, got {text!r}")
+    return name, parsed
+
+
 TASKS = {"digits_mlp": datasets.digits_mlp, "digits_cnn": datasets.digits_cnn}
 
 
@@ -131,7 +149,13 @@ def load_task(spec: str) -> Task:
 def _sweep_command(args: argparse.Namespace) -> int:
     _use_cpu_devices(args.cpu_devices)
     task = load_task(args.task)
-    configs = {"learning_rate": search.log_grid(args.lr_min, args.lr_max, args.num)}
+    axes = {"learning_rate": search.log_grid(args.lr_min, args.lr_max, args.num)}
+    for name, values in args.config or []:
+        if name in axes:
+            raise ValueError(f"--config {name} is given twice (learning rates come from --lr-min/--lr-max/--num)")
+        axes[name] = values
+    configs = search.grid(axes)
+    swept = list(axes)
     result = sweep(
         task,
         OPTIMIZERS[args.optimizer],
@@ -145,18 +169,20 @@ def _sweep_command(args: argparse.Namespace) -> int:
     )
     frame = result.to_pandas()
     means = {c: (c, "mean") for c in frame.columns if c == "final_train_loss" or c.startswith("eval_")}
-    by_config = frame.groupby("learning_rate", as_index=False).agg(**means, diverged=("diverged", "any"))
+    by_config = frame.groupby(swept, as_index=False).agg(**means, diverged=("diverged", "any"))
     ranked = by_config.sort_values("eval_loss", na_position="last")
     info = result.info
     print(
-        f"\n{task.name} · {args.optimizer} · {args.num} learning rates × {args.seeds} seed(s) · {args.steps} steps "
+        f"\n{task.name} · {args.optimizer} · {len(by_config)} configurations ({' × '.join(swept)}) × {args.seeds} seed(s) "
+        f"· {args.steps} steps "
         f"· batch {args.batch_size} · {info['devices']} device(s): {info['seconds']:.1f} s, {info['compiles']} compilations "
         f"({info['compile_seconds']:.1f} s), {int(result.diverged.sum())} member(s) diverged"
     )
-    print(f"\nbest {min(args.top, len(ranked))} learning rates by final eval loss (mean over seeds):")
+    print(f"\nbest {min(args.top, len(ranked))} configurations by final eval loss (mean over seeds):")
     print(ranked.head(args.top).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     best = result.best()
-    print(f"\nbest learning rate: {best['learning_rate']:.4g} (eval loss {best['loss']:.4f})")
+    chosen = ", ".join(f"{name} {best[name]:.4g}" for name in swept)
+    print(f"\nbest: {chosen} (eval loss {best['loss']:.4f})")
     out = pathlib.Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv, png = out / f"lrjax-sweep-{task.name}.csv", out / f"lrjax-sweep-{task.name}.png"
@@ -204,6 +230,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DIR",
         help="save the sweep to DIR at each evaluation (orbax-checkpoint); run the same command again to resume",
+    )
+    sw.add_argument(
+        "--config",
+        type=_config_arg,
+        action="append",
+        metavar="NAME=V1,V2,...",
+        help="also sweep this hyperparameter (a grid with the learning rates; repeatable): "
+        + "; ".join(f"{o} reads {', '.join(n) or 'none'}" for o, n in SWEPT.items()),
     )
     sw.add_argument("--top", type=int, default=8, help="rows in the table (default 8)")
     sw.add_argument("--out-dir", default=".", help="where to write the CSV and PNG (default .)")

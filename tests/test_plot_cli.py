@@ -60,11 +60,11 @@ def test_cli_sweep_prints_ranked_table_and_writes_csv_and_png(tmp_path, capsys):
     args = ["sweep", "--num", "4", "--lr-min", "1e-3", "--lr-max", "1.0", "--steps", "60", "--eval-every", "30"]
     assert cli.main([*args, "--out-dir", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    assert "4 learning rates × 1 seed(s) · 60 steps" in text and "best learning rate:" in text
+    assert "4 configurations (learning_rate) × 1 seed(s) · 60 steps" in text and "best: learning_rate" in text
     frame = pd.read_csv(tmp_path / "lrjax-sweep-digits_mlp.csv")
     assert len(frame) == 4 and {"learning_rate", "eval_loss", "eval_accuracy", "diverged"} <= set(frame)
     best = frame.loc[frame["eval_loss"].idxmin(), "learning_rate"]
-    assert f"best learning rate: {best:.4g}" in text
+    assert f"best: learning_rate {best:.4g}" in text
     assert (tmp_path / "lrjax-sweep-digits_mlp.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -125,7 +125,7 @@ def test_cli_sweeps_a_users_task_given_as_module_function(tmp_path, monkeypatch,
     ]
     assert cli.main([*args, "--steps", "40", "--eval-every", "20", "--batch-size", "32"]) == 0
     out = capsys.readouterr().out
-    assert "linear_regression · sgd · 3 learning rates" in out and "best learning rate: 0.5" in out
+    assert "linear_regression · sgd · 3 configurations" in out and "best: learning_rate 0.5" in out
     frame = pd.read_csv(tmp_path / "lrjax-sweep-linear_regression.csv")
     assert len(frame) == 3 and "eval_accuracy" not in frame  # a regression task: loss only
     for spec, message in [
@@ -136,3 +136,41 @@ def test_cli_sweeps_a_users_task_given_as_module_function(tmp_path, monkeypatch,
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["sweep", "--task", spec, "--steps", "20"])
         assert exit_info.value.code == 2 and re.search("lrjax: error: " + message, capsys.readouterr().err)
+
+
+def test_cli_sweeps_other_hyperparameters_the_optimizer_reads(tmp_path, capsys):
+    import pandas as pd
+
+    args = [
+        "sweep",
+        "--optimizer",
+        "adamw",
+        "--num",
+        "2",
+        "--config",
+        "weight_decay=0,0.1",
+        "--steps",
+        "30",
+        "--eval-every",
+        "30",
+    ]
+    assert cli.main([*args, "--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "4 configurations (learning_rate × weight_decay)" in out
+        and "best: learning_rate" in out
+        and "weight_decay" in out
+    )
+    frame = pd.read_csv(tmp_path / "lrjax-sweep-digits_mlp.csv")
+    assert sorted(frame["weight_decay"].unique().tolist()) == [0.0, 0.1] and len(frame) == 4
+    for argv, message in [
+        (
+            ["sweep", "--optimizer", "sgd", "--config", "momentum=0,0.9"],
+            r"configs\['momentum'\] is never read by optimizer\(hp\)",
+        ),
+        (["sweep", "--config", "b1=x"], r"argument --config: must be NAME=V1,V2,... with numbers, got 'b1=x'"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([*argv, "--steps", "20"])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and re.search(message, err) and "Traceback" not in err
