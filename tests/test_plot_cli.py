@@ -87,6 +87,10 @@ def test_cli_sweep_with_a_checkpoint_resumes_to_the_same_table(tmp_path, capsys)
         (["sweep", "--cpu-devices", "0"], "--cpu-devices must be >= 1, got 0"),
         (["sweep", "--num", "0"], "--num must be >= 1, got 0"),
         (["schedules", "--peak", "-1"], r"--peak must be > 0, got -1.0"),
+        (["sweep", "--steps", "0"], "steps must be >= 1, got 0"),
+        (["sweep", "--batch-size", "0", "--steps", "20"], "batch_size must be >= 1, got 0"),
+        (["sweep", "--seeds", "0", "--steps", "20"], "seeds must be >= 1, got 0"),
+        (["sweep", "--eval-every", "0", "--steps", "20"], "eval_every must be >= 1, got 0"),
     ],
 )
 def test_cli_reports_bad_flags_as_usage_errors_not_tracebacks(argv, message, capsys):
@@ -95,6 +99,7 @@ def test_cli_reports_bad_flags_as_usage_errors_not_tracebacks(argv, message, cap
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert re.search("lrjax: error: " + message, err) and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 2  # argparse's usage line and one line of error
 
 
 def test_cli_version(capsys):
