@@ -112,11 +112,18 @@ def columns(configs: Mapping[str, Any]) -> dict[str, np.ndarray]:
     the config, else by the leaf's whole path (``learning_rate.schedule.init_value``)."""
     cols = {}
     for name, value in configs.items():
+        labels = dict(getattr(value, "labels", ()))  # a schedule's factory argument names
         flat = jax.tree_util.tree_flatten_with_path(value)[0]
         fields = [getattr(path[-1], "name", None) if path else None for path, _ in flat]
         for (path, leaf), field in zip(flat, fields, strict=True):
-            short = field is not None and fields.count(field) == 1
-            cols[f"{name}.{field}" if short else name + jax.tree_util.keystr(path)] = np.asarray(leaf)
+            label = labels.get(jax.tree_util.keystr(path)[1:])
+            if label is not None:
+                column = f"{name}.{label}"
+            elif field is not None and fields.count(field) == 1:
+                column = f"{name}.{field}"
+            else:
+                column = name + jax.tree_util.keystr(path)
+            cols[column] = np.asarray(leaf)
     return cols
 
 

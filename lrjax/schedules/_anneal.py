@@ -12,6 +12,7 @@ from lrjax.schedules._base import (
     Schedule,
     as_float,
     ceildiv,
+    labelled,
     remaining,
     schedule_dataclass,
     static_field,
@@ -148,4 +149,6 @@ def cosine_decay(
     """
     v.check("decay_steps", decay_steps, gt=0)  # the fields are steps and power: name the arguments
     v.check("exponent", exponent, gt=0)
-    return Anneal(init_value, end_value, decay_steps, exponent, 0, "cosine", False)
+    return labelled(
+        Anneal(init_value, end_value, decay_steps, exponent, 0, "cosine", False), decay_steps="steps", exponent="power"
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -44,6 +45,10 @@ def schedule_dataclass(cls: type[_T]) -> type[_T]:
     pytrees with placeholders for leaves (tracers, shapes, vmap axes), so its unflattening
     bypasses the constructor and sets the fields directly, as Equinox does.
     """
+    # Every schedule also carries `labels`: (leaf path, argument name) pairs that a factory sets
+    # where its arguments are stored under other field names (see `labelled`).
+    cls.__annotations__ = {**inspect.get_annotations(cls), "labels": "tuple[tuple[str, str], ...]"}
+    cls.labels = static_field(default=())
     cls = dataclasses.dataclass(frozen=True, eq=False)(cls)
     fields = dataclasses.fields(cls)
     meta = tuple(f.name for f in fields if f.metadata.get("static", False))
@@ -203,6 +208,13 @@ def interpolate(start: Numeric, end: Numeric, r: Array, shape: str) -> Array:
     else:
         between = end + (start - end) * WEIGHTS[shape](r)
     return jnp.where(r >= 1, start, between)  # exact at both ends, not 1 ulp off at the start
+
+
+def labelled(schedule: _T, **paths: str) -> _T:
+    """``schedule`` with the names of the factory arguments its leaves hold, e.g.
+    ``labelled(s, peak_value="schedule.init_value")``: tables and plots name a swept leaf by the
+    argument the user wrote, not by the field path it is stored under."""
+    return dataclasses.replace(schedule, labels=tuple((path, name) for name, path in paths.items()))
 
 
 def is_schedule(x: object) -> bool:

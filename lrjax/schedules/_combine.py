@@ -248,4 +248,6 @@ def scale_for_batch_size(
       >>> S.scale_for_batch_size(0.1, base_batch_size=256, batch_size=1024, rule='sqrt')(0)
       Array(0.2, dtype=float32)
     """
-    return BatchScaled(as_schedule("value", value), base_batch_size, batch_size, rule)
+    return BatchScaled(
+        as_schedule("value", value), base_batch_size, batch_size, rule, labels=(("schedule.value", "value"),)
+    )

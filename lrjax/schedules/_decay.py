@@ -15,6 +15,7 @@ from lrjax.schedules._base import (
     as_float,
     count_le,
     floordiv,
+    labelled,
     schedule_dataclass,
     static_field,
 )
@@ -211,7 +212,10 @@ def step_decay(init_value: Numeric, *, step_size: Numeric, decay_rate: Numeric =
       Array([0.1  , 0.1  , 0.01 , 0.001], dtype=float32)
     """
     v.check("step_size", step_size, gt=0)  # the field is decay_steps: name the argument
-    return exponential_decay(init_value, decay_rate=decay_rate, decay_steps=step_size, staircase=True)
+    return labelled(
+        exponential_decay(init_value, decay_rate=decay_rate, decay_steps=step_size, staircase=True),
+        step_size="decay_steps",
+    )
 
 
 @schedule_dataclass

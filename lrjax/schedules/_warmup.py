@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 
 from lrjax import _validate as v
@@ -12,6 +14,7 @@ from lrjax.schedules._base import (
     Schedule,
     as_float,
     interpolate,
+    labelled,
     remaining,
     schedule_dataclass,
     static_field,
@@ -120,7 +123,13 @@ def warmup_cosine_decay(
     v.check("warmup_steps", warmup_steps, ge=0)
     v.check_greater("total_steps", total_steps, "warmup_steps", warmup_steps)
     decay = cosine_decay(peak_value, decay_steps=total_steps - warmup_steps, end_value=end_value, exponent=exponent)
-    return warmup(decay, warmup_steps=warmup_steps, init_value=init_value)
+    return labelled(
+        warmup(decay, warmup_steps=warmup_steps, init_value=init_value),
+        peak_value="schedule.init_value",
+        end_value="schedule.end_value",
+        decay_steps="schedule.steps",
+        exponent="schedule.power",
+    )
 
 
 def warmup_stable_decay(
@@ -165,8 +174,18 @@ def warmup_stable_decay(
     v.check("decay_steps", decay_steps, gt=0)
     v.check("end_value", end_value)
     decay = Anneal(peak_value, end_value, decay_steps, 1.0, 0, decay_shape)
-    return warmup(
+    schedule = warmup(
         join([constant(peak_value), decay], boundaries=[stable_steps]), warmup_steps=warmup_steps, init_value=init_value
+    )
+    return dataclasses.replace(
+        schedule,
+        labels=(
+            ("schedule.schedules[0].value", "peak_value"),
+            ("schedule.schedules[1].init_value", "peak_value"),
+            ("schedule.schedules[1].end_value", "end_value"),
+            ("schedule.schedules[1].steps", "decay_steps"),
+            ("schedule.boundaries", "stable_steps"),
+        ),
     )
 
 

@@ -248,3 +248,15 @@ def test_progress_shows_steps_members_best_loss_and_divergence(digits, sgd, caps
     assert "diverged=2" in final and "best_loss=" in final
     run(digits, sgd, {"learning_rate": [0.1]}, steps=5)  # progress=False: silent
     assert capsys.readouterr().err == ""
+
+
+def test_a_swept_schedule_argument_is_named_as_the_user_wrote_it(digits):
+    import lrjax.schedules as S
+
+    peaks = [0.01, 0.05]
+    schedules = [S.warmup_cosine_decay(0.0, peak_value=p, warmup_steps=5, total_steps=20) for p in peaks]
+    result = run(digits, lambda hp: optax.adam(hp["learning_rate"]), {"learning_rate": schedules}, steps=20)
+    frame = result.to_pandas()
+    assert frame["learning_rate.peak_value"].tolist() == peaks  # not learning_rate.schedule.init_value
+    assert {"learning_rate.warmup_steps", "learning_rate.decay_steps", "learning_rate.init_value"} <= set(frame)
+    assert result.plot().axes[-2].get_xlabel() == "learning_rate.peak_value"  # the swept one goes on the x axis
