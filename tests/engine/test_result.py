@@ -228,7 +228,7 @@ def test_configs_as_a_dataframe_a_list_of_dicts_or_a_list_of_schedules(digits, s
     swept = run(digits, lambda hp: optax.sgd(hp["learning_rate"], momentum=hp["momentum"]), schedules, steps=5)
     frame = swept.to_pandas()
     assert frame["learning_rate.init_value"].tolist() == [0.05, 0.2]  # readable name and values
-    assert "learning_rate.steps" in frame and "momentum" in frame
+    assert "learning_rate.decay_steps" in frame and "momentum" in frame  # cosine_decay's own argument name
     with pytest.raises(
         ValueError, match=r"configs\[1\] must have the names of configs\[0\] \['learning_rate'\], got \['lr'\]"
     ):
