@@ -72,12 +72,13 @@ class SweepResult:
 
     def final(self, metric: str = "loss") -> np.ndarray:
         """Each member's final value of an eval metric, or of ``train_loss`` (mean of the last
-        5% of steps); NaN for diverged members."""
+        5% of steps); NaN for diverged members. float32 values come as the float64 numbers they
+        print as, so tables and CSV files show one precision."""
         if metric == "train_loss":
             window = max(1, self.train_loss.shape[1] // 20)
-            values = self.train_loss[:, -window:].mean(axis=1)
+            values = _readable(self.train_loss[:, -window:].mean(axis=1))
         elif metric in self.eval_metrics:
-            values = self.eval_metrics[metric][:, -1].astype(np.float64)
+            values = _readable(self.eval_metrics[metric][:, -1]).astype(np.float64)
         else:
             raise ValueError(f"metric must be 'train_loss' or one of {sorted(self.eval_metrics)}, got {metric!r}")
         return np.where(self.diverged, np.nan, values)

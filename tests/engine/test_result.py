@@ -260,3 +260,15 @@ def test_a_swept_schedule_argument_is_named_as_the_user_wrote_it(digits):
     assert frame["learning_rate.peak_value"].tolist() == peaks  # not learning_rate.schedule.init_value
     assert {"learning_rate.warmup_steps", "learning_rate.decay_steps", "learning_rate.init_value"} <= set(frame)
     assert result.plot().axes[-2].get_xlabel() == "learning_rate.peak_value"  # the swept one goes on the x axis
+
+
+def test_tables_show_float32_values_as_printed_and_a_zero_sits_on_a_symlog_axis(quadratic):
+    configs = lrjax.search.grid({"learning_rate": [0.01, 0.1], "weight_decay": [0.0, 1e-4, 1e-2]})
+    result = run(
+        quadratic, lambda hp: optax.adamw(hp["learning_rate"], weight_decay=hp["weight_decay"]), configs, steps=10
+    )
+    frame = result.to_pandas()
+    assert frame["weight_decay"].tolist()[:3] == [0.0, 0.0001, 0.01]  # not 9.999999747378752e-05
+    assert frame["eval_loss"].tolist() == [float(str(np.float32(v))) for v in result.eval_metrics["loss"][:, -1]]
+    final = result.plot("weight_decay").axes[1]
+    assert final.get_xscale() == "symlog" and final.get_xlabel() == "weight_decay"  # 0 and 1e-4 apart
