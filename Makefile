@@ -1,12 +1,13 @@
 # Two entry points, each self-contained on a machine with only Python 3.11:
 #   make demo   create .venv, install lrjax, run the main job (a learning-rate sweep on digits)
 #   make test   create .venv, install lrjax with test extras, lint (ruff), run the test suite
+#   make notebooks   open notebooks/ in JupyterLab, in the project's environment
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo lint test clean
+.PHONY: demo lint test notebooks clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -25,6 +26,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q -n 2
+
+notebooks: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[notebook]'
+	$(BIN)/jupyter lab notebooks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
