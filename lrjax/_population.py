@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -69,15 +70,24 @@ class _Reads(dict):
         return super().values()
 
 
-def _probe(name: str, fn: Any, hp: Mapping[str, Any]) -> tuple[Any, set[str]]:
-    """``fn(hp)`` on the host, and the names it read; a missing name is a `ValueError`."""
+def _probe(name: str, fn: Any, hp: Mapping[str, Any], params: Any) -> tuple[Any, set[str] | None]:
+    """``fn(hp)`` on the host, then its transformation's ``init`` and ``update`` traced on the
+    parameters' shapes (``jax.eval_shape``: nothing runs), recording the names read on the way,
+    also those read lazily inside ``update``. A missing name is a `ValueError`; if tracing fails
+    otherwise, the reads are unknown (None) and the engine reports the error later."""
     reads = _Reads(hp)
     try:
         out = fn(reads)
+        if not isinstance(out, optax.GradientTransformation):
+            return out, None
+        tx = optax.with_extra_args_support(out)
+        jax.eval_shape(lambda p: tx.update(p, tx.init(p), p, value=jnp.zeros((), jnp.float32)), params)
     except KeyError as err:
         raise ValueError(
             f"{name}(hp) reads hp[{err.args[0]!r}], which configs do not have (they have {sorted(hp)})"
         ) from err
+    except Exception:
+        return out, None
     return out, reads.read
 
 
@@ -89,11 +99,15 @@ def check_task_and_optimizer(task: Any, optimizer: Any, hp: Mapping[str, Any], p
         raise TypeError(f"task must be an lrjax.Task, got {task!r}")
     if not callable(optimizer):
         raise TypeError(f"optimizer must be a function hp -> optax.GradientTransformation, got {optimizer!r}")
-    probe, read = _probe("optimizer", optimizer, hp)
+    params = jax.eval_shape(task.init, jax.random.key(0))
+    probe, read = _probe("optimizer", optimizer, hp, params)
     if not isinstance(probe, optax.GradientTransformation):
         raise TypeError(f"optimizer(hp) must return an optax.GradientTransformation, got {type(probe).__name__}")
     if callable(plateau) and not isinstance(plateau, optax.GradientTransformation):
-        read |= _probe("plateau", plateau, hp)[1]
+        plateau_read = _probe("plateau", plateau, hp, jax.ShapeDtypeStruct((), jnp.float32))[1]
+        read = None if read is None or plateau_read is None else read | plateau_read
+    if read is None:
+        return
     unread = sorted(set(hp) - read)
     if unread:
         raise ValueError(

@@ -1,5 +1,6 @@
 """Bad input raises a clear error before anything is compiled."""
 
+import jax
 import numpy as np
 import optax
 import pytest
@@ -150,3 +151,17 @@ def test_configs_the_optimizer_never_reads_or_reads_but_lack(digits, sgd):
     plateau = lambda hp: lrjax.reduce_on_plateau(factor=hp["factor"])
     result = run(digits, sgd, {"learning_rate": [0.1], "factor": [0.5]}, steps=2, plateau=plateau)
     assert result.plateau_scale.shape == (1, 1)
+
+
+def test_a_config_read_lazily_inside_update_counts_as_read(digits):
+    def lazy(hp):  # reads "scale" only when update is traced
+        tx = optax.sgd(hp["learning_rate"])
+
+        def update(grads, state, params=None):
+            updates, state = tx.update(grads, state, params)
+            return jax.tree.map(lambda u: hp["scale"] * u, updates), state
+
+        return optax.GradientTransformation(tx.init, update)
+
+    result = run(digits, lazy, {"learning_rate": [0.1, 0.1], "scale": [1.0, 0.0]}, steps=3)
+    assert not np.allclose(result.train_loss[0, 1:], result.train_loss[1, 1:])  # scale 0: no training
