@@ -205,6 +205,10 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
     for i in shown:
         curves.plot(steps, smooth[i], color=cmap(norm(x[i])), lw=1, alpha=0.8)
     curves.set_yscale("log")
+    calm = ~_by_config(result, np.asarray(result.diverged)).any(axis=1)
+    kept = smooth[calm][np.isfinite(smooth[calm]) & (smooth[calm] > 0)]
+    if kept.size and not calm.all():  # a diverging curve would squash the others: it leaves the top
+        curves.set_ylim(kept.min() / 2, kept.max() * 3)
     curves.set_xlabel("step")
     thinned = f"; {len(shown)} of {len(order)} configurations" if len(shown) < len(order) else ""
     curves.set_ylabel("training loss" + (f" (mean of last {window} steps)" if window > 1 else ""))
