@@ -330,9 +330,7 @@ class Population:
     @property
     def params(self) -> Any:
         """Every member's parameters as host arrays with a leading (size,) axis."""
-        return jax.tree.map(
-            lambda x: self._to_members(np.moveaxis(np.asarray(x), stacked_axis(x), 1)), self._state.members.params
-        )
+        return jax.tree.map(lambda x: self._to_members(self._to_slots_host(x)), self._state.members.params)
 
     def __repr__(self) -> str:
         return (
@@ -520,20 +518,15 @@ class Population:
     def result(self) -> SweepResult:
         """A `SweepResult` of everything recorded so far: one row per member (slot), the training
         loss at every step of the clock, every evaluation, the current configs and parameters."""
-        size = self.size
-        evals = len(self._eval_steps)
         return SweepResult(
             configs={**_configs.columns(self._configs), "seed": self.configs["seed"]},
-            train_loss=np.concatenate(self._losses, axis=1) if self._losses else np.zeros((size, 0), np.float32),
+            train_loss=self._train_loss(),
             eval_steps=np.asarray(self._eval_steps, np.int64),
-            eval_metrics={
-                k: np.stack([m[k] for m in self._eval_metrics], -1) if evals else np.zeros((size, 0), np.float32)
-                for k in self._metric_names
-            },
+            eval_metrics=self._eval_history(),
             final_params=self.params,
             diverged=self.diverged,
             diverged_at=self.diverged_at,
-            plateau_scale=np.stack(self._plateau_scale, -1) if self.plateau is not None and evals else None,
+            plateau_scale=self._by_evaluation(self._plateau_scale) if self.plateau is not None else None,
             info={
                 "task": self.task.name,
                 "steps": self._clock,
@@ -570,19 +563,12 @@ class Population:
                 "clock": np.asarray(self._state.clock),
             },
             "active": self._active,
-            "train_loss": self.result().train_loss,
+            "train_loss": self._train_loss(),
             "eval_steps": np.asarray(self._eval_steps, np.int64),
-            "eval": {
-                str(i): np.stack([m[k] for m in self._eval_metrics], -1)
-                if self._eval_metrics
-                else np.zeros((self.size, 0), np.float32)
-                for i, k in enumerate(self._metric_names)
-            },
+            "eval": {str(i): values for i, values in enumerate(self._eval_history().values())},
         }
         if self.plateau is not None:
-            arrays["plateau_scale"] = (
-                np.stack(self._plateau_scale, -1) if self._plateau_scale else np.zeros((self.size, 0), np.float32)
-            )
+            arrays["plateau_scale"] = self._by_evaluation(self._plateau_scale)
         meta = {
             "task": self.task.name,
             "size": self.size,
@@ -598,6 +584,18 @@ class Population:
             "extra": dict(extra),
         }
         _checkpoint.save(path, arrays, meta)
+
+    def _by_evaluation(self, values: Sequence[np.ndarray]) -> np.ndarray:
+        """(size, evaluations) from one (size,) array per evaluation."""
+        return np.stack(values, -1) if values else np.zeros((self.size, 0), np.float32)
+
+    def _eval_history(self) -> dict[str, np.ndarray]:
+        """name -> (size, evaluations), in `metric_names` order."""
+        return {k: self._by_evaluation([m[k] for m in self._eval_metrics]) for k in self._metric_names}
+
+    def _train_loss(self) -> np.ndarray:
+        """(size, clock) the training loss recorded by every `advance`."""
+        return np.concatenate(self._losses, axis=1) if self._losses else np.zeros((self.size, 0), np.float32)
 
     def _to_slots_host(self, x: jax.Array) -> np.ndarray:
         """A member-state leaf as a host array (seeds, configurations, ...), padding dropped."""

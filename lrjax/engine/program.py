@@ -163,6 +163,7 @@ class Programs:
         self.mesh = Mesh(list(layout.devices), ("members",))
         self.slots = NamedSharding(self.mesh, P(None, "members"))  # (seeds, members) arrays
         self.replicated = NamedSharding(self.mesh, P())
+        self._metric_names: list[str] | None = None
 
     # -- shapes and shardings -------------------------------------------------------------
 
@@ -301,7 +302,12 @@ class Programs:
     def metric_names(self) -> list[str]:
         """Names of the metrics `evaluate` reports, after checking from shapes (nothing runs)
         that the loss takes a batch of the training data and the metrics the eval data: a
-        `ValueError` names the data that does not fit."""
+        `ValueError` names the data that does not fit. Traced once per `Programs`."""
+        if self._metric_names is None:
+            self._metric_names = self._trace_metric_names()
+        return list(self._metric_names)
+
+    def _trace_metric_names(self) -> list[str]:
         params = jax.eval_shape(self.task.init, jax.random.key(0))
         b = self.layout.batch_size or self.task.num_train
         batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype), self.task.train_data)
