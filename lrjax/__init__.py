@@ -10,6 +10,7 @@ import importlib.metadata
 from typing import Any
 
 from lrjax import schedules, search
+from lrjax._finder import FinderResult, Verification, find_lr
 from lrjax._plateau import ReduceOnPlateauState, reduce_on_plateau
 from lrjax._population import Population
 from lrjax._result import SweepResult
@@ -31,12 +32,15 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "FinderResult",
     "Population",
     "ReduceOnPlateauState",
     "SweepResult",
     "Task",
+    "Verification",
     "__version__",
     "datasets",
+    "find_lr",
     "plot",
     "reduce_on_plateau",
     "schedules",

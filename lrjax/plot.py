@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 Schedules = Schedule | Sequence[Schedule] | Mapping[str, Schedule]
 
 
-__all__ = ["heatmap", "moving_average", "schedule", "sweep"]
+__all__ = ["finder", "heatmap", "moving_average", "schedule", "sweep"]
 
 
 def _pyplot() -> Any:
@@ -347,4 +347,89 @@ def heatmap(result: Any, *, x: str, y: str, metric: str = "loss", ax: Any = None
         ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, lw=2.5, ec="red"))
     except ValueError:
         pass
+    return ax
+
+
+_MARKERS = {"valley": "v", "slide": "D", "steep": "o", "minimum": "s"}
+
+
+def finder(result: Any, *, ax: Any = None) -> Any:
+    """A range test at a glance: every seed's smoothed loss against the learning rate (thin),
+    the median across seeds (thick) inside the band of the 25th to 75th percentiles, each
+    curve's stop crossed, and every suggestion (the seeds' median) marked on the median curve
+    with its spread across seeds in the legend. One colour per configuration; log-x axis for an
+    exponential ramp.
+
+    Args:
+      result: a `lrjax.FinderResult`.
+      ax: the axes to draw on (default: a new figure).
+
+    Returns:
+      The matplotlib axes.
+
+    Example:
+      >>> import optax, lrjax
+      >>> finder = lrjax.find_lr(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
+      ...                        min_lr=1e-3, max_lr=10.0, seeds=2, progress=False)
+      >>> ax = lrjax.plot.finder(finder)
+      >>> ax.get_xscale(), ax.get_xlabel()
+      ('log', 'learning rate')
+    """
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        plt.close(fig)
+    lrs, losses = result.lrs, result.losses
+    curves = result._per_config(losses)
+    lower, upper = result.band
+    median = result.median
+    suggestions, spread = result.suggestions, result.spread
+    others = [k for k in result.configs if k != "seed"]
+    colors = plt.get_cmap("tab10")
+    for c in range(result.num_configs):
+        color = colors(c % 10)
+        label = ", ".join(f"{k}={result.configs[k][c * result.seeds]:.3g}" for k in others) or "median over seeds"
+        for curve in curves[c]:
+            ax.plot(lrs, curve, color=color, lw=0.7, alpha=0.35)
+        if result.seeds > 1:
+            ax.fill_between(lrs, lower[c], upper[c], color=color, alpha=0.2, lw=0)
+        ax.plot(lrs, median[c], color=color, lw=2.2, label=label)
+        for name, marker in _MARKERS.items():
+            lr = suggestions[name][c]
+            if not np.isfinite(lr):
+                continue
+            finite = np.isfinite(median[c])
+            y = np.interp(np.log(lr), np.log(lrs[finite]), median[c][finite]) if finite.any() else np.nan
+            ax.scatter(
+                [lr],
+                [y],
+                marker=marker,
+                s=70,
+                color=color,
+                edgecolor="black",
+                zorder=5,
+                label=f"{name} {lr:.2g} (seeds span {spread[name][c]:.2f} decades)" if c == 0 or others else None,
+            )
+    stopped = result.diverged_at >= 0
+    finite = losses[np.isfinite(losses)]
+    if finite.size:
+        start = losses[:, : max(len(lrs) // 10, 1)]
+        top = np.nanmax(np.where(np.isfinite(start), start, np.nan)) if np.isfinite(start).any() else finite.max()
+        bottom = finite.min()
+        margin = 0.08 * (top - bottom or abs(top) or 1.0)
+        ax.set_ylim(bottom - margin, top + 3 * margin)
+        if stopped.any():
+            at = result.diverged_at[stopped]
+            ys = np.minimum(losses[stopped, at], top + 2 * margin)
+            ys = np.where(np.isfinite(ys), ys, top + 2 * margin)
+            ax.scatter(
+                lrs[at], ys, marker="x", color="red", s=30, zorder=4, label=f"stopped ({int(stopped.sum())} curves)"
+            )
+    if result.info.get("mode", "exp") == "exp":
+        ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("smoothed training loss")
+    ax.set_title(f"range test: {result.info.get('task', '')}, {result.seeds} seeds")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
     return ax
