@@ -9,7 +9,7 @@ import importlib
 import importlib.metadata
 from typing import Any
 
-from lrjax import schedules, search
+from lrjax import batch_size, schedules, search
 from lrjax._finder import FinderResult, Verification, find_lr
 from lrjax._plateau import ReduceOnPlateauState, reduce_on_plateau
 from lrjax._population import Population
@@ -39,6 +39,7 @@ __all__ = [
     "Task",
     "Verification",
     "__version__",
+    "batch_size",
     "datasets",
     "find_lr",
     "plot",

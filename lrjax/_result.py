@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -23,6 +24,21 @@ METRIC_MODES = {
     "f1": "max",
     "auc": "max",
 }
+
+
+def metric_mode(metric: str, mode: str | None, task_modes: Mapping[str, str]) -> str:
+    """``mode`` checked, or when None the metric's direction: as the task declares it
+    (``Task(metric_modes=...)``), else from `METRIC_MODES`; any other metric needs it."""
+    if mode is None:
+        mode = task_modes.get(metric, METRIC_MODES.get(metric))
+        if mode is None:
+            raise ValueError(
+                f"mode must be given ('min' or 'max') for metric {metric!r}: the task does not declare it "
+                f"(Task(metric_modes=...)) and it is not one of {sorted(METRIC_MODES)}"
+            )
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    return mode
 
 
 def _readable(values: Any) -> np.ndarray:
@@ -123,16 +139,7 @@ class SweepResult:
         return jax.tree.map(lambda x: np.asarray(x)[pick], self.final_params)
 
     def _mode(self, metric: str, mode: str | None) -> str:
-        if mode is None:
-            mode = self.info.get("metric_modes", {}).get(metric, METRIC_MODES.get(metric))
-            if mode is None:
-                raise ValueError(
-                    f"mode must be given ('min' or 'max') for metric {metric!r}: the task does not declare it "
-                    f"(Task(metric_modes=...)) and it is not one of {sorted(METRIC_MODES)}"
-                )
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        return mode
+        return metric_mode(metric, mode, self.info.get("metric_modes", {}))
 
     def to_pandas(self) -> Any:
         """One row per member: configuration, seed, final losses and metrics, divergence."""

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 Schedules = Schedule | Sequence[Schedule] | Mapping[str, Schedule]
 
 
-__all__ = ["finder", "heatmap", "moving_average", "schedule", "sweep"]
+__all__ = ["batch_size", "finder", "heatmap", "moving_average", "schedule", "sweep"]
 
 
 def _pyplot() -> Any:
@@ -433,3 +433,95 @@ def finder(result: Any, *, ax: Any = None) -> Any:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     return ax
+
+
+def batch_size(result: Any) -> Any:
+    """A batch-size sweep at a glance: the evaluation metric against examples seen and against
+    steps, one line per batch size (its best configuration: the fewest steps to the target, or
+    the best final metric without one), the target dashed; and, with a target, the steps against
+    the examples each batch size needed, with McCandlish et al.'s fitted trade-off curve
+    S = S_min(1 + B_noise/B), E = E_min(1 + B/B_noise) and its asymptotes S_min and E_min.
+
+    Args:
+      result: a `lrjax.batch_size.BatchSizeResult`.
+
+    Returns:
+      The matplotlib figure.
+
+    Example:
+      >>> import optax, lrjax
+      >>> result = lrjax.batch_size.batch_size_sweep(
+      ...     lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
+      ...     {"learning_rate": [0.1]}, [4, 16, 64], steps=200, target=0.05, progress=False)
+      >>> [ax.get_xlabel() for ax in lrjax.plot.batch_size(result).axes]
+      ['examples', 'steps', 'examples to target']
+    """
+    plt = _pyplot()
+    has_target = result.target is not None
+    fig, axes = plt.subplots(1, 3 if has_target else 2, figsize=(15 if has_target else 10, 4.2))
+    plt.close(fig)
+    sizes = result.batch_sizes
+    colors = plt.get_cmap("viridis")
+    steps_needed = result.steps_to_target() if has_target else None
+    everything = []
+    for k, b in enumerate(sizes):
+        curves = result.curves(k)
+        if has_target and np.isfinite(steps_needed[k]).any():
+            c = int(np.nanargmin(steps_needed[k]))
+        else:
+            finals = np.where(np.isfinite(curves[:, -1]), curves[:, -1], np.inf if result.mode == "min" else -np.inf)
+            c = int(np.argmin(finals) if result.mode == "min" else np.argmax(finals))
+        steps = result.results[k].eval_steps
+        color = colors(k / max(len(sizes) - 1, 1))
+        axes[0].plot(steps * b, curves[c], color=color, label=f"B={b}")
+        axes[1].plot(steps, curves[c], color=color, label=f"B={b}")
+        everything.append(curves[c])
+    values = np.concatenate(everything)
+    for ax, xlabel in zip(axes[:2], ("examples", "steps"), strict=True):
+        if has_target:
+            ax.axhline(result.target, color="black", ls="--", lw=1, label=f"target {result.target:g}")
+        ax.set_xscale("log")
+        if result.metric == "loss" and np.all(values[np.isfinite(values)] > 0):
+            ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"eval {result.metric} (mean over seeds)")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_title(f"{result.metric} against examples seen")
+    axes[1].set_title(f"{result.metric} against steps")
+    axes[1].legend(fontsize="small", ncol=2)
+    if has_target:
+        ax = axes[2]
+        steps, examples = result.trade_off()
+        ok = np.isfinite(steps)
+        ax.scatter(
+            examples[ok], steps[ok], c=[colors(k / max(len(sizes) - 1, 1)) for k in np.flatnonzero(ok)], zorder=3
+        )
+        for b, x, y in zip(sizes[ok], examples[ok], steps[ok], strict=True):
+            ax.annotate(f"B={b}", (x, y), textcoords="offset points", xytext=(5, 4), fontsize="small")
+        if np.isfinite(result.critical_batch_size):
+            noise, s_min, e_min = result.critical_batch_size, result.s_min, result.e_min
+            b = np.geomspace(sizes[0] / 4, sizes[-1] * 4, 200)
+            ax.plot(
+                e_min * (1 + b / noise),
+                s_min * (1 + noise / b),
+                color="0.3",
+                label=f"fit: B_noise = {noise:.3g}",
+            )
+            ax.axhline(s_min, color="0.5", ls=":", lw=1, label=f"S_min = {s_min:.3g}")
+            ax.axvline(e_min, color="0.5", ls="-.", lw=1, label=f"E_min = {e_min:.3g}")
+        if ok.any():
+            from matplotlib.ticker import NullFormatter
+
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        else:
+            ax.text(0.5, 0.5, "no batch size reached the target", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel("examples to target")
+        ax.set_ylabel("steps to target")
+        ax.set_title(f"steps vs examples to {result.metric} = {result.target:g}")
+        ax.grid(True, alpha=0.3, which="both")
+        if np.isfinite(result.critical_batch_size):
+            ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig

@@ -12,7 +12,7 @@ import pytest
 import lrjax
 
 MODULES = sorted(m.name for m in pkgutil.walk_packages(lrjax.__path__, "lrjax."))
-PUBLIC = ["lrjax", "lrjax.schedules", "lrjax.search", "lrjax.datasets", "lrjax.plot"]
+PUBLIC = ["lrjax", "lrjax.schedules", "lrjax.search", "lrjax.batch_size", "lrjax.datasets", "lrjax.plot"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -132,6 +132,11 @@ def init_key(seed: int, seeds: int, index: int) -> jax.Array:
     return _keys(seed_keys(seed, seeds)[index])[0]
 
 
+def order_words(key: jax.Array) -> jax.Array:
+    """The uint32[2] words that draw a seed's data order (`lrjax.engine.shuffle`) from its key."""
+    return jax.random.key_data(_keys(key)[1]).astype(jnp.uint32)
+
+
 def member_bytes(task: Task, optimizer: OptimizerFn, hp: Any) -> int:
     """Bytes of one member's parameters and optimizer state (from shapes; nothing runs)."""
 
@@ -149,6 +154,40 @@ def _first_line(err: Exception) -> str:
 def _with_value(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
     """``tx`` accepting ``value=`` in ``update`` (plain transformations ignore it)."""
     return optax.with_extra_args_support(tx)
+
+
+def task_loss(task: Task, params: Any, batch: Any) -> tuple[jax.Array, Any]:
+    """The task's loss as (loss, aux), aux None for a loss without one."""
+    out = task.loss(params, batch)
+    return (out[0], out[1]) if isinstance(out, tuple) else (out, None)
+
+
+def task_metrics(task: Task, params: Any, data: Any) -> dict[str, jax.Array]:
+    """The task's metrics on ``data`` as float32 scalars, with ``loss`` (the task's loss) unless
+    the metrics report their own."""
+    out = dict(task.metrics(params, data)) if task.metrics is not None else {}
+    if "loss" not in out:
+        out["loss"] = task_loss(task, params, data)[0]
+    return {k: jnp.asarray(v, jnp.float32) for k, v in out.items()}
+
+
+def trace_metric_names(task: Task, batch_size: int | None) -> list[str]:
+    """Names of the metrics an evaluation reports, after checking from shapes (nothing runs)
+    that the loss takes a batch of ``batch_size`` training examples and the metrics the eval
+    data: a `ValueError` names the data that does not fit."""
+    params = jax.eval_shape(task.init, jax.random.key(0))
+    b = batch_size or task.num_train
+    batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype), task.train_data)
+    try:
+        jax.eval_shape(lambda p, b: task_loss(task, p, b), params, batch)
+    except Exception as err:
+        raise ValueError(f"task.loss fails on a batch of train_data: {_first_line(err)}") from err
+    name = "train_data" if task.eval_data is None else "eval_data"
+    data = task.train_data if task.eval_data is None else task.eval_data
+    try:
+        return sorted(jax.eval_shape(lambda p, d: task_metrics(task, p, d), params, data))
+    except Exception as err:
+        raise ValueError(f"{name} does not fit the task's model, loss or metrics: {_first_line(err)}") from err
 
 
 class Programs:
@@ -217,7 +256,7 @@ class Programs:
     def init(self, hps: Any, keys: jax.Array) -> PopulationState:
         """Fresh members (each seed's initial parameters), the clock at 0."""
         order = jnp.zeros((self.layout.seeds, self.examples), jnp.int32)  # drawn at the first step
-        shuffle = jax.vmap(lambda key: jax.random.key_data(_keys(key)[1]).astype(jnp.uint32))(keys)
+        shuffle = jax.vmap(order_words)(keys)
         return PopulationState(self._fresh_members(hps, keys), order, shuffle, jnp.zeros((), jnp.int32))
 
     def reset(self, state: PopulationState, hps: Any, keys: jax.Array, mask: jax.Array) -> PopulationState:
@@ -237,9 +276,7 @@ class Programs:
         return state._replace(members=jax.tree.map(gather, state.members))
 
     def _loss(self, params: Any, batch: Any) -> tuple[jax.Array, Any]:
-        """The task's loss as (loss, aux), aux None for a loss without one."""
-        out = self.task.loss(params, batch)
-        return (out[0], out[1]) if isinstance(out, tuple) else (out, None)
+        return task_loss(self.task, params, batch)
 
     def batch(self, order: jax.Array, t: jax.Array, data: Any) -> Any:
         """Batch ``t`` of one seed's epoch ``order``; the last partial batch of an epoch is dropped."""
@@ -304,32 +341,11 @@ class Programs:
         that the loss takes a batch of the training data and the metrics the eval data: a
         `ValueError` names the data that does not fit. Traced once per `Programs`."""
         if self._metric_names is None:
-            self._metric_names = self._trace_metric_names()
+            self._metric_names = trace_metric_names(self.task, self.layout.batch_size)
         return list(self._metric_names)
 
-    def _trace_metric_names(self) -> list[str]:
-        params = jax.eval_shape(self.task.init, jax.random.key(0))
-        b = self.layout.batch_size or self.task.num_train
-        batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype), self.task.train_data)
-        try:
-            jax.eval_shape(self._loss, params, batch)
-        except Exception as err:
-            raise ValueError(f"task.loss fails on a batch of train_data: {_first_line(err)}") from err
-        name = "train_data" if self.task.eval_data is None else "eval_data"
-        try:
-            return sorted(
-                jax.eval_shape(
-                    self._metrics, params, self.task.eval_data if name == "eval_data" else self.task.train_data
-                )
-            )
-        except Exception as err:
-            raise ValueError(f"{name} does not fit the task's model, loss or metrics: {_first_line(err)}") from err
-
     def _metrics(self, params: Any, data: Any) -> dict[str, jax.Array]:
-        out = dict(self.task.metrics(params, data)) if self.task.metrics is not None else {}
-        if "loss" not in out:
-            out["loss"] = self._loss(params, data)[0]
-        return {k: jnp.asarray(v, jnp.float32) for k, v in out.items()}
+        return task_metrics(self.task, params, data)
 
     def evaluate(self, params: Any, data: Any) -> dict[str, jax.Array]:
         """Every member's metrics on ``data``: name -> (seeds, members)."""
