@@ -8,7 +8,9 @@ import math
 import os
 import pathlib
 import sys
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -17,8 +19,10 @@ import optax
 import lrjax.schedules as S
 from lrjax import __version__, datasets, search
 from lrjax import _validate as v
+from lrjax._finder import find_lr
 from lrjax._sweep import sweep
 from lrjax._task import Task
+from lrjax.batch_size import batch_size_sweep
 
 
 def gallery(total_steps: int, peak: float = 0.1) -> dict[str, S.Schedule]:
@@ -146,14 +150,114 @@ def load_task(spec: str) -> Task:
     return task
 
 
+def _axes(args: argparse.Namespace, axes: dict[str, Any]) -> dict[str, Any]:
+    """``axes`` (learning rates from the flags) and the ``--config`` values, each name once."""
+    axes = dict(axes)
+    for name, values in args.config or []:
+        if name in axes or name == "learning_rate":
+            raise ValueError(f"--config {name} is given twice or is the learning rate, which the command sets")
+        axes[name] = values
+    return axes
+
+
+def _summary_line(task: Task, args: argparse.Namespace, what: str, seconds: float) -> str:
+    devices = len(jax.devices())
+    batch = f" · batch {args.batch_size}" if "batch_size" in args else ""
+    return f"\n{task.name} · {args.optimizer} · {what}{batch} · {devices} device(s): {seconds:.1f} s"
+
+
+def _find_lr_command(args: argparse.Namespace) -> int:
+    _use_cpu_devices(args.cpu_devices)
+    task = load_task(args.task)
+    axes = _axes(args, {})
+    started = time.perf_counter()
+    result = find_lr(
+        task,
+        OPTIMIZERS[args.optimizer],
+        min_lr=args.min_lr,
+        max_lr=args.max_lr,
+        steps=args.steps,
+        mode=args.mode,
+        seeds=args.seeds,
+        batch_size=args.batch_size,
+        configs=search.grid(axes) if axes else None,
+        seed=args.seed,
+    )
+    seconds = time.perf_counter() - started
+    curves = len(result.diverged_at)
+    print(
+        _summary_line(
+            task, args, f"range test {args.min_lr:g}..{args.max_lr:g} over {args.steps} steps, {curves} curves", seconds
+        )
+    )
+    print("\nsuggested learning rates (median over seeds; spread: decades the seeds' own suggestions span):")
+    print(result.summary().to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+    suggestion = np.atleast_1d(result.suggestion)
+    print(f"\nsuggestion (valley): {', '.join(f'{x:.3g}' for x in suggestion)}")
+    if args.verify:
+        check = result.verify(args.verify)
+        best, regret = np.atleast_1d(check.best_lr), np.atleast_1d(check.regret)
+        for c, (lr, r) in enumerate(zip(best, regret, strict=True)):
+            print(
+                f"verify ({args.verify} steps), configuration {c}: best of suggestion x 2^-3..2^3 is {lr:.3g}; regret {r:.4g}"
+            )
+    out = pathlib.Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, png = out / f"lrjax-find-lr-{task.name}.csv", out / f"lrjax-find-lr-{task.name}.png"
+    result.to_pandas().to_csv(csv, index=False)
+    result.plot().figure.savefig(png, dpi=110)
+    print(f"wrote {csv} and {png}")
+    return 0
+
+
+def _batch_size_command(args: argparse.Namespace) -> int:
+    _use_cpu_devices(args.cpu_devices)
+    task = load_task(args.task)
+    axes = _axes(args, {"learning_rate": search.log_grid(args.lr_min, args.lr_max, args.num)})
+    started = time.perf_counter()
+    result = batch_size_sweep(
+        task,
+        OPTIMIZERS[args.optimizer],
+        search.grid(axes),
+        args.batch_sizes,
+        examples=args.examples,
+        target=args.target,
+        lr_rule=args.lr_rule,
+        seed=args.seed,
+        seeds=args.seeds,
+        evaluations=args.evaluations,
+    )
+    seconds = time.perf_counter() - started
+    print(_summary_line(task, args, f"batch sizes {args.batch_sizes}, {args.examples} examples each", seconds))
+    steps = result.trade_off()[0]
+    table = result.to_pandas()
+    best = table.loc[table.groupby("batch_size")["steps_to_target"].idxmin().dropna().astype(int)]
+    print(f"\nsteps and examples to eval loss {args.target:g} (best configuration per batch size):")
+    shown = ["batch_size", *axes, "steps_to_target", "examples_to_target", "best_loss", "examples_per_second"]
+    print(best[shown].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    missing = [int(b) for b, s in zip(result.batch_sizes, steps, strict=True) if not np.isfinite(s)]
+    if missing:
+        print(f"not reached at batch sizes {missing}")
+    if np.isfinite(result.critical_batch_size):
+        print(
+            f"\ncritical batch size B_noise = {result.critical_batch_size:.4g} "
+            f"(S_min = {result.s_min:.4g} steps, E_min = {result.e_min:.4g} examples)"
+        )
+    else:
+        print("\ncritical batch size: not fitted (fewer than two batch sizes reached the target, or no trade-off)")
+    out = pathlib.Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, png = out / f"lrjax-batch-size-{task.name}.csv", out / f"lrjax-batch-size-{task.name}.png"
+    table.to_csv(csv, index=False)
+    result.plot().savefig(png, dpi=110)
+    print(f"wrote {csv} and {png}")
+    return 0
+
+
 def _sweep_command(args: argparse.Namespace) -> int:
     _use_cpu_devices(args.cpu_devices)
     task = load_task(args.task)
-    axes = {"learning_rate": search.log_grid(args.lr_min, args.lr_max, args.num)}
-    for name, values in args.config or []:
-        if name in axes:
-            raise ValueError(f"--config {name} is given twice (learning rates come from --lr-min/--lr-max/--num)")
-        axes[name] = values
+    axes = _axes(args, {"learning_rate": search.log_grid(args.lr_min, args.lr_max, args.num)})
     configs = search.grid(axes)
     swept = list(axes)
     result = sweep(
@@ -210,20 +314,12 @@ def _parser() -> argparse.ArgumentParser:
     sched.set_defaults(run=_schedules_command)
 
     sw = commands.add_parser("sweep", help="sweep learning rates on a built-in task in one compiled program")
-    sw.add_argument(
-        "--task",
-        default="digits_mlp",
-        metavar="TASK",
-        help=f"a built-in task ({', '.join(sorted(TASKS))}) or module:function returning an lrjax.Task (default digits_mlp)",
-    )
-    sw.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+    _task_flags(sw)
     sw.add_argument("--lr-min", type=float, default=1e-4, help="smallest learning rate (default 1e-4)")
     sw.add_argument("--lr-max", type=float, default=3.0, help="largest learning rate (default 3)")
     sw.add_argument("--num", type=int, default=32, help="learning rates, log-spaced (default 32)")
     sw.add_argument("--steps", type=int, default=1000, help="training steps (default 1000)")
-    sw.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
     sw.add_argument("--seeds", type=int, default=1, help="seeds per learning rate (default 1)")
-    sw.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     sw.add_argument("--eval-every", type=int, default=100, help="evaluate every N steps (default 100)")
     sw.add_argument(
         "--checkpoint",
@@ -231,24 +327,83 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="save the sweep to DIR at each evaluation (orbax-checkpoint); run the same command again to resume",
     )
-    sw.add_argument(
-        "--config",
-        type=_config_arg,
-        action="append",
-        metavar="NAME=V1,V2,...",
-        help="also sweep this hyperparameter (a grid with the learning rates; repeatable): "
-        + "; ".join(f"{o} reads {', '.join(n) or 'none'}" for o, n in SWEPT.items()),
-    )
+    _config_flag(sw, "also sweep this hyperparameter (a grid with the learning rates; repeatable)")
     sw.add_argument("--top", type=int, default=8, help="rows in the table (default 8)")
-    sw.add_argument("--out-dir", default=".", help="where to write the CSV and PNG (default .)")
-    sw.add_argument(
+    sw.set_defaults(run=_sweep_command)
+
+    fl = commands.add_parser("find-lr", help="the learning-rate range test, many seeds in one program")
+    _task_flags(fl)
+    fl.add_argument("--min-lr", type=float, default=1e-7, help="the ramp's start (default 1e-7)")
+    fl.add_argument("--max-lr", type=float, default=10.0, help="the ramp's end (default 10)")
+    fl.add_argument("--steps", type=int, default=100, help="steps of the ramp (default 100)")
+    fl.add_argument("--mode", choices=["exp", "linear"], default="exp", help="ramp shape (default exp)")
+    fl.add_argument("--seeds", type=int, default=8, help="curves per configuration (default 8)")
+    _config_flag(fl, "one curve per value and seed (Smith's multi-curve test; repeatable, a grid)")
+    fl.add_argument(
+        "--verify",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="train suggestion x 2^-3..2^3 for STEPS steps (default: no)",
+    )
+    fl.set_defaults(run=_find_lr_command)
+
+    bs = commands.add_parser(
+        "batch-size", help="steps and examples to a target across batch sizes; critical batch size"
+    )
+    _task_flags(bs, batch_size=False)
+    bs.add_argument("--batch-sizes", type=_ints_arg, default=[8, 16, 32, 64, 128, 256], help="default 8,16,...,256")
+    bs.add_argument("--examples", type=int, default=96_000, help="training examples per member (default 96000)")
+    bs.add_argument("--target", type=float, default=0.15, help="eval loss to reach (default 0.15)")
+    bs.add_argument("--lr-min", type=float, default=1e-3, help="smallest learning rate (default 1e-3)")
+    bs.add_argument("--lr-max", type=float, default=3e-2, help="largest learning rate (default 3e-2)")
+    bs.add_argument("--num", type=int, default=4, help="learning rates per batch size, log-spaced (default 4)")
+    bs.add_argument(
+        "--lr-rule", choices=["linear", "sqrt"], default=None, help="rescale the learning rates per batch size"
+    )
+    bs.add_argument("--seeds", type=int, default=2, help="seeds per configuration (default 2)")
+    bs.add_argument("--evaluations", type=int, default=100, help="evaluations per batch size (default 100)")
+    _config_flag(bs, "also sweep this hyperparameter at every batch size (a grid with the learning rates)")
+    bs.set_defaults(run=_batch_size_command)
+    return parser
+
+
+def _task_flags(parser: argparse.ArgumentParser, batch_size: bool = True) -> None:
+    """The flags every training command shares: task, optimizer, batch size, seed, output, devices."""
+    parser.add_argument(
+        "--task",
+        default="digits_mlp",
+        metavar="TASK",
+        help=f"a built-in task ({', '.join(sorted(TASKS))}) or module:function returning an lrjax.Task (default digits_mlp)",
+    )
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+    if batch_size:
+        parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    parser.add_argument("--out-dir", default=".", help="where to write the CSV and PNG (default .)")
+    parser.add_argument(
         "--cpu-devices",
         type=int,
         default=os.cpu_count() or 1,
         help="on CPU, JAX devices to split the host into, members sharded over them (default: one per core)",
     )
-    sw.set_defaults(run=_sweep_command)
-    return parser
+
+
+def _config_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--config",
+        type=_config_arg,
+        action="append",
+        metavar="NAME=V1,V2,...",
+        help=f"{what}: " + "; ".join(f"{o} reads {', '.join(n) or 'none'}" for o, n in SWEPT.items()),
+    )
+
+
+def _ints_arg(text: str) -> list[int]:
+    try:
+        return [int(value) for value in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be integers separated by commas, got {text!r}") from None
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -257,6 +412,11 @@ def _check(args: argparse.Namespace) -> None:
         v.check("--peak", args.peak, gt=0)
         return
     v.integer("--cpu-devices", args.cpu_devices)
+    if args.command == "find-lr":
+        v.check("--min-lr", args.min_lr, gt=0)
+        v.check_greater("--max-lr", args.max_lr, "--min-lr", args.min_lr)
+        v.integer("--verify", args.verify, minimum=0)
+        return
     v.integer("--num", args.num)
     v.check("--lr-min", args.lr_min, gt=0)
     v.check_greater("--lr-max", args.lr_max, "--lr-min", args.lr_min)

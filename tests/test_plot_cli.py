@@ -91,6 +91,9 @@ def test_cli_sweep_with_a_checkpoint_resumes_to_the_same_table(tmp_path, capsys)
         (["sweep", "--batch-size", "0", "--steps", "20"], "batch_size must be >= 1, got 0"),
         (["sweep", "--seeds", "0", "--steps", "20"], "seeds must be >= 1, got 0"),
         (["sweep", "--eval-every", "0", "--steps", "20"], "eval_every must be >= 1, got 0"),
+        (["find-lr", "--min-lr", "1", "--max-lr", "0.5"], r"--max-lr must be > --min-lr \(1.0\), got 0.5"),
+        (["find-lr", "--steps", "5"], "steps must be >= 10, got 5"),
+        (["batch-size", "--batch-sizes", "64,32"], r"batch_sizes must be strictly increasing, got \[64, 32\]"),
     ],
 )
 def test_cli_reports_bad_flags_as_usage_errors_not_tracebacks(argv, message, capsys):
@@ -100,6 +103,31 @@ def test_cli_reports_bad_flags_as_usage_errors_not_tracebacks(argv, message, cap
     err = capsys.readouterr().err
     assert re.search("lrjax: error: " + message, err) and "Traceback" not in err
     assert len(err.strip().splitlines()) == 2  # argparse's usage line and one line of error
+
+
+def test_cli_find_lr_prints_suggestions_and_writes_curves_and_png(tmp_path, capsys):
+    import pandas as pd
+
+    args = ["find-lr", "--steps", "40", "--seeds", "3", "--config", "b1=0.5,0.9", "--verify", "30"]
+    assert cli.main([*args, "--out-dir", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "range test 1e-07..10 over 40 steps, 6 curves" in text and "suggestion (valley): " in text
+    assert text.count("verify (30 steps), configuration") == 2
+    frame = pd.read_csv(tmp_path / "lrjax-find-lr-digits_mlp.csv")
+    assert len(frame) == 6 * 40 and {"b1", "seed", "lr", "loss"} <= set(frame)
+    assert (tmp_path / "lrjax-find-lr-digits_mlp.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_batch_size_prints_the_trade_off_and_the_critical_batch_size(tmp_path, capsys):
+    import pandas as pd
+
+    args = ["batch-size", "--batch-sizes", "16,32,64,128", "--examples", "12800", "--num", "2", "--target", "0.5"]
+    assert cli.main([*args, "--seeds", "1", "--evaluations", "20", "--out-dir", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "steps and examples to eval loss 0.5" in text and "critical batch size" in text
+    frame = pd.read_csv(tmp_path / "lrjax-batch-size-digits_mlp.csv")
+    assert len(frame) == 8 and {"batch_size", "learning_rate", "steps_to_target", "reached"} <= set(frame)
+    assert (tmp_path / "lrjax-batch-size-digits_mlp.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_cli_version(capsys):
