@@ -1,4 +1,4 @@
-"""Regenerate the README's figures: python docs/figures.py (about 10 s on 2 cores)."""
+"""Regenerate the README's figures: python docs/figures.py (about 25 s on 2 cores)."""
 
 import matplotlib
 
@@ -37,3 +37,16 @@ two = lrjax.sweep(
     progress=False,
 )
 two.plot().savefig("docs/sweep-learning-rate-weight-decay.png", dpi=72)
+finder = lrjax.find_lr(task, adamw, seeds=8, batch_size=64, configs={"weight_decay": [1e-4, 1e-1]}, progress=False)
+finder.plot().figure.savefig("docs/find-lr.png", dpi=80)
+sizes = lrjax.batch_size.batch_size_sweep(
+    task,
+    adam,
+    {"learning_rate": lrjax.search.log_grid(1e-3, 3e-2, 4)},
+    [8, 16, 32, 64, 128, 256],
+    examples=96_000,
+    target=0.15,
+    seeds=2,
+    progress=False,
+)
+sizes.plot().savefig("docs/batch-size.png", dpi=72)

@@ -377,7 +377,8 @@ def finder(result: Any, *, ax: Any = None) -> Any:
     """
     plt = _pyplot()
     if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        others = [k for k in result.configs if k != "seed"]
+        fig, ax = plt.subplots(figsize=(10, 4.5) if others else (7, 4.5), layout="constrained")
         plt.close(fig)
     lrs, losses = result.lrs, result.losses
     curves = result._per_config(losses)
@@ -431,7 +432,10 @@ def finder(result: Any, *, ax: Any = None) -> Any:
     ax.set_ylabel("smoothed training loss")
     ax.set_title(f"range test: {result.info.get('task', '')}, {result.seeds} seeds")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
+    if others:  # a legend block per configuration: beside the axes, not over the curves
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize="small")
     return ax
 
 

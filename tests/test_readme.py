@@ -1,0 +1,33 @@
+"""The README's range-test and batch-size snippets run as written and print what they say."""
+
+import pathlib
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+
+
+def _snippet(heading: str) -> str:
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index(heading) :]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start : section.index("```\n", start)]
+
+
+def test_the_range_test_snippet(capsys):
+    scope = {}
+    exec(_snippet("## Choosing a learning rate"), scope)
+    finder, check = scope["finder"], scope["check"]
+    assert finder.losses.shape == (16, 100) and finder.suggestions["valley"].shape == (2,)
+    assert check.lrs.shape == (2, 7) and (np.asarray(check.regret) >= 0).all()
+    assert "minimum_spread" in capsys.readouterr().out
+
+
+def test_the_batch_size_snippet(capsys):
+    scope = {}
+    exec(_snippet("## Choosing a batch size"), scope)
+    result, noise = scope["result"], scope["noise"]
+    assert noise.b_simple > 0 and len(result.to_pandas()) == 24
+    assert 16 < result.critical_batch_size < 1024
+    assert "examples_per_second" in capsys.readouterr().out
