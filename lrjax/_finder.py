@@ -310,11 +310,15 @@ class FinderResult:
         frame["loss"] = self.losses.reshape(-1)
         return frame
 
-    def plot(self, ax: Any = None) -> Any:
-        """Curves, their band and median, each suggestion marked; see `lrjax.plot.finder`."""
+    def plot(self) -> Any:
+        """Curves, their band and median, each suggestion marked (`lrjax.plot.finder`).
+
+        Returns:
+          The matplotlib figure (``lrjax.plot.finder(result, ax=...)`` draws on given axes).
+        """
         from lrjax import plot
 
-        return plot.finder(self, ax=ax)
+        return plot.finder(self).figure
 
     def __repr__(self) -> str:
         stopped = int(np.sum(self.diverged_at >= 0))

@@ -205,7 +205,7 @@ def _find_lr_command(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     csv, png = out / f"lrjax-find-lr-{task.name}.csv", out / f"lrjax-find-lr-{task.name}.png"
     result.to_pandas().to_csv(csv, index=False)
-    result.plot().figure.savefig(png, dpi=110)
+    result.plot().savefig(png, dpi=110)
     print(f"wrote {csv} and {png}")
     return 0
 
