@@ -99,6 +99,12 @@ def check_task_and_optimizer(task: Any, optimizer: Any, hp: Mapping[str, Any], p
         raise TypeError(f"task must be an lrjax.Task, got {task!r}")
     if not callable(optimizer):
         raise TypeError(f"optimizer must be a function hp -> optax.GradientTransformation, got {optimizer!r}")
+    # The check follows from tracing alone: a population of the same functions and config
+    # structure that passed it passes again (the engine's trace cache remembers it).
+    cache.traced("checked", task, optimizer, plateau, hp, lambda: _check_reads(task, optimizer, hp, plateau))
+
+
+def _check_reads(task: Task, optimizer: Any, hp: Mapping[str, Any], plateau: Any) -> bool:
     params = jax.eval_shape(task.init, jax.random.key(0))
     probe, read = _probe("optimizer", optimizer, hp, params)
     if not isinstance(probe, optax.GradientTransformation):
@@ -107,13 +113,19 @@ def check_task_and_optimizer(task: Any, optimizer: Any, hp: Mapping[str, Any], p
         plateau_read = _probe("plateau", plateau, hp, jax.ShapeDtypeStruct((), jnp.float32))[1]
         read = None if read is None or plateau_read is None else read | plateau_read
     if read is None:
-        return
+        return True
     unread = sorted(set(hp) - read)
     if unread:
         raise ValueError(
             f"configs[{unread[0]!r}] is never read by optimizer(hp){' or plateau(hp)' if plateau is not None else ''}: "
             f"remove it, or use it (unread: {unread})"
         )
+    return True
+
+
+def one_member_bytes(task: Task, optimizer: Any, hp: Mapping[str, Any]) -> int:
+    """`member_bytes`, remembered by the engine's trace cache."""
+    return cache.traced("bytes", task, optimizer, None, hp, lambda: member_bytes(task, optimizer, hp))
 
 
 def state_bytes(member_bytes: int, members: int) -> int:
@@ -219,7 +231,7 @@ class Population:
             raise ValueError(
                 f"plateau_metric must be one of the task's metrics {self._metric_names}, got {plateau_metric!r}"
             )
-        one_member = member_bytes(task, optimizer, _configs.take(hps, 0))
+        one_member = one_member_bytes(task, optimizer, _configs.take(hps, 0))
         needed = state_bytes(one_member, seeds * slots)
         if needed > memory_budget:
             raise ValueError(

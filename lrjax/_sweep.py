@@ -22,11 +22,17 @@ from tqdm.auto import tqdm
 from lrjax import _checkpoint, _configs
 from lrjax import _validate as v
 from lrjax._configs import check_configs
-from lrjax._population import DEFAULT_MEMORY_BUDGET, Population, check_task_and_optimizer, state_bytes
+from lrjax._population import (
+    DEFAULT_MEMORY_BUDGET,
+    Population,
+    check_task_and_optimizer,
+    one_member_bytes,
+    state_bytes,
+)
 from lrjax._result import SweepResult
 from lrjax._task import Task
 from lrjax.engine.compiles import count_compiles
-from lrjax.engine.program import CHUNK, OptimizerFn, member_bytes
+from lrjax.engine.program import CHUNK, OptimizerFn
 
 __all__ = ["check_configs", "group_size", "sweep"]
 
@@ -156,7 +162,7 @@ def sweep(
             raise TypeError(f"checkpoint must be a directory path, got {checkpoint!r}")
         checkpoint_every = checkpoint_every or eval_every
     devices = tuple(devices or jax.local_devices())
-    one_member = member_bytes(task, optimizer, _configs.take(hps, 0))
+    one_member = one_member_bytes(task, optimizer, _configs.take(hps, 0))
     size = group_size(num_configs, seeds, one_member, memory_budget, len(devices))
     groups = [np.arange(g, min(g + size, num_configs)) for g in range(0, num_configs, size)]
     # A group holds at least one configuration per device, even over the budget.

@@ -93,3 +93,24 @@ def test_functions_reading_mutable_values_are_keyed_by_identity():
     array = np.ones(3)
     h = lambda hp: array * hp
     assert cache.function_key(h) is h
+
+
+def test_a_new_population_of_known_functions_traces_nothing_on_the_host():
+    """The optimizer-reads check and the member-size estimate trace the optimizer from shapes;
+    the engine remembers both per (task, optimizer, config structure), so a second population
+    (a range test run again, a sweep's next memory group) calls the optimizer 0 times; a
+    config structure it has not seen is checked again."""
+    task = lrjax.datasets.quadratic((1.0, 4.0))
+    calls = []
+
+    def optimizer(hp):
+        calls.append(1)
+        return optax.sgd(hp["learning_rate"])
+
+    lrjax.Population(task, optimizer, {"learning_rate": [0.1, 0.2]})
+    assert calls  # checked, sized and traced into programs
+    calls.clear()
+    lrjax.Population(task, optimizer, {"learning_rate": [0.3, 0.4]})
+    assert calls == []
+    with np.testing.assert_raises_regex(ValueError, r"configs\['momentum'\] is never read"):
+        lrjax.Population(task, optimizer, {"learning_rate": [0.3], "momentum": [0.9]})

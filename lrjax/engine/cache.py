@@ -15,7 +15,9 @@ Two levels:
   so equal text means an interchangeable executable.
 
 Both caches are least-recently-used dictionaries of bounded size (`MAX_PROGRAM_SETS`,
-`MAX_EXECUTABLES`); `clear()` empties them.
+`MAX_EXECUTABLES`); `clear()` empties them. A third, `traced`, remembers what the host learns by
+tracing a task and optimizer from shapes (the names the optimizer reads, a member's bytes), so a
+new population of the same functions and config structure does not trace them again.
 """
 
 from __future__ import annotations
@@ -81,12 +83,14 @@ class _LRU:
 
 _PROGRAM_SETS = _LRU(MAX_PROGRAM_SETS)
 _EXECUTABLES = _LRU(MAX_EXECUTABLES)
+_TRACED = _LRU(MAX_EXECUTABLES)
 
 
 def clear() -> None:
     """Forget every cached program (the next population traces and compiles afresh)."""
     _PROGRAM_SETS.clear()
     _EXECUTABLES.clear()
+    _TRACED.clear()
 
 
 def sizes() -> dict[str, int]:
@@ -244,6 +248,18 @@ class ProgramSet:
         """The compiled executable (``jax.stages.Compiled``) of operation ``name``, e.g. for
         its ``memory_analysis()``."""
         return self._compiled[(name, _hp_signature(hps))]
+
+
+def traced(what: str, task: Task, optimizer: OptimizerFn, plateau: Any, hp: Any, compute: Callable[[], Any]) -> Any:
+    """``compute()``, remembered under (``what``, task identity, `function_key` of the optimizer
+    and plateau, the structure, shapes and dtypes of one member's ``hp``): for facts that follow
+    from tracing alone, never from the values. An exception is not remembered."""
+    key = (what, task, function_key(optimizer), function_key(plateau), _hp_signature(hp))
+    found = _TRACED.get(key)
+    if found is None:
+        found = compute()
+        _TRACED.put(key, found)
+    return found
 
 
 def program_set(task: Task, optimizer: OptimizerFn, plateau: PlateauFn | None, layout: Layout) -> ProgramSet:
