@@ -1,0 +1,245 @@
+"""`bayesian`: Bayesian optimization through Optuna's ask/tell, one round per compiled population.
+
+Each round asks Optuna for ``batch`` trials (TPE by default, with ``constant_liar`` so the trials
+of one batch spread out instead of piling onto one point; any Optuna sampler can be passed),
+trains them as one population, and tells Optuna each trial's final metric, the mean over its
+seeds. A trial with a diverged seed is told as FAILED (``user_attrs["diverged"]``), not as an
+infinite loss, which would distort the sampler's model. Rounds have one shape (a short last
+round is padded with inactive slots), so the training program compiles once for the whole study.
+
+With ``storage`` (any Optuna storage URL, e.g. ``sqlite:///study.db``) the study outlives the
+process: run the same call again after a crash and it goes on. Trials asked but never told (the
+crash came mid-round) are marked FAILED and their parameters enqueued again (as trials with
+``user_attrs["requeued_from"]``), so no trial is lost and none is counted twice: the study ends with ``trials``
+told trials in all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from lrjax import _configs
+from lrjax import _validate as v
+from lrjax._task import Task
+from lrjax.engine.program import CHUNK, OptimizerFn
+from lrjax.search._driver import Driver, check_common
+from lrjax.search._result import SearchResult
+from lrjax.search._space import Choice, Distribution, IntUniform, LogUniform, Uniform, check_space
+
+__all__ = ["bayesian", "optuna_distributions"]
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("lrjax.search.bayesian needs Optuna: pip install 'lrjax[search]'") from err
+    return optuna
+
+
+def _plain(value: Any) -> bool:
+    return isinstance(value, (bool, int, float, str, np.integer, np.floating)) or value is None
+
+
+def optuna_distributions(space: Mapping[str, Any]) -> dict[str, Any]:
+    """Optuna's distribution for each searched name of ``space`` (constants are not searched).
+    A `choice` of numbers is a categorical over them; of schedules, over their indices.
+
+    Example:
+      >>> from lrjax.search import log_uniform, int_uniform
+      >>> from lrjax.search._bayesian import optuna_distributions
+      >>> optuna_distributions({"lr": log_uniform(1e-4, 1e-1), "warmup": int_uniform(0, 100), "b2": 0.999})
+      {'lr': FloatDistribution(high=0.1, log=True, low=0.0001, step=None), 'warmup': IntDistribution(high=100, log=False, low=0, step=1)}
+    """
+    optuna = _optuna()
+    out = {}
+    for name, dist in space.items():
+        if isinstance(dist, LogUniform):
+            out[name] = optuna.distributions.FloatDistribution(dist.low, dist.high, log=True)
+        elif isinstance(dist, Uniform):
+            out[name] = optuna.distributions.FloatDistribution(dist.low, dist.high)
+        elif isinstance(dist, IntUniform):
+            out[name] = optuna.distributions.IntDistribution(dist.low, dist.high)
+        elif isinstance(dist, Choice):
+            plain = all(_plain(x) for x in dist.values)
+            choices = (
+                tuple(x.item() if hasattr(x, "item") else x for x in dist.values)
+                if plain
+                else tuple(range(len(dist.values)))
+            )
+            out[name] = optuna.distributions.CategoricalDistribution(choices)
+    return out
+
+
+def _values(space: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """One configuration (name -> value) from a trial's Optuna parameters."""
+    out = {}
+    for name, dist in space.items():
+        if not isinstance(dist, Distribution):
+            out[name] = dist
+        elif isinstance(dist, Choice) and not all(_plain(x) for x in dist.values):
+            out[name] = dist.values[params[name]]
+        else:
+            out[name] = params[name]
+    return out
+
+
+def _column(name: str, values: Sequence[Any]) -> Any:
+    return _configs.as_tree(f"space[{name!r}]", list(values))
+
+
+def _reconcile(study: Any) -> int:
+    """Fail the trials a crashed run asked and never told, and enqueue their parameters again.
+    Returns how many there were."""
+    optuna = _optuna()
+    stale = list(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+    for t in stale:
+        study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    return len(stale)
+
+
+def _told(study: Any) -> int:
+    """Trials lrjax has told: completed ones and those failed because they diverged."""
+    states = _optuna().trial.TrialState
+    return sum(
+        t.state == states.COMPLETE or (t.state == states.FAIL and t.user_attrs.get("diverged"))
+        for t in study.get_trials(deepcopy=False)
+    )
+
+
+def bayesian(
+    task: Task,
+    optimizer: OptimizerFn,
+    space: Mapping[str, Any],
+    *,
+    trials: int,
+    batch: int,
+    steps: int,
+    metric: str = "loss",
+    mode: str | None = None,
+    sampler: Any = None,
+    storage: Any = None,
+    study_name: str | None = None,
+    study: Any = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    seeds: int = 1,
+    eval_every: int | None = None,
+    devices: Sequence[Any] | None = None,
+    progress: bool = True,
+) -> SearchResult:
+    """Bayesian optimization with Optuna: rounds of ``batch`` trials, each round one program.
+
+    Args:
+      task: the `lrjax.Task` to train.
+      optimizer: ``hp -> optax.GradientTransformation``.
+      space: name -> distribution (`log_uniform`, `uniform`, `int_uniform`, `choice`) or constant.
+      trials: the trials the study should hold when done (told by lrjax: completed, or failed
+        by diverging); a resumed study runs only the rest.
+      batch: trials per round, trained together.
+      steps: training steps of every trial.
+      metric, mode: the evaluation metric told to Optuna and its direction.
+      sampler: an Optuna sampler (default ``TPESampler(seed=seed, constant_liar=True)``).
+      storage: an Optuna storage (URL or object): the study is loaded from it if it exists.
+      study_name: the study's name in ``storage``.
+      study: an existing ``optuna.Study`` to continue (instead of sampler/storage/name).
+      batch_size, seed, seeds, devices, progress: as for `lrjax.sweep`.
+      eval_every: also evaluate every this many steps: recorded in ``history`` and reported to
+        Optuna (``trial.report``), so a study's plots show the curves.
+
+    Returns:
+      A `SearchResult` of the trials trained by this call (``round`` is the round); the whole
+      study, earlier runs included, is ``result.study``.
+
+    Example:
+      >>> import optax, lrjax
+      >>> from lrjax.search import bayesian, log_uniform
+      >>> result = bayesian(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
+      ...                   {"learning_rate": log_uniform(1e-3, 1.0)}, trials=8, batch=4, steps=50, progress=False)
+      >>> len(result.study.trials), sorted(set(result.history["round"]))
+      (8, [1, 2])
+    """
+    optuna = _optuna()
+    space = check_space(space)
+    trials = v.integer("trials", trials)
+    batch = v.integer("batch", batch)
+    steps = v.integer("steps", steps)
+    if eval_every is not None:
+        eval_every = v.integer("eval_every", eval_every)
+    mode = check_common(task, metric, mode, batch_size, seeds, seed)
+    direction = "minimize" if mode == "min" else "maximize"
+    distributions = optuna_distributions(space)
+    if not distributions:
+        raise ValueError(f"space must have at least one distribution to search, got only constants {sorted(space)}")
+    if study is None:
+        study = optuna.create_study(
+            storage=storage,
+            sampler=sampler or optuna.samplers.TPESampler(seed=seed, constant_liar=True),
+            study_name=study_name,
+            direction=direction,
+            load_if_exists=True,
+        )
+    elif study.direction.name.lower() != direction:
+        raise ValueError(f"study optimizes in direction {study.direction.name.lower()!r}, but mode={mode!r}")
+    interrupted = _reconcile(study)
+    remaining = trials - _told(study)
+    stops = sorted({*range(eval_every or steps, steps, eval_every or steps), steps})
+
+    def configs_of(params: list[dict[str, Any]]) -> dict[str, Any]:
+        rows = [_values(space, p) for p in params]
+        rows += [rows[-1]] * (batch - len(rows))  # padding slots repeat the last trial
+        return {name: _column(name, [r[name] for r in rows]) for name in space}
+
+    driver = None
+    rounds = 0
+    while remaining > 0:
+        rounds += 1
+        asked = [study.ask(distributions) for _ in range(min(batch, remaining))]
+        for trial in asked:
+            trial.set_user_attr("lrjax_round", rounds)
+        configs = configs_of([t.params for t in asked])
+        if driver is None:
+            driver = Driver(
+                task,
+                optimizer,
+                configs,
+                metric=metric,
+                mode=mode,
+                method="bayesian",
+                stage="round",
+                total=steps * -(-remaining // batch),
+                batch_size=batch_size,
+                seed=seed,
+                seeds=seeds,
+                devices=devices,
+                progress=progress,
+            )
+        else:
+            driver.new_population(configs)
+        slots = np.arange(len(asked))
+        if len(asked) < batch:
+            driver.pop.deactivate(driver.members(np.arange(len(asked), batch)))
+        driver.start_trials(slots, ids=[t.number for t in asked])
+        for stop in stops:
+            while driver.pop.clock < stop:
+                driver.advance(min(CHUNK, stop - driver.pop.clock))
+            values, diverged = driver.measure()
+            for slot, trial in zip(slots, asked, strict=True):
+                driver.record(slot, values[slot], diverged[slot], rounds)
+                if stop < steps and not diverged[slot]:
+                    trial.report(float(values[slot]), stop)
+        for slot, trial in zip(slots, asked, strict=True):
+            if diverged[slot]:
+                trial.set_user_attr("diverged", True)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                study.tell(trial, float(values[slot]))
+        remaining -= len(asked)
+    info = dict(trials=trials, batch=batch, steps=steps, rounds=rounds, interrupted=interrupted)
+    if driver is None:  # the study was already complete
+        return SearchResult("bayesian", [], metric, mode, "round", {**info, "utilization": float("nan")}, {}, study)
+    return driver.finish(info, study=study)

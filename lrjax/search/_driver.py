@@ -1,0 +1,192 @@
+"""What every search policy shares: a population of trial slots, its metric per slot, its
+records, and the count of member-steps spent on live trials.
+
+A *slot* is one configuration of the population with all its seeds (members
+``slot * seeds … slot * seeds + seeds − 1``); a *trial* is one configuration's life in a slot,
+from its start (or the copy that began it) to its stop. The metric of a slot is the mean over its
+seeds; a slot with a diverged seed, or a non-finite mean, has diverged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lrjax import _configs
+from lrjax import _validate as v
+from lrjax._population import Population
+from lrjax._result import _readable, metric_mode
+from lrjax._task import Task
+from lrjax.engine.program import OptimizerFn, trace_metric_names
+from lrjax.search._result import SearchResult
+from lrjax.search._space import Distribution
+
+__all__ = ["Driver", "check_common", "is_space"]
+
+
+def is_space(value: Mapping[str, Any]) -> bool:
+    """Whether ``value`` is a space (distributions or constants) rather than configurations
+    (one value per configuration)."""
+    return isinstance(value, Mapping) and all(isinstance(x, Distribution) or np.ndim(x) == 0 for x in value.values())
+
+
+class Driver:
+    """A population of ``slots`` trial slots and the bookkeeping of one search.
+
+    Args:
+      task, optimizer: as for `lrjax.Population`.
+      configs: the first configuration of every slot.
+      metric, mode: the metric that ranks trials and its direction.
+      method, stage: the policy's name and its stage column (``rung``, ...).
+      total: the number of clock steps, for the progress bar.
+      batch_size, seed, seeds, devices, progress: as for `lrjax.sweep`.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        optimizer: OptimizerFn,
+        configs: Mapping[str, Any],
+        *,
+        metric: str,
+        mode: str,
+        method: str,
+        stage: str,
+        total: int,
+        batch_size: int | None,
+        seed: int,
+        seeds: int,
+        devices: Sequence[Any] | None,
+        progress: bool,
+    ):
+        self.started = time.perf_counter()
+        self._population_args = dict(batch_size=batch_size, seed=seed, seeds=seeds, devices=devices)
+        self.task, self.optimizer = task, optimizer
+        self.pop = Population(task, optimizer, configs, **self._population_args)
+        self.seeds = seeds
+        self.slots = self.pop.size // seeds
+        self.metric, self.mode, self.method, self.stage = metric, mode, method, stage
+        self.records: list[dict[str, Any]] = []
+        self.trial_configs: dict[int, dict[str, Any]] = {}
+        self.trial_of = np.full(self.slots, -1)
+        self.next_trial = 0
+        self.member_steps = 0
+        self.active_steps = 0
+        self.bar = tqdm(
+            total=total, desc=f"{method} {task.name} · {self.slots} slots", unit="step", disable=not progress
+        )
+
+    # -- slots and trials -------------------------------------------------------------------
+
+    def members(self, slots: Any) -> np.ndarray:
+        """The member indices of ``slots`` (all their seeds)."""
+        slots = np.asarray(slots, np.int64).reshape(-1)
+        return (slots[:, None] * self.seeds + np.arange(self.seeds)[None, :]).reshape(-1)
+
+    def new_population(self, configs: Mapping[str, Any]) -> None:
+        """Replace the population by a fresh one of ``configs`` (same shapes: nothing compiles)."""
+        self.pop = Population(self.task, self.optimizer, configs, **self._population_args)
+
+    def start_trials(self, slots: Any, ids: Any = None) -> np.ndarray:
+        """Trial ids for ``slots`` (whose configs are already in the population): ``ids``, or
+        the next unused numbers."""
+        slots = np.asarray(slots, np.int64).reshape(-1)
+        if ids is None:
+            ids = np.arange(self.next_trial, self.next_trial + len(slots))
+        ids = np.asarray(ids, np.int64)
+        self.next_trial = max(self.next_trial, int(ids.max()) + 1 if ids.size else 0)
+        self.trial_of[slots] = ids
+        configs = self.pop.configs
+        for slot, trial in zip(slots, ids, strict=True):
+            self.trial_configs[int(trial)] = {
+                k: _configs.take(x, slot * self.seeds) for k, x in configs.items() if k != "seed"
+            }
+        return ids
+
+    def columns(self, slot: int) -> dict[str, Any]:
+        """The slot's hyperparameters as readable flat columns."""
+        hps = {k: x for k, x in self.pop.configs.items() if k != "seed"}
+        cols = _configs.columns(_configs.take(hps, np.asarray([slot * self.seeds])))
+        return {k: _readable(x)[0].item() for k, x in cols.items()}
+
+    # -- training and measuring -----------------------------------------------------------
+
+    def advance(self, steps: int) -> None:
+        """Advance the population; count the slot-steps run and those of active slots."""
+        if steps <= 0:
+            return
+        active = int(self.pop.active.reshape(self.slots, self.seeds).any(1).sum())
+        self.pop.advance(steps)
+        self.member_steps += self.slots * steps
+        self.active_steps += active * steps
+        self.bar.update(steps)
+
+    def measure(self) -> tuple[np.ndarray, np.ndarray]:
+        """(values, diverged), each (slots,): the seed-mean metric and whether the slot diverged
+        (a seed diverged or the mean is not finite; its value is then NaN)."""
+        values = self.pop.evaluate()[self.metric].reshape(self.slots, self.seeds)
+        diverged = self.pop.diverged.reshape(self.slots, self.seeds).any(1)
+        mean = values.astype(np.float64).mean(1)
+        diverged |= ~np.isfinite(mean)
+        return np.where(diverged, np.nan, mean), diverged
+
+    def ranking(self, values: np.ndarray) -> np.ndarray:
+        """Positions of ``values`` best first (stable: ties keep their order; NaN last)."""
+        key = np.where(np.isnan(values), np.inf, values if self.mode == "min" else -values)
+        return np.argsort(key, kind="stable")
+
+    def record(self, slot: int, value: float, diverged: bool, stage: int, **extra: Any) -> dict[str, Any]:
+        row = {
+            "trial": int(self.trial_of[slot]),
+            self.stage: int(stage),
+            "steps": int(self.pop.steps[slot * self.seeds]),
+            "member": int(slot),
+            **self.columns(slot),
+            self.metric: float(value),
+            "diverged": bool(diverged),
+            **extra,
+        }
+        self.records.append(row)
+        return row
+
+    def finish(self, info: Mapping[str, Any], study: Any = None) -> SearchResult:
+        self.bar.close()
+        info = {
+            **info,
+            "task": self.pop.task.name,
+            "slots": self.slots,
+            "seeds": self.seeds,
+            "trials": len(self.trial_configs),
+            "seconds": time.perf_counter() - self.started,
+            "member_steps": self.member_steps,
+            "active_member_steps": self.active_steps,
+            "utilization": self.active_steps / self.member_steps if self.member_steps else float("nan"),
+        }
+        return SearchResult(
+            method=self.method,
+            records=self.records,
+            metric=self.metric,
+            mode=self.mode,
+            stage=self.stage,
+            info=info,
+            configs=self.trial_configs,
+            study=study,
+        )
+
+
+def check_common(task: Task, metric: str, mode: str | None, batch_size: int | None, seeds: int, seed: int) -> str:
+    """The policies' shared arguments, checked before anything compiles; returns the mode."""
+    if not isinstance(task, Task):
+        raise TypeError(f"task must be an lrjax.Task, got {task!r}")
+    v.integer("seeds", seeds)
+    v.integer("seed", seed, minimum=0)
+    if batch_size is not None:
+        v.integer("batch_size", batch_size)
+    names = trace_metric_names(task, batch_size)
+    if metric not in names:
+        raise ValueError(f"metric must be one of the task's metrics {names}, got {metric!r}")
+    return metric_mode(metric, mode, task.metric_modes)

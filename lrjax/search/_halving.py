@@ -1,0 +1,361 @@
+"""`successive_halving` and `hyperband`: train many trials briefly, keep the best, train longer.
+
+Successive halving (Jamieson & Talwalkar 2016; Li et al., "Hyperband", JMLR 2018, Algorithm 1's
+inner loop): a cohort of m trials trains to the first rung r₀; exactly the best ⌊m/η⌋ go on to
+r₀·η, and so on up to ``max_steps``. lrjax decides each rung from every value of the cohort at
+that rung at once (not trial by trial, so the order in which trials report cannot change who
+goes on), and the whole cohort trains as one compiled program.
+
+With ``refill`` the slots of stopped trials start new configurations at once, as a new cohort
+that climbs its own rungs: the program stays full, as in asynchronous halving (ASHA, Li et al.
+2020), but each promotion is still the exact top ⌊m/η⌋ of one cohort's rung. Hyperband runs its
+brackets (cohorts that start at different rungs, trading breadth for depth) side by side in one
+population.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from lrjax import _configs
+from lrjax import _validate as v
+from lrjax._task import Task
+from lrjax.engine.program import OptimizerFn
+from lrjax.search._driver import Driver, check_common, is_space
+from lrjax.search._result import SearchResult
+from lrjax.search._space import check_space, sample
+
+__all__ = ["hyperband", "rungs", "successive_halving"]
+
+
+def rungs(min_steps: int, max_steps: int, reduction_factor: float) -> list[int]:
+    """The rung steps min_steps·η^k below ``max_steps``, then ``max_steps``.
+
+    Example:
+      >>> from lrjax.search._halving import rungs
+      >>> rungs(100, 900, 3), rungs(100, 1000, 3)
+      ([100, 300, 900], [100, 300, 900, 1000])
+    """
+    out, r = [], float(min_steps)
+    while round(r) < max_steps:
+        out.append(round(r))
+        r *= reduction_factor
+    return [*out, max_steps]
+
+
+class _Source:
+    """Where new trials' configurations come from: a space (sampled) or a list (in order)."""
+
+    def __init__(self, space_or_configs: Mapping[str, Any], seed: int):
+        if is_space(space_or_configs):
+            self.space: dict[str, Any] | None = check_space(space_or_configs)
+            self.rng = np.random.default_rng(seed)
+            self.left = math.inf
+        else:
+            self.space = None
+            self.configs, self.left = _configs.check_configs(space_or_configs)
+            self.used = 0
+
+    def take(self, k: int) -> dict[str, Any]:
+        if self.space is not None:
+            return sample(self.space, k, self.rng)
+        index = np.arange(self.used, self.used + k)
+        self.used += k
+        self.left -= k
+        return _configs.take(self.configs, index)
+
+
+@dataclasses.dataclass
+class _Cohort:
+    slots: np.ndarray
+    start: int
+    rungs: list[int]
+    bracket: int
+    k: int = 0
+
+    @property
+    def due(self) -> int:
+        return self.start + self.rungs[self.k]
+
+
+def _check(min_steps: Any, max_steps: Any, reduction_factor: Any, steps: Any) -> tuple[int, int, float, int]:
+    min_steps = v.integer("min_steps", min_steps)
+    max_steps = v.integer("max_steps", max_steps)
+    if max_steps < min_steps:
+        raise ValueError(f"max_steps must be >= min_steps ({min_steps}), got {max_steps}")
+    v.check("reduction_factor", reduction_factor, ge=2)
+    steps = max_steps if steps is None else v.integer("steps", steps)
+    return min_steps, max_steps, float(reduction_factor), steps
+
+
+def _run(driver: Driver, source: _Source, cohorts: list[_Cohort], eta: float, refill: bool, horizon: int) -> None:
+    """Advance rung by rung until every cohort has finished or the clock reaches ``horizon``."""
+    pop = driver.pop
+    while True:
+        alive = [c for c in cohorts if c.k < len(c.rungs) and c.due <= horizon]
+        if not alive:
+            driver.advance(horizon - pop.clock if any(c.k < len(c.rungs) for c in cohorts) else 0)
+            return
+        now = min(c.due for c in alive)
+        driver.advance(now - pop.clock)
+        values, diverged = driver.measure()
+        freed: dict[int, list[int]] = {}
+        for cohort in [c for c in alive if c.due == now]:
+            last = cohort.k == len(cohort.rungs) - 1
+            keep = 0 if last else math.floor(len(cohort.slots) / eta)
+            order = driver.ranking(values[cohort.slots])
+            promoted = set(cohort.slots[order[:keep]].tolist())
+            for slot in cohort.slots:
+                driver.record(
+                    slot, values[slot], diverged[slot], cohort.k, bracket=cohort.bracket, promoted=slot in promoted
+                )
+            stopped = [int(s) for s in cohort.slots if s not in promoted]
+            freed.setdefault(cohort.bracket, []).extend(stopped)
+            cohort.slots = cohort.slots[np.isin(cohort.slots, list(promoted))]
+            cohort.k = len(cohort.rungs) if keep == 0 else cohort.k + 1
+        for bracket, slots in freed.items():
+            if not slots:
+                continue
+            pop.deactivate(driver.members(slots))
+            template = next(c for c in cohorts if c.bracket == bracket).rungs
+            count = min(len(slots), source.left)
+            if refill and count and now + template[0] <= horizon:
+                slots = np.asarray(slots[: int(count)])
+                new = source.take(len(slots))
+                members = driver.members(slots)
+                pop.replace(
+                    members,
+                    {k: _configs.take(x, np.repeat(np.arange(len(slots)), driver.seeds)) for k, x in new.items()},
+                )
+                pop.activate(members)
+                driver.start_trials(slots)
+                cohorts.append(_Cohort(slots, now, template, bracket))
+
+
+def _start(
+    task: Task,
+    optimizer: OptimizerFn,
+    source: _Source,
+    slots: int,
+    *,
+    method: str,
+    metric: str,
+    mode: str,
+    horizon: int,
+    batch_size: int | None,
+    seed: int,
+    seeds: int,
+    devices: Sequence[Any] | None,
+    progress: bool,
+) -> Driver:
+    if source.left < slots:
+        raise ValueError(
+            f"space_or_configs must hold at least {slots} configurations (one per slot), got {source.left}"
+        )
+    driver = Driver(
+        task,
+        optimizer,
+        source.take(slots),
+        metric=metric,
+        mode=mode,
+        method=method,
+        stage="rung",
+        total=horizon,
+        batch_size=batch_size,
+        seed=seed,
+        seeds=seeds,
+        devices=devices,
+        progress=progress,
+    )
+    driver.start_trials(np.arange(slots))
+    return driver
+
+
+def successive_halving(
+    task: Task,
+    optimizer: OptimizerFn,
+    space_or_configs: Mapping[str, Any],
+    *,
+    n: int,
+    min_steps: int,
+    max_steps: int,
+    reduction_factor: float = 3,
+    refill: bool = True,
+    steps: int | None = None,
+    metric: str = "loss",
+    mode: str | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    seeds: int = 1,
+    devices: Sequence[Any] | None = None,
+    progress: bool = True,
+) -> SearchResult:
+    """Successive halving over ``n`` trial slots trained as one program.
+
+    ``n`` trials train to ``min_steps``; at each rung r_k = min_steps·η^k (and ``max_steps``)
+    the cohort's exact best ⌊m/η⌋ by ``metric`` (mean over seeds, diverged last) go on, the
+    others stop. With ``refill`` each stopped trial's slot starts a new configuration at once
+    (drawn from the space, or the next of the configurations), as a new cohort with the same
+    rungs, as long as it can reach its first rung within ``steps``.
+
+    Args:
+      task: the `lrjax.Task` to train.
+      optimizer: ``hp -> optax.GradientTransformation``.
+      space_or_configs: a space (`lrjax.search.log_uniform`, ...) or configurations (one value
+        per configuration, at least ``n``, taken in order).
+      n: trial slots, >= reduction_factor.
+      min_steps, max_steps: the first and last rung, 1 <= min_steps <= max_steps.
+      reduction_factor: η >= 2.
+      refill: start new trials in freed slots.
+      steps: the length of the search in steps of the population's clock (default
+        ``max_steps``: as long as one trial's full training).
+      metric, mode: the evaluation metric that ranks trials, and ``"min"`` or ``"max"``
+        (default: the metric's known direction).
+      batch_size, seed, seeds, devices, progress: as for `lrjax.sweep`; with ``seeds`` each
+        trial trains that many seeds and is ranked by their mean.
+
+    Returns:
+      A `SearchResult` whose ``history`` has a row per trial per rung reached (``promoted``
+      says who went on) and whose ``info["utilization"]`` is the fraction of slot-steps spent on
+      live trials.
+
+    Example:
+      >>> import optax, lrjax
+      >>> from lrjax.search import log_uniform, successive_halving
+      >>> result = successive_halving(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
+      ...                             {"learning_rate": log_uniform(1e-3, 1.0)}, n=9, min_steps=10, max_steps=90,
+      ...                             progress=False)
+      >>> sorted(set(result.history["steps"]))
+      [10, 30, 90]
+    """
+    min_steps, max_steps, eta, horizon = _check(min_steps, max_steps, reduction_factor, steps)
+    n = v.integer("n", n)
+    if n < eta:
+        raise ValueError(f"n must be >= reduction_factor ({eta:g}) so that the first rung promotes a trial, got {n}")
+    mode = check_common(task, metric, mode, batch_size, seeds, seed)
+    source = _Source(space_or_configs, seed)
+    driver = _start(
+        task,
+        optimizer,
+        source,
+        n,
+        method="successive_halving",
+        metric=metric,
+        mode=mode,
+        horizon=horizon,
+        batch_size=batch_size,
+        seed=seed,
+        seeds=seeds,
+        devices=devices,
+        progress=progress,
+    )
+    schedule = rungs(min_steps, max_steps, eta)
+    _run(driver, source, [_Cohort(np.arange(n), 0, schedule, 0)], eta, refill, horizon)
+    info = dict(
+        n=n,
+        min_steps=min_steps,
+        max_steps=max_steps,
+        reduction_factor=eta,
+        refill=refill,
+        steps=horizon,
+        rungs=schedule,
+    )
+    return driver.finish(info)
+
+
+def brackets(min_steps: int, max_steps: int, reduction_factor: float) -> list[tuple[int, list[int]]]:
+    """Hyperband's brackets (Li et al. 2018, Algorithm 1) as (trials, rungs), from the widest
+    (s = s_max: many trials from ``min_steps``) to the deepest (s = 0: few trials, all at
+    ``max_steps``): bracket s has ⌈(s_max + 1)/(s + 1)·η^s⌉ trials and rungs max_steps·η^(i−s).
+
+    Example:
+      >>> from lrjax.search._halving import brackets
+      >>> brackets(10, 90, 3)
+      [(9, [10, 30, 90]), (5, [30, 90]), (3, [90])]
+    """
+    s_max = math.floor(math.log(max_steps / min_steps, reduction_factor) + 1e-9)
+    out = []
+    for s in range(s_max, -1, -1):
+        trials = math.ceil((s_max + 1) / (s + 1) * reduction_factor**s)
+        out.append((trials, [max(round(max_steps * reduction_factor ** (i - s)), 1) for i in range(s + 1)]))
+    return out
+
+
+def hyperband(
+    task: Task,
+    optimizer: OptimizerFn,
+    space_or_configs: Mapping[str, Any],
+    *,
+    min_steps: int,
+    max_steps: int,
+    reduction_factor: float = 3,
+    refill: bool = False,
+    steps: int | None = None,
+    metric: str = "loss",
+    mode: str | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    seeds: int = 1,
+    devices: Sequence[Any] | None = None,
+    progress: bool = True,
+) -> SearchResult:
+    """Hyperband (Li et al. 2018): every bracket of successive halving at once, one program.
+
+    Bracket s starts ⌈(s_max + 1)/(s + 1)·η^s⌉ trials at max_steps·η^(−s) steps and halves
+    them up to ``max_steps`` (see `brackets`); all brackets share one population, each a cohort
+    with its own rungs. With ``refill`` (not in Li et al.) a freed slot starts a new trial in
+    its bracket.
+
+    Args:
+      task, optimizer, space_or_configs: as for `successive_halving`.
+      min_steps, max_steps: the smallest first rung and the last rung.
+      reduction_factor: η >= 2.
+      refill: start new trials in freed slots (default: no, as Li et al.).
+      steps: the search's length in clock steps (default ``max_steps``).
+      metric, mode, batch_size, seed, seeds, devices, progress: as for `successive_halving`.
+
+    Returns:
+      A `SearchResult`; ``history`` has ``bracket`` (0 the widest) and ``promoted``.
+
+    Example:
+      >>> import optax, lrjax
+      >>> from lrjax.search import hyperband, log_uniform
+      >>> result = hyperband(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
+      ...                    {"learning_rate": log_uniform(1e-3, 1.0)}, min_steps=10, max_steps=90, progress=False)
+      >>> result.info["slots"], sorted(set(result.history["bracket"]))
+      (17, [0, 1, 2])
+    """
+    min_steps, max_steps, eta, horizon = _check(min_steps, max_steps, reduction_factor, steps)
+    mode = check_common(task, metric, mode, batch_size, seeds, seed)
+    plan = brackets(min_steps, max_steps, eta)
+    total = sum(trials for trials, _ in plan)
+    source = _Source(space_or_configs, seed)
+    driver = _start(
+        task,
+        optimizer,
+        source,
+        total,
+        method="hyperband",
+        metric=metric,
+        mode=mode,
+        horizon=horizon,
+        batch_size=batch_size,
+        seed=seed,
+        seeds=seeds,
+        devices=devices,
+        progress=progress,
+    )
+    cohorts, first = [], 0
+    for b, (trials, schedule) in enumerate(plan):
+        cohorts.append(_Cohort(np.arange(first, first + trials), 0, schedule, b))
+        first += trials
+    _run(driver, source, cohorts, eta, refill, horizon)
+    info = dict(
+        min_steps=min_steps, max_steps=max_steps, reduction_factor=eta, refill=refill, steps=horizon, brackets=plan
+    )
+    return driver.finish(info)
