@@ -106,7 +106,7 @@ def _told(study: Any) -> int:
     """Trials lrjax has told: completed ones and those failed because they diverged."""
     states = _optuna().trial.TrialState
     return sum(
-        t.state == states.COMPLETE or (t.state == states.FAIL and t.user_attrs.get("diverged"))
+        t.state == states.COMPLETE or (t.state == states.FAIL and bool(t.user_attrs.get("diverged")))
         for t in study.get_trials(deepcopy=False)
     )
 

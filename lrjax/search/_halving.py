@@ -76,6 +76,7 @@ class _Cohort:
     start: int
     rungs: list[int]
     bracket: int
+    id: int = 0
     k: int = 0
 
     @property
@@ -112,7 +113,13 @@ def _run(driver: Driver, source: _Source, cohorts: list[_Cohort], eta: float, re
             promoted = set(cohort.slots[order[:keep]].tolist())
             for slot in cohort.slots:
                 driver.record(
-                    slot, values[slot], diverged[slot], cohort.k, bracket=cohort.bracket, promoted=slot in promoted
+                    slot,
+                    values[slot],
+                    diverged[slot],
+                    cohort.k,
+                    bracket=cohort.bracket,
+                    cohort=cohort.id,
+                    promoted=slot in promoted,
                 )
             stopped = [int(s) for s in cohort.slots if s not in promoted]
             freed.setdefault(cohort.bracket, []).extend(stopped)
@@ -134,7 +141,7 @@ def _run(driver: Driver, source: _Source, cohorts: list[_Cohort], eta: float, re
                 )
                 pop.activate(members)
                 driver.start_trials(slots)
-                cohorts.append(_Cohort(slots, now, template, bracket))
+                cohorts.append(_Cohort(slots, now, template, bracket, id=len(cohorts)))
 
 
 def _start(
@@ -220,8 +227,8 @@ def successive_halving(
         trial trains that many seeds and is ranked by their mean.
 
     Returns:
-      A `SearchResult` whose ``history`` has a row per trial per rung reached (``promoted``
-      says who went on) and whose ``info["utilization"]`` is the fraction of slot-steps spent on
+      A `SearchResult` whose ``history`` has a row per trial per rung reached (``cohort``:
+      the trials judged together; ``promoted``: who went on) and whose ``info["utilization"]`` is the fraction of slot-steps spent on
       live trials.
 
     Example:
@@ -352,7 +359,7 @@ def hyperband(
     )
     cohorts, first = [], 0
     for b, (trials, schedule) in enumerate(plan):
-        cohorts.append(_Cohort(np.arange(first, first + trials), 0, schedule, b))
+        cohorts.append(_Cohort(np.arange(first, first + trials), 0, schedule, b, id=b))
         first += trials
     _run(driver, source, cohorts, eta, refill, horizon)
     info = dict(

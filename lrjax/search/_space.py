@@ -150,7 +150,7 @@ def log_uniform(low: float, high: float) -> LogUniform:
     Example:
       >>> import numpy as np, lrjax
       >>> lrjax.search.log_uniform(1e-4, 1e-1).sample(np.random.default_rng(0), 3).round(5)
-      array([0.00523, 0.00101, 0.00023], dtype=float32)
+      array([0.00814, 0.00064, 0.00013], dtype=float32)
     """
     return LogUniform(*_bounds(low, high, log=True))
 
@@ -168,7 +168,7 @@ def uniform(low: float, high: float) -> Uniform:
     Example:
       >>> import numpy as np, lrjax
       >>> lrjax.search.uniform(0.8, 0.99).sample(np.random.default_rng(0), 2).round(4)
-      array([0.9212, 0.8513], dtype=float32)
+      array([0.921 , 0.8513], dtype=float32)
     """
     return Uniform(*_bounds(low, high, log=False))
 
@@ -208,7 +208,7 @@ def choice(values: Sequence[Any]) -> Choice:
     Example:
       >>> import numpy as np, lrjax
       >>> lrjax.search.choice([0.0, 0.9, 0.99]).sample(np.random.default_rng(0), 4)
-      array([0.9 , 0.99, 0.99, 0.  ], dtype=float32)
+      array([0.99, 0.9 , 0.9 , 0.  ], dtype=float32)
     """
     values = tuple(values) if isinstance(values, (list, tuple, np.ndarray)) else None
     if not values:
@@ -269,8 +269,8 @@ def random(space: Mapping[str, Any], n: int, *, seed: int = 0) -> dict[str, Any]
       >>> import lrjax
       >>> configs = lrjax.search.random({"learning_rate": lrjax.search.log_uniform(1e-4, 1e-1),
       ...                                "momentum": 0.9}, 4, seed=0)
-      >>> configs["learning_rate"].shape, configs["momentum"].tolist()
-      ((4,), [0.8999999761581421, 0.8999999761581421, 0.8999999761581421, 0.8999999761581421])
+      >>> configs["learning_rate"].shape, configs["momentum"]
+      ((4,), array([0.9, 0.9, 0.9, 0.9], dtype=float32))
     """
     space = check_space(space)
     n = v.integer("n", n)
