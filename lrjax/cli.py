@@ -254,6 +254,87 @@ def _batch_size_command(args: argparse.Namespace) -> int:
     return 0
 
 
+METHODS = ("random", "bayesian", "halving", "hyperband", "pbt")
+
+
+def _search_command(args: argparse.Namespace) -> int:
+    _use_cpu_devices(args.cpu_devices)
+    task = load_task(args.task)
+    space = dict(args.space or [])
+    if not space:
+        space = {"learning_rate": search.log_uniform(1e-5, 1.0)}
+        if args.optimizer == "adamw":
+            space["weight_decay"] = search.log_uniform(1e-6, 1e-1)
+    opt = OPTIMIZERS[args.optimizer]
+    common = dict(batch_size=args.batch_size, seed=args.seed, seeds=args.seeds)
+    started = time.perf_counter()
+    if args.method == "random":
+        swept = sweep(task, opt, search.random(space, args.trials, seed=args.seed), steps=args.steps, **common)
+        result = search.SearchResult.from_sweep(swept)
+    elif args.method == "bayesian":
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        result = search.bayesian(
+            task,
+            opt,
+            space,
+            trials=args.trials,
+            batch=args.batch,
+            steps=args.steps,
+            storage=args.storage,
+            study_name=args.study_name,
+            **common,
+        )
+    elif args.method == "halving":
+        result = search.successive_halving(
+            task,
+            opt,
+            space,
+            n=args.n,
+            min_steps=args.min_steps,
+            max_steps=args.steps,
+            steps=args.search_steps or 2 * args.steps,
+            **common,
+        )
+    elif args.method == "hyperband":
+        result = search.hyperband(task, opt, space, min_steps=args.min_steps, max_steps=args.steps, **common)
+    else:
+        result = search.pbt(
+            task, opt, space, population=args.population, steps=args.steps, interval=args.interval, **common
+        )
+    seconds = time.perf_counter() - started
+    info = result.info
+    print(
+        _summary_line(task, args, f"{args.method} over {', '.join(space)}", seconds)
+        + f" · {info['trials']} trials, {info['member_steps']} member-steps"
+        + (f", utilization {info['utilization']:.2f}" if np.isfinite(info.get("utilization", np.nan)) else "")
+    )
+    history = result.history
+    finals = pandas_finals(history, result)
+    print(
+        f"\nbest {min(args.top, len(finals))} trials by final eval {result.metric} (trained {finals['steps'].max()} steps):"
+    )
+    print(finals.head(args.top).to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    best = result.best()
+    chosen = ", ".join(f"{name} {best[name]:.4g}" for name in space if name in best)
+    print(f"\nbest: {chosen} (trial {best['trial']}, eval {result.metric} {best[result.metric]:.4f})")
+    out = pathlib.Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, png = out / f"lrjax-search-{args.method}-{task.name}.csv", out / f"lrjax-search-{args.method}-{task.name}.png"
+    history.to_csv(csv, index=False)
+    result.plot().savefig(png, dpi=110)
+    print(f"wrote {csv} and {png}")
+    return 0
+
+
+def pandas_finals(history: Any, result: Any) -> Any:
+    """Each trial's last record among the longest-trained trials, best first."""
+    last = history.groupby("trial").tail(1)
+    last = last[last["steps"] == last["steps"].max()]
+    return last.sort_values(result.metric, ascending=result.mode == "min", na_position="last")
+
+
 def _sweep_command(args: argparse.Namespace) -> int:
     _use_cpu_devices(args.cpu_devices)
     task = load_task(args.task)
@@ -365,7 +446,53 @@ def _parser() -> argparse.ArgumentParser:
     bs.add_argument("--evaluations", type=int, default=100, help="evaluations per batch size (default 100)")
     _config_flag(bs, "also sweep this hyperparameter at every batch size (a grid with the learning rates)")
     bs.set_defaults(run=_batch_size_command)
+
+    se = commands.add_parser("search", help="random, Bayesian (Optuna), successive halving, Hyperband or PBT search")
+    _task_flags(se)
+    se.add_argument("--method", choices=sorted(METHODS), default="bayesian", help="the policy (default bayesian)")
+    se.add_argument(
+        "--space",
+        type=_space_arg,
+        action="append",
+        metavar="NAME=KIND:A:B",
+        help="a searched hyperparameter: log:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH or choice:V1,V2,... "
+        "(repeatable; default learning_rate=log:1e-5:1, and weight_decay=log:1e-6:1e-1 for adamw)",
+    )
+    se.add_argument("--steps", type=int, default=1000, help="training steps of a full trial (default 1000)")
+    se.add_argument("--trials", type=int, default=32, help="random/bayesian: trials (default 32)")
+    se.add_argument("--batch", type=int, default=8, help="bayesian: trials per round (default 8)")
+    se.add_argument(
+        "--storage", default=None, help="bayesian: an Optuna storage URL, e.g. sqlite:///study.db (resumable)"
+    )
+    se.add_argument("--study-name", default=None, help="bayesian: the study's name in --storage")
+    se.add_argument("--n", type=int, default=16, help="halving: trial slots (default 16)")
+    se.add_argument("--min-steps", type=int, default=100, help="halving/hyperband: the first rung (default 100)")
+    se.add_argument("--search-steps", type=int, default=None, help="halving: the search's length (default 2 x --steps)")
+    se.add_argument("--population", type=int, default=32, help="pbt: members (default 32)")
+    se.add_argument("--interval", type=int, default=100, help="pbt: steps between exploits (default 100)")
+    se.add_argument("--seeds", type=int, default=1, help="seeds per trial (default 1)")
+    se.add_argument("--top", type=int, default=8, help="rows in the table (default 8)")
+    se.set_defaults(run=_search_command)
     return parser
+
+
+def _space_arg(text: str) -> tuple[str, Any]:
+    """``NAME=log:LOW:HIGH`` (or uniform, int, choice:V1,V2,...) as (name, distribution)."""
+    name, _, spec = text.partition("=")
+    kind, _, rest = spec.partition(":")
+    try:
+        if kind == "choice":
+            return name, search.choice([float(x) for x in rest.split(",")])
+        low, high = rest.split(":")
+        if kind == "int":
+            return name, search.int_uniform(int(low), int(high))
+        make = {"log": search.log_uniform, "uniform": search.uniform}[kind]
+        return name, make(float(low), float(high))
+    except (KeyError, ValueError, TypeError) as err:
+        detail = f" ({err})" if isinstance(err, ValueError) and "must" in str(err) else ""
+        raise argparse.ArgumentTypeError(
+            f"must be NAME=log:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH or choice:V1,V2,..., got {text!r}{detail}"
+        ) from None
 
 
 def _task_flags(parser: argparse.ArgumentParser, batch_size: bool = True) -> None:
@@ -416,6 +543,8 @@ def _check(args: argparse.Namespace) -> None:
         v.check("--min-lr", args.min_lr, gt=0)
         v.check_greater("--max-lr", args.max_lr, "--min-lr", args.min_lr)
         v.integer("--verify", args.verify, minimum=0)
+        return
+    if args.command == "search":
         return
     v.integer("--num", args.num)
     v.check("--lr-min", args.lr_min, gt=0)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 Schedules = Schedule | Sequence[Schedule] | Mapping[str, Schedule]
 
 
-__all__ = ["batch_size", "finder", "heatmap", "moving_average", "schedule", "sweep"]
+__all__ = ["batch_size", "finder", "heatmap", "moving_average", "schedule", "search", "sweep"]
 
 
 def _pyplot() -> Any:
@@ -527,5 +527,105 @@ def batch_size(result: Any) -> Any:
         ax.grid(True, alpha=0.3, which="both")
         if np.isfinite(result.critical_batch_size):
             ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+_RECORD_COLUMNS = {
+    "trial",
+    "round",
+    "rung",
+    "generation",
+    "steps",
+    "member",
+    "diverged",
+    "promoted",
+    "bracket",
+    "cohort",
+}
+_RECORD_COLUMNS |= {"parent", "explore"}
+
+
+def search(result: Any) -> Any:
+    """A search at a glance. For Bayesian optimization and halving: each trial's last recorded
+    metric against its trial number (coloured by the steps it trained, the running best of the
+    fully trained trials as a line), and one panel per hyperparameter with the metric against it.
+    For population-based training: each member's metric over the generations, and each
+    hyperparameter's trajectory across the population (one line per member slot).
+
+    Args:
+      result: a `lrjax.search.SearchResult`.
+
+    Returns:
+      The matplotlib figure.
+
+    Example:
+      >>> import optax, lrjax
+      >>> from lrjax.search import log_uniform, successive_halving
+      >>> result = successive_halving(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
+      ...                             {"learning_rate": log_uniform(1e-3, 1.0)}, n=9, min_steps=10, max_steps=90,
+      ...                             progress=False)
+      >>> [ax.get_xlabel() for ax in lrjax.plot.search(result).axes][:2]
+      ['trial', 'learning_rate']
+    """
+    plt = _pyplot()
+    frame = result.history
+    metric = result.metric
+    names = [
+        c
+        for c in frame.columns
+        if c not in _RECORD_COLUMNS and c != metric and np.issubdtype(frame[c].dtype, np.number)
+    ]
+    fig, axes = plt.subplots(1, 1 + len(names), figsize=(4.6 * (1 + len(names)), 4), squeeze=False)
+    plt.close(fig)
+    axes = axes[0]
+    values = frame[metric].to_numpy(np.float64)
+    positive = np.all(values[np.isfinite(values)] > 0)
+    if result.method == "pbt":
+        for _, rows in frame.groupby("member"):
+            axes[0].plot(rows["steps"], rows[metric], lw=1, alpha=0.7)
+            for ax, name in zip(axes[1:], names, strict=True):
+                ax.plot(rows["steps"], rows[name], lw=1, alpha=0.7, drawstyle="steps-post")
+        axes[0].set_xlabel("steps")
+        axes[0].set_title(f"{metric} of each member over generations")
+        for ax, name in zip(axes[1:], names, strict=True):
+            _axis_scale(ax, "y", frame[name].to_numpy())
+            ax.set_xlabel("steps")
+            ax.set_ylabel(name)
+            ax.set_title(f"{name} across the population")
+            ax.grid(True, alpha=0.3)
+    else:
+        last = frame.groupby("trial").tail(1)
+        longest = last["steps"].max()
+        varied = last["steps"].nunique() > 1  # colour by steps only where they differ (halving)
+        color = {"c": last["steps"], "cmap": "viridis"} if varied else {"color": "C0"}
+        scatter = axes[0].scatter(last["trial"], last[metric], s=18, **color)
+        finished = last[last["steps"] == longest].sort_values("trial")
+        ok = finished[metric].to_numpy(np.float64)
+        ok = np.where(np.isfinite(ok), ok, np.inf if result.mode == "min" else -np.inf)
+        running = np.minimum.accumulate(ok) if result.mode == "min" else np.maximum.accumulate(ok)
+        axes[0].step(
+            finished["trial"],
+            np.where(np.isfinite(running), running, np.nan),
+            where="post",
+            color="C3",
+            label=f"best at {longest} steps",
+        )
+        if varied:
+            fig.colorbar(scatter, ax=axes[0], label="steps trained")
+        axes[0].set_xlabel("trial")
+        axes[0].set_title(f"{result.method}: {metric} of each trial")
+        axes[0].legend(fontsize="small")
+        for ax, name in zip(axes[1:], names, strict=True):
+            ax.scatter(last[name], last[metric], s=18, **color)
+            _axis_scale(ax, "x", last[name].to_numpy())
+            ax.set_xlabel(name)
+            ax.set_title(f"{metric} against {name}")
+            ax.grid(True, alpha=0.3)
+    for ax in axes[: 1 if result.method == "pbt" else len(axes)]:
+        if metric in ("loss", "train_loss") and positive:
+            ax.set_yscale("log")
+        ax.set_ylabel(f"eval {metric}")
+        ax.grid(True, alpha=0.3)
     fig.tight_layout()
     return fig

@@ -93,6 +93,7 @@ def test_cli_sweep_with_a_checkpoint_resumes_to_the_same_table(tmp_path, capsys)
         (["sweep", "--eval-every", "0", "--steps", "20"], "eval_every must be >= 1, got 0"),
         (["find-lr", "--min-lr", "1", "--max-lr", "0.5"], r"--max-lr must be > --min-lr \(1.0\), got 0.5"),
         (["find-lr", "--steps", "5"], "steps must be >= 10, got 5"),
+        (["search", "--method", "pbt", "--population", "1"], "population must be >= 2, got 1"),
         (["batch-size", "--batch-sizes", "64,32"], r"batch_sizes must be strictly increasing, got \[64, 32\]"),
     ],
 )
@@ -128,6 +129,20 @@ def test_cli_batch_size_prints_the_trade_off_and_the_critical_batch_size(tmp_pat
     frame = pd.read_csv(tmp_path / "lrjax-batch-size-digits_mlp.csv")
     assert len(frame) == 8 and {"batch_size", "learning_rate", "steps_to_target", "reached"} <= set(frame)
     assert (tmp_path / "lrjax-batch-size-digits_mlp.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("method", ["random", "bayesian", "halving", "hyperband", "pbt"])
+def test_cli_search_prints_the_best_trials_and_writes_the_history(method, tmp_path, capsys):
+    import pandas as pd
+
+    args = ["search", "--method", method, "--steps", "60", "--min-steps", "20", "--trials", "8", "--batch", "4"]
+    args += ["--n", "6", "--population", "8", "--interval", "20", "--space", "learning_rate=log:1e-4:1"]
+    assert cli.main([*args, "--out-dir", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert f"{method} over learning_rate" in text and "best: learning_rate" in text
+    frame = pd.read_csv(tmp_path / f"lrjax-search-{method}-digits_mlp.csv")
+    assert {"trial", "steps", "learning_rate", "loss", "diverged"} <= set(frame)
+    assert (tmp_path / f"lrjax-search-{method}-digits_mlp.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_cli_version(capsys):

@@ -307,3 +307,20 @@ def test_bad_input_raises_before_training(regression, run, message):
     with count_compiles() as compiles, pytest.raises(ValueError, match=message):
         run(regression)
     assert compiles.count == 0
+
+
+def test_every_result_reads_alike_and_plots(regression):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    sweep = lrjax.sweep(regression, SGD, random(LR, 6, seed=1), steps=40, seeds=2, progress=False)
+    as_search = lrjax.search.SearchResult.from_sweep(sweep)
+    best = sweep.best()
+    assert as_search.best()["learning_rate"] == best["learning_rate"]
+    assert as_search.best()["loss"] == pytest.approx(best["loss"], rel=1e-6)
+    halving = successive_halving(regression, SGD, LR, n=6, min_steps=10, max_steps=30, progress=False)
+    population = pbt(regression, SGD, LR, population=4, steps=40, interval=20, progress=False)
+    for result, first in [(as_search, "trial"), (halving, "trial"), (population, "steps")]:
+        fig = result.plot()
+        assert [ax.get_xlabel() for ax in fig.axes][:2] == [first, "learning_rate" if first == "trial" else "steps"]
+        assert {"trial", "steps", "member", "learning_rate", "loss", "diverged"} <= set(result.to_pandas())

@@ -34,18 +34,17 @@ __all__ = ["hyperband", "rungs", "successive_halving"]
 
 
 def rungs(min_steps: int, max_steps: int, reduction_factor: float) -> list[int]:
-    """The rung steps min_steps·η^k below ``max_steps``, then ``max_steps``.
+    """The rungs max_steps·η^(−k), k = K … 0, with K the largest such that the first rung is
+    still >= ``min_steps`` (Li et al.'s r_i = R·η^(i−s), counted down from the last rung, so
+    the rungs are exactly η apart), rounded to whole steps.
 
     Example:
       >>> from lrjax.search._halving import rungs
-      >>> rungs(100, 900, 3), rungs(100, 1000, 3)
-      ([100, 300, 900], [100, 300, 900, 1000])
+      >>> rungs(100, 900, 3), rungs(100, 1000, 3), rungs(50, 60, 3)
+      ([100, 300, 900], [111, 333, 1000], [60])
     """
-    out, r = [], float(min_steps)
-    while round(r) < max_steps:
-        out.append(round(r))
-        r *= reduction_factor
-    return [*out, max_steps]
+    k = math.floor(math.log(max_steps / min_steps, reduction_factor) + 1e-9)
+    return [max(round(max_steps * reduction_factor**-i), 1) for i in range(k, -1, -1)]
 
 
 class _Source:
@@ -204,8 +203,8 @@ def successive_halving(
 ) -> SearchResult:
     """Successive halving over ``n`` trial slots trained as one program.
 
-    ``n`` trials train to ``min_steps``; at each rung r_k = min_steps·η^k (and ``max_steps``)
-    the cohort's exact best ⌊m/η⌋ by ``metric`` (mean over seeds, diverged last) go on, the
+    ``n`` trials train to the first rung; at each rung (max_steps·η^(−k) down to about
+    ``min_steps``, see `rungs`) the cohort's exact best ⌊m/η⌋ by ``metric`` (mean over seeds, diverged last) go on, the
     others stop. With ``refill`` each stopped trial's slot starts a new configuration at once
     (drawn from the space, or the next of the configurations), as a new cohort with the same
     rungs, as long as it can reach its first rung within ``steps``.
@@ -285,12 +284,14 @@ def brackets(min_steps: int, max_steps: int, reduction_factor: float) -> list[tu
       >>> brackets(10, 90, 3)
       [(9, [10, 30, 90]), (5, [30, 90]), (3, [90])]
     """
-    s_max = math.floor(math.log(max_steps / min_steps, reduction_factor) + 1e-9)
-    out = []
-    for s in range(s_max, -1, -1):
-        trials = math.ceil((s_max + 1) / (s + 1) * reduction_factor**s)
-        out.append((trials, [max(round(max_steps * reduction_factor ** (i - s)), 1) for i in range(s + 1)]))
-    return out
+    s_max = len(rungs(min_steps, max_steps, reduction_factor)) - 1
+    return [
+        (
+            math.ceil((s_max + 1) / (s + 1) * reduction_factor**s),
+            rungs(min_steps, max_steps, reduction_factor)[s_max - s :],
+        )
+        for s in range(s_max, -1, -1)
+    ]
 
 
 def hyperband(

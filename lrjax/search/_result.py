@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from lrjax._result import _readable
+
 __all__ = ["SearchResult"]
 
 
@@ -45,6 +47,60 @@ class SearchResult:
     info: dict[str, Any]
     configs: dict[int, dict[str, Any]]
     study: Any = None
+
+    @classmethod
+    def from_sweep(
+        cls, result: Any, *, metric: str = "loss", mode: str | None = None, method: str = "random"
+    ) -> SearchResult:
+        """A `lrjax.SweepResult` (e.g. of `lrjax.search.random` configurations) as a search:
+        one trial per configuration with one record, its final ``metric`` averaged over seeds
+        (diverged if any seed diverged), so that every policy's result reads alike.
+
+        Args:
+          result: the sweep's result.
+          metric, mode: the evaluation metric and its direction (default: its known one).
+          method: the name to record (``"random"``, ``"grid"``, ...).
+
+        Returns:
+          A `SearchResult` with stage ``round`` (always 1).
+
+        Example:
+          >>> import optax, lrjax
+          >>> sweep = lrjax.sweep(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
+          ...                     {"learning_rate": [0.01, 0.1]}, steps=50, seeds=2, progress=False)
+          >>> lrjax.search.SearchResult.from_sweep(sweep).best()["learning_rate"]
+          0.1
+        """
+        mode = result._mode(metric, mode)
+        seeds = int(result.info["seeds"])
+        finals = result.final(metric).reshape(-1, seeds)
+        diverged = result.diverged.reshape(-1, seeds).any(1) | ~np.isfinite(finals).all(1)
+        values = np.where(diverged, np.nan, finals.astype(np.float64).mean(1))
+        names = [k for k in result.configs if k != "seed"]
+        records, configs = [], {}
+        for i, value in enumerate(values):
+            hp = {k: _readable(np.asarray(result.configs[k])[i * seeds : i * seeds + 1])[0].item() for k in names}
+            configs[i] = hp
+            records.append(
+                {
+                    "trial": i,
+                    "round": 1,
+                    "steps": int(result.train_loss.shape[1]),
+                    "member": i,
+                    **hp,
+                    metric: float(value),
+                    "diverged": bool(diverged[i]),
+                }
+            )
+        member_steps = int(result.train_loss.size)
+        info = {
+            **result.info,
+            "trials": len(values),
+            "member_steps": member_steps,
+            "active_member_steps": member_steps,
+            "utilization": 1.0,
+        }
+        return cls(method, records, metric, mode, "round", info, configs)
 
     @property
     def history(self) -> Any:
