@@ -31,3 +31,14 @@ def test_the_batch_size_snippet(capsys):
     assert noise.b_simple > 0 and len(result.to_pandas()) == 24
     assert 16 < result.critical_batch_size < 1024
     assert "examples_per_second" in capsys.readouterr().out
+
+
+def test_the_search_snippet(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(_snippet("## Search: random"), scope)
+    assert scope["configs"]["learning_rate"].shape == (32,)
+    assert len(scope["bayes"].study.trials) == 32 and (tmp_path / "study.db").exists()
+    assert scope["halving"].info["utilization"] >= 0.9
+    assert scope["pbt"].history["generation"].max() == 10
+    assert "parent" in capsys.readouterr().out

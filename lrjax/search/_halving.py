@@ -7,10 +7,13 @@ that rung at once (not trial by trial, so the order in which trials report canno
 goes on), and the whole cohort trains as one compiled program.
 
 With ``refill`` the slots of stopped trials start new configurations at once, as a new cohort
-that climbs its own rungs: the program stays full, as in asynchronous halving (ASHA, Li et al.
-2020), but each promotion is still the exact top ⌊m/η⌋ of one cohort's rung. Hyperband runs its
-brackets (cohorts that start at different rungs, trading breadth for depth) side by side in one
-population.
+that climbs the same rungs: the program stays full, as in asynchronous successive halving (ASHA,
+Li et al. 2020), and, as in ASHA, a trial reaching a rung goes on iff it ranks in the best
+⌊m/η⌋ of all m values recorded at that rung so far (its cohort's and the earlier cohorts'), so
+small refill cohorts still promote their good trials. Without refill there is one cohort and
+this is exactly successive halving. Unlike ASHA, a trial that was stopped is not promoted later
+when the rung's pool grows (its slot went to a new trial). Hyperband runs its brackets (cohorts
+that start at different rungs, trading breadth for depth) side by side in one population.
 """
 
 from __future__ import annotations
@@ -96,6 +99,7 @@ def _check(min_steps: Any, max_steps: Any, reduction_factor: Any, steps: Any) ->
 def _run(driver: Driver, source: _Source, cohorts: list[_Cohort], eta: float, refill: bool, horizon: int) -> None:
     """Advance rung by rung until every cohort has finished or the clock reaches ``horizon``."""
     pop = driver.pop
+    pools: dict[tuple[int, int], tuple[list[float], list[int]]] = {}  # (bracket, rung) -> (values, slots' trials)
     while True:
         alive = [c for c in cohorts if c.k < len(c.rungs) and c.due <= horizon]
         if not alive:
@@ -107,9 +111,14 @@ def _run(driver: Driver, source: _Source, cohorts: list[_Cohort], eta: float, re
         freed: dict[int, list[int]] = {}
         for cohort in [c for c in alive if c.due == now]:
             last = cohort.k == len(cohort.rungs) - 1
-            keep = 0 if last else math.floor(len(cohort.slots) / eta)
-            order = driver.ranking(values[cohort.slots])
-            promoted = set(cohort.slots[order[:keep]].tolist())
+            # The rung's pool: every value recorded at this rung of this bracket so far, this
+            # cohort's included; a trial goes on iff it ranks in the pool's best floor(m/eta).
+            pool_values, pool_trials = pools.setdefault((cohort.bracket, cohort.k), ([], []))
+            pool_values.extend(values[cohort.slots].tolist())
+            pool_trials.extend(driver.trial_of[cohort.slots].tolist())
+            keep = 0 if last else math.floor(len(pool_values) / eta)
+            best = {pool_trials[i] for i in driver.ranking(np.asarray(pool_values))[:keep]}
+            promoted = {int(slot) for slot in cohort.slots if driver.trial_of[slot] in best}
             for slot in cohort.slots:
                 driver.record(
                     slot,
@@ -123,7 +132,7 @@ def _run(driver: Driver, source: _Source, cohorts: list[_Cohort], eta: float, re
             stopped = [int(s) for s in cohort.slots if s not in promoted]
             freed.setdefault(cohort.bracket, []).extend(stopped)
             cohort.slots = cohort.slots[np.isin(cohort.slots, list(promoted))]
-            cohort.k = len(cohort.rungs) if keep == 0 else cohort.k + 1
+            cohort.k = len(cohort.rungs) if not promoted else cohort.k + 1
         for bracket, slots in freed.items():
             if not slots:
                 continue
@@ -204,10 +213,12 @@ def successive_halving(
     """Successive halving over ``n`` trial slots trained as one program.
 
     ``n`` trials train to the first rung; at each rung (max_steps·η^(−k) down to about
-    ``min_steps``, see `rungs`) the cohort's exact best ⌊m/η⌋ by ``metric`` (mean over seeds, diverged last) go on, the
-    others stop. With ``refill`` each stopped trial's slot starts a new configuration at once
-    (drawn from the space, or the next of the configurations), as a new cohort with the same
-    rungs, as long as it can reach its first rung within ``steps``.
+    ``min_steps``, see `rungs`) exactly the best ⌊m/η⌋ of the m trials by ``metric`` (mean over
+    seeds, diverged last) go on, the others stop. With ``refill`` each stopped trial's slot
+    starts a new configuration at once (drawn from the space, or the next of the
+    configurations), as a new cohort with the same rungs, as long as it can reach its first rung
+    within ``steps``; a refilled trial at a rung goes on iff it ranks in the best ⌊m/η⌋ of all
+    m values recorded at that rung so far (ASHA's rule).
 
     Args:
       task: the `lrjax.Task` to train.
