@@ -160,6 +160,16 @@ def _axes(args: argparse.Namespace, axes: dict[str, Any]) -> dict[str, Any]:
     return axes
 
 
+def _write(args: argparse.Namespace, stem: str, table: Any, figure: Any) -> None:
+    """Write ``table`` (pandas) to ``<out-dir>/<stem>.csv`` and ``figure`` to ``<stem>.png``."""
+    out = pathlib.Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, png = out / f"{stem}.csv", out / f"{stem}.png"
+    table.to_csv(csv, index=False)
+    figure.savefig(png, dpi=110)
+    print(f"wrote {csv} and {png}")
+
+
 def _summary_line(task: Task, args: argparse.Namespace, what: str, seconds: float) -> str:
     devices = len(jax.devices())
     batch = f" · batch {args.batch_size}" if "batch_size" in args else ""
@@ -201,12 +211,7 @@ def _find_lr_command(args: argparse.Namespace) -> int:
             print(
                 f"verify ({args.verify} steps), configuration {c}: best of suggestion x 2^-3..2^3 is {lr:.3g}; regret {r:.4g}"
             )
-    out = pathlib.Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    csv, png = out / f"lrjax-find-lr-{task.name}.csv", out / f"lrjax-find-lr-{task.name}.png"
-    result.to_pandas().to_csv(csv, index=False)
-    result.plot().savefig(png, dpi=110)
-    print(f"wrote {csv} and {png}")
+    _write(args, f"lrjax-find-lr-{task.name}", result.to_pandas(), result.plot())
     return 0
 
 
@@ -245,12 +250,7 @@ def _batch_size_command(args: argparse.Namespace) -> int:
         )
     else:
         print("\ncritical batch size: not fitted (fewer than two batch sizes reached the target, or no trade-off)")
-    out = pathlib.Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    csv, png = out / f"lrjax-batch-size-{task.name}.csv", out / f"lrjax-batch-size-{task.name}.png"
-    table.to_csv(csv, index=False)
-    result.plot().savefig(png, dpi=110)
-    print(f"wrote {csv} and {png}")
+    _write(args, f"lrjax-batch-size-{task.name}", table, result.plot())
     return 0
 
 
@@ -319,12 +319,7 @@ def _search_command(args: argparse.Namespace) -> int:
     best = result.best()
     chosen = ", ".join(f"{name} {best[name]:.4g}" for name in space if name in best)
     print(f"\nbest: {chosen} (trial {best['trial']}, eval {result.metric} {best[result.metric]:.4f})")
-    out = pathlib.Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    csv, png = out / f"lrjax-search-{args.method}-{task.name}.csv", out / f"lrjax-search-{args.method}-{task.name}.png"
-    history.to_csv(csv, index=False)
-    result.plot().savefig(png, dpi=110)
-    print(f"wrote {csv} and {png}")
+    _write(args, f"lrjax-search-{args.method}-{task.name}", history, result.plot())
     return 0
 
 
@@ -368,12 +363,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
     best = result.best()
     chosen = ", ".join(f"{name} {best[name]:.4g}" for name in swept)
     print(f"\nbest: {chosen} (eval loss {best['loss']:.4f})")
-    out = pathlib.Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    csv, png = out / f"lrjax-sweep-{task.name}.csv", out / f"lrjax-sweep-{task.name}.png"
-    frame.to_csv(csv, index=False)
-    result.plot().savefig(png, dpi=110)
-    print(f"wrote {csv} and {png}")
+    _write(args, f"lrjax-sweep-{task.name}", frame, result.plot())
     return 0
 
 

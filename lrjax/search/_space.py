@@ -51,31 +51,30 @@ class Distribution:
 
 
 @dataclasses.dataclass(frozen=True)
-class LogUniform(Distribution):
-    """Uniform in log scale on [low, high]: exp(U(log low, log high)). Built by `log_uniform`."""
+class _Interval(Distribution):
+    """A distribution on the real interval [low, high]; explored by scaling, clipped to it."""
 
     low: float
     high: float
-
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return np.exp(rng.uniform(math.log(self.low), math.log(self.high), n)).astype(np.float32)
 
     def perturb(self, value: Any, factor: float, rng: np.random.Generator) -> Any:
         return np.float32(np.clip(float(value) * factor, self.low, self.high))
 
 
 @dataclasses.dataclass(frozen=True)
-class Uniform(Distribution):
-    """Uniform on [low, high]. Built by `uniform`."""
+class LogUniform(_Interval):
+    """Uniform in log scale on [low, high]: exp(U(log low, log high)). Built by `log_uniform`."""
 
-    low: float
-    high: float
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return np.exp(rng.uniform(math.log(self.low), math.log(self.high), n)).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Uniform(_Interval):
+    """Uniform on [low, high]. Built by `uniform`."""
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.uniform(self.low, self.high, n).astype(np.float32)
-
-    def perturb(self, value: Any, factor: float, rng: np.random.Generator) -> Any:
-        return np.float32(np.clip(float(value) * factor, self.low, self.high))
 
 
 @dataclasses.dataclass(frozen=True)
