@@ -332,3 +332,23 @@ def test_every_result_reads_alike_and_plots(regression):
         fig = result.plot()
         assert [ax.get_xlabel() for ax in fig.axes][:2] == [first, "learning_rate" if first == "trial" else "steps"]
         assert {"trial", "steps", "member", "learning_rate", "loss", "diverged"} <= set(result.to_pandas())
+
+
+@pytest.mark.parametrize("policy", ["halving", "pbt", "bayesian"])
+def test_eval_every_adds_learning_curves_not_decisions(regression, policy):
+    """``eval_every`` evaluates between the decision points: ``learning_curves`` gains the rows,
+    ``history`` (the decisions) is what it is without it."""
+    run = {
+        "halving": lambda **k: successive_halving(regression, SGD, LR, n=6, min_steps=10, max_steps=30, **k),
+        "pbt": lambda **k: pbt(regression, SGD, LR, population=4, steps=40, interval=20, **k),
+        "bayesian": lambda **k: bayesian(regression, SGD, LR, trials=4, batch=4, steps=40, **k),
+    }[policy]
+    plain, dense = run(progress=False), run(eval_every=5, progress=False)
+    assert plain.history.drop(columns=["trial"] if policy == "bayesian" else []).equals(
+        dense.history.drop(columns=["trial"] if policy == "bayesian" else [])
+    )
+    curves = dense.learning_curves
+    assert len(curves) > len(plain.learning_curves) and (curves["steps"] % 5 == 0).all()
+    if policy == "bayesian":
+        intermediate = dense.study.trials[0].intermediate_values
+        assert sorted(intermediate) == [5, 10, 15, 20, 25, 30, 35]

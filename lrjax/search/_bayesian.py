@@ -24,7 +24,7 @@ import numpy as np
 from lrjax import _configs
 from lrjax import _validate as v
 from lrjax._task import Task
-from lrjax.engine.program import CHUNK, OptimizerFn
+from lrjax.engine.program import OptimizerFn
 from lrjax.search._driver import Driver, check_common
 from lrjax.search._result import SearchResult
 from lrjax.search._space import Choice, Distribution, IntUniform, LogUniform, Uniform, check_space
@@ -148,8 +148,8 @@ def bayesian(
       study_name: the study's name in ``storage``.
       study: an existing ``optuna.Study`` to continue (instead of sampler/storage/name).
       batch_size, seed, seeds, devices, progress: as for `lrjax.sweep`.
-      eval_every: also evaluate every this many steps: recorded in ``history`` and reported to
-        Optuna (``trial.report``), so a study's plots show the curves.
+      eval_every: also evaluate every this many steps: recorded in ``learning_curves`` and
+        reported to Optuna (``trial.report``), so a study's plots show the curves.
 
     Returns:
       A `SearchResult` of the trials trained by this call (``round`` is the round); the whole
@@ -168,9 +168,7 @@ def bayesian(
     trials = v.integer("trials", trials)
     batch = v.integer("batch", batch)
     steps = v.integer("steps", steps)
-    if eval_every is not None:
-        eval_every = v.integer("eval_every", eval_every)
-    mode = check_common(task, metric, mode, batch_size, seeds, seed)
+    mode = check_common(task, metric, mode, batch_size, seeds, seed, eval_every)
     direction = "minimize" if mode == "min" else "maximize"
     distributions = optuna_distributions(space)
     if not distributions:
@@ -187,7 +185,6 @@ def bayesian(
         raise ValueError(f"study optimizes in direction {study.direction.name.lower()!r}, but mode={mode!r}")
     interrupted = _reconcile(study)
     remaining = trials - _told(study)
-    stops = sorted({*range(eval_every or steps, steps, eval_every or steps), steps})
 
     def configs_of(params: list[dict[str, Any]]) -> dict[str, Any]:
         rows = [_values(space, p) for p in params]
@@ -212,6 +209,7 @@ def bayesian(
                 method="bayesian",
                 stage="round",
                 total=steps * -(-remaining // batch),
+                eval_every=eval_every,
                 batch_size=batch_size,
                 seed=seed,
                 seeds=seeds,
@@ -224,14 +222,15 @@ def bayesian(
         if len(asked) < batch:
             driver.pop.deactivate(driver.members(np.arange(len(asked), batch)))
         driver.start_trials(slots, ids=[t.number for t in asked])
-        for stop in stops:
-            while driver.pop.clock < stop:
-                driver.advance(min(CHUNK, stop - driver.pop.clock))
-            values, diverged = driver.measure()
-            for slot, trial in zip(slots, asked, strict=True):
-                driver.record(slot, values[slot], diverged[slot], rounds)
-                if stop < steps and not diverged[slot]:
-                    trial.report(float(values[slot]), stop)
+        first_curve = len(driver.curves)
+        driver.advance(steps)
+        values, diverged = driver.measure()
+        by_number = {t.number: t for t in asked}
+        for row in driver.curves[first_curve:]:  # the evaluations along the way, for Optuna's plots
+            if row["steps"] < steps and not row["diverged"]:
+                by_number[row["trial"]].report(row[metric], row["steps"])
+        for slot in slots:
+            driver.record(slot, values[slot], diverged[slot], rounds)
         for slot, trial in zip(slots, asked, strict=True):
             if diverged[slot]:
                 trial.set_user_attr("diverged", True)

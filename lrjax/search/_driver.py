@@ -43,6 +43,7 @@ class Driver:
       metric, mode: the metric that ranks trials and its direction.
       method, stage: the policy's name and its stage column (``rung``, ...).
       total: the number of clock steps, for the progress bar.
+      eval_every: also evaluate every this many clock steps (recorded in ``curves`` only).
       batch_size, seed, seeds, devices, progress: as for `lrjax.sweep`.
     """
 
@@ -57,6 +58,7 @@ class Driver:
         method: str,
         stage: str,
         total: int,
+        eval_every: int | None,
         batch_size: int | None,
         seed: int,
         seeds: int,
@@ -71,6 +73,9 @@ class Driver:
         self.slots = self.pop.size // seeds
         self.metric, self.mode, self.method, self.stage = metric, mode, method, stage
         self.records: list[dict[str, Any]] = []
+        self.curves: list[dict[str, Any]] = []
+        self.eval_every = eval_every
+        self._measured: tuple[int, int, Any] | None = None  # (population id, clock, values)
         self.trial_configs: dict[int, dict[str, Any]] = {}
         self.trial_of = np.full(self.slots, -1)
         self.next_trial = 0
@@ -116,23 +121,45 @@ class Driver:
     # -- training and measuring -----------------------------------------------------------
 
     def advance(self, steps: int) -> None:
-        """Advance the population; count the slot-steps run and those of active slots."""
-        if steps <= 0:
-            return
-        active = int(self.pop.active.reshape(self.slots, self.seeds).any(1).sum())
-        self.pop.advance(steps)
-        self.member_steps += self.slots * steps
-        self.active_steps += active * steps
-        self.bar.update(steps)
+        """Advance the population, evaluating at every multiple of ``eval_every`` on the way;
+        count the slot-steps run and those of active slots."""
+        target = self.pop.clock + max(steps, 0)
+        while self.pop.clock < target:
+            n = target - self.pop.clock
+            if self.eval_every:
+                n = min(n, self.eval_every - self.pop.clock % self.eval_every)
+            active = int(self.pop.active.reshape(self.slots, self.seeds).any(1).sum())
+            self.pop.advance(n)
+            self.member_steps += self.slots * n
+            self.active_steps += active * n
+            self.bar.update(n)
+            if self.eval_every and self.pop.clock % self.eval_every == 0:
+                self.measure()
 
     def measure(self) -> tuple[np.ndarray, np.ndarray]:
         """(values, diverged), each (slots,): the seed-mean metric and whether the slot diverged
-        (a seed diverged or the mean is not finite; its value is then NaN)."""
+        (a seed diverged or the mean is not finite; its value is then NaN). Each evaluation adds
+        a row per active trial to ``curves``; measuring again at the same clock reuses it."""
+        if self._measured is not None and self._measured[:2] == (id(self.pop), self.pop.clock):
+            return self._measured[2]
         values = self.pop.evaluate()[self.metric].reshape(self.slots, self.seeds)
         diverged = self.pop.diverged.reshape(self.slots, self.seeds).any(1)
         mean = values.astype(np.float64).mean(1)
         diverged |= ~np.isfinite(mean)
-        return np.where(diverged, np.nan, mean), diverged
+        out = np.where(diverged, np.nan, mean), diverged
+        steps = self.pop.steps.reshape(self.slots, self.seeds)[:, 0]
+        for slot in np.flatnonzero(self.pop.active.reshape(self.slots, self.seeds).any(1)):
+            self.curves.append(
+                {
+                    "trial": int(self.trial_of[slot]),
+                    "member": int(slot),
+                    "steps": int(steps[slot]),
+                    self.metric: float(out[0][slot]),
+                    "diverged": bool(diverged[slot]),
+                }
+            )
+        self._measured = (id(self.pop), self.pop.clock, out)
+        return out
 
     def ranking(self, values: np.ndarray) -> np.ndarray:
         """Positions of ``values`` best first (stable: ties keep their order; NaN last)."""
@@ -175,13 +202,18 @@ class Driver:
             info=info,
             configs=self.trial_configs,
             study=study,
+            curves=self.curves,
         )
 
 
-def check_common(task: Task, metric: str, mode: str | None, batch_size: int | None, seeds: int, seed: int) -> str:
+def check_common(
+    task: Task, metric: str, mode: str | None, batch_size: int | None, seeds: int, seed: int, eval_every: int | None
+) -> str:
     """The policies' shared arguments, checked before anything compiles; returns the mode."""
     if not isinstance(task, Task):
         raise TypeError(f"task must be an lrjax.Task, got {task!r}")
+    if eval_every is not None:
+        v.integer("eval_every", eval_every)
     v.integer("seeds", seeds)
     v.integer("seed", seed, minimum=0)
     if batch_size is not None:

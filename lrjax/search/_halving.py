@@ -162,6 +162,7 @@ def _start(
     metric: str,
     mode: str,
     horizon: int,
+    eval_every: int | None,
     batch_size: int | None,
     seed: int,
     seeds: int,
@@ -181,6 +182,7 @@ def _start(
         method=method,
         stage="rung",
         total=horizon,
+        eval_every=eval_every,
         batch_size=batch_size,
         seed=seed,
         seeds=seeds,
@@ -207,6 +209,7 @@ def successive_halving(
     batch_size: int | None = None,
     seed: int = 0,
     seeds: int = 1,
+    eval_every: int | None = None,
     devices: Sequence[Any] | None = None,
     progress: bool = True,
 ) -> SearchResult:
@@ -235,6 +238,8 @@ def successive_halving(
         (default: the metric's known direction).
       batch_size, seed, seeds, devices, progress: as for `lrjax.sweep`; with ``seeds`` each
         trial trains that many seeds and is ranked by their mean.
+      eval_every: also evaluate every this many clock steps, between rungs (recorded in
+        ``learning_curves``; decisions use the rungs' evaluations only).
 
     Returns:
       A `SearchResult` whose ``history`` has a row per trial per rung reached (``cohort``:
@@ -254,7 +259,7 @@ def successive_halving(
     n = v.integer("n", n)
     if n < eta:
         raise ValueError(f"n must be >= reduction_factor ({eta:g}) so that the first rung promotes a trial, got {n}")
-    mode = check_common(task, metric, mode, batch_size, seeds, seed)
+    mode = check_common(task, metric, mode, batch_size, seeds, seed, eval_every)
     source = _Source(space_or_configs, seed)
     driver = _start(
         task,
@@ -265,6 +270,7 @@ def successive_halving(
         metric=metric,
         mode=mode,
         horizon=horizon,
+        eval_every=eval_every,
         batch_size=batch_size,
         seed=seed,
         seeds=seeds,
@@ -320,6 +326,7 @@ def hyperband(
     batch_size: int | None = None,
     seed: int = 0,
     seeds: int = 1,
+    eval_every: int | None = None,
     devices: Sequence[Any] | None = None,
     progress: bool = True,
 ) -> SearchResult:
@@ -336,7 +343,8 @@ def hyperband(
       reduction_factor: η >= 2.
       refill: start new trials in freed slots (default: no, as Li et al.).
       steps: the search's length in clock steps (default ``max_steps``).
-      metric, mode, batch_size, seed, seeds, devices, progress: as for `successive_halving`.
+      metric, mode, batch_size, seed, seeds, eval_every, devices, progress: as for
+        `successive_halving`.
 
     Returns:
       A `SearchResult`; ``history`` has ``bracket`` (0 the widest) and ``promoted``.
@@ -350,7 +358,7 @@ def hyperband(
       (17, [0, 1, 2])
     """
     min_steps, max_steps, eta, horizon = _check(min_steps, max_steps, reduction_factor, steps)
-    mode = check_common(task, metric, mode, batch_size, seeds, seed)
+    mode = check_common(task, metric, mode, batch_size, seeds, seed, eval_every)
     plan = brackets(min_steps, max_steps, eta)
     total = sum(trials for trials, _ in plan)
     source = _Source(space_or_configs, seed)
@@ -363,6 +371,7 @@ def hyperband(
         metric=metric,
         mode=mode,
         horizon=horizon,
+        eval_every=eval_every,
         batch_size=batch_size,
         seed=seed,
         seeds=seeds,

@@ -69,6 +69,7 @@ def pbt(
     batch_size: int | None = None,
     seed: int = 0,
     seeds: int = 1,
+    eval_every: int | None = None,
     devices: Sequence[Any] | None = None,
     progress: bool = True,
 ) -> SearchResult:
@@ -88,6 +89,8 @@ def pbt(
       metric, mode: the evaluation metric ranking members and ``"min"``/``"max"``.
       batch_size, seed, seeds, devices, progress: as for `lrjax.sweep`; with ``seeds`` every
         member trains that many seeds, ranked by their mean, and exploits copy all of them.
+      eval_every: also evaluate every this many steps within a generation (recorded in
+        ``learning_curves``; exploits use the generations' evaluations only).
 
     Returns:
       A `SearchResult`: ``history`` has a row per member per generation with ``parent`` (the
@@ -110,7 +113,7 @@ def pbt(
     v.check("quantile", quantile, gt=0, le=0.5)
     v.check_vector("perturb", list(perturb), gt=0)
     v.check("resample_probability", resample_probability, ge=0, le=1)
-    mode = check_common(task, metric, mode, batch_size, seeds, seed)
+    mode = check_common(task, metric, mode, batch_size, seeds, seed, eval_every)
     rng = np.random.default_rng(seed)
     driver = Driver(
         task,
@@ -121,6 +124,7 @@ def pbt(
         method="pbt",
         stage="generation",
         total=steps,
+        eval_every=eval_every,
         batch_size=batch_size,
         seed=seed,
         seeds=seeds,

@@ -30,6 +30,9 @@ class SearchResult:
         ``info["utilization"]``).
       configs: trial id -> its hyperparameters as the optimizer saw them (schedules included).
       study: the Optuna study (``bayesian``), else None.
+      curves: every evaluation of every live trial (``trial``, ``member``, ``steps``, the metric,
+        ``diverged``): the decision points and, with ``eval_every``, the evaluations between;
+        `learning_curves` is them as a pandas table.
 
     Example:
       >>> from lrjax.search import SearchResult
@@ -47,6 +50,7 @@ class SearchResult:
     info: dict[str, Any]
     configs: dict[int, dict[str, Any]]
     study: Any = None
+    curves: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_sweep(
@@ -108,6 +112,13 @@ class SearchResult:
         import pandas as pd
 
         return pd.DataFrame.from_records(self.records)
+
+    @property
+    def learning_curves(self) -> Any:
+        """``curves`` as a pandas table: one row per trial per evaluation."""
+        import pandas as pd
+
+        return pd.DataFrame.from_records(self.curves)
 
     def to_pandas(self) -> Any:
         """`history` (one row per trial per record)."""
