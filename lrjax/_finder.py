@@ -384,7 +384,8 @@ def find_lr(
         ``learning_rate``); each configuration is tested with every seed.
       stop_factor: > 1, the divergence threshold (fastai: 4).
       seed: the base seed.
-      devices: devices to shard the members over (default: all local devices).
+      devices: devices to shard the members over (default: all local devices; all global
+        devices when `jax.distributed` runs several processes).
       progress: show a progress bar.
 
     Returns:

@@ -24,7 +24,7 @@ from lrjax import _checkpoint, _configs
 from lrjax import _validate as v
 from lrjax._result import SweepResult
 from lrjax._task import Task
-from lrjax.engine import cache
+from lrjax.engine import cache, hosts
 from lrjax.engine.program import (
     CHUNK,
     Layout,
@@ -176,7 +176,8 @@ class Population:
       batch_size: examples per step, drawn epoch by epoch without replacement; None: full batch.
       seed: the base seed of parameters and data order.
       seeds: seeds per configuration.
-      devices: devices to shard the members over (default: all local devices).
+      devices: devices to shard the members over (default: all local devices; all global
+        devices when `jax.distributed` runs several processes).
       memory_budget: bytes the state may take (`state_bytes`); more raises `ValueError`.
       plateau: optional `lrjax.reduce_on_plateau(...)` (or ``optax.contrib.reduce_on_plateau``, or
         a function ``hp -> `` one, to sweep its arguments): each `evaluate` is one observation of
@@ -222,7 +223,7 @@ class Population:
                 )
         check_task_and_optimizer(task, optimizer, _configs.take(hps, 0), plateau)
         plateau_fn = _plateau_fn(plateau)
-        devices = tuple(devices or jax.local_devices())
+        devices = tuple(devices or hosts.default_devices())
         slots = math.ceil(num_configs / len(devices)) * len(devices)
         layout = Layout(seeds, slots, batch_size, devices)
         programs = cache.program_set(task, optimizer, plateau_fn, layout)
@@ -246,9 +247,9 @@ class Population:
         self._configs = {k: _configs.take(value, np.repeat(np.arange(num_configs), seeds)) for k, value in hps.items()}
         self._active = np.ones(num_configs * seeds, bool)
         replicated = programs.programs.replicated
-        self._keys = jax.device_put(seed_keys(seed, seeds), replicated)
-        self._train_data = jax.device_put(task.train_data, replicated)
-        self._eval_data = self._train_data if task.eval_data is None else jax.device_put(task.eval_data, replicated)
+        self._keys = hosts.put(seed_keys(seed, seeds), replicated)
+        self._train_data = hosts.put(task.train_data, replicated)
+        self._eval_data = self._train_data if task.eval_data is None else hosts.put(task.eval_data, replicated)
         self._clock = 0
         self._losses: list[np.ndarray] = []
         self._eval_steps: list[int] = []
@@ -278,14 +279,14 @@ class Population:
 
     def _to_members(self, y: Any) -> np.ndarray:
         """(seeds, slots, ...) -> (size, ...), dropping padding slots."""
-        y = np.asarray(y)[:, : self.size // self.seeds]
+        y = hosts.host(y)[:, : self.size // self.seeds]
         return y.swapaxes(0, 1).reshape((self.size, *y.shape[2:]))
 
     def _upload(self) -> None:
         """Put the host's hyperparameters and active flags on the devices (no compilation)."""
         slots = self._programs.programs.slots
-        self._device_hps = jax.device_put(jax.tree.map(self._to_slots, self._configs), slots)
-        self._device_active = jax.device_put(self._to_slots(self._active, pad=False), slots)
+        self._device_hps = hosts.put(jax.tree.map(self._to_slots, self._configs), slots)
+        self._device_active = hosts.put(self._to_slots(self._active, pad=False), slots)
 
     def _ensure(self, names: Sequence[str]) -> None:
         if all(self._programs.compiled(n, self._device_hps) for n in names):
@@ -373,7 +374,7 @@ class Population:
         self._clock += steps
         seeds_slots = (self.seeds, self._layout.members)
         stacked = (
-            np.concatenate([np.asarray(b)[:n] for b, n in buffers])
+            np.concatenate([hosts.host(b)[:n] for b, n in buffers])
             if buffers
             else np.zeros((0, *seeds_slots), np.float32)
         )
@@ -396,7 +397,7 @@ class Population:
             values = metrics[self.plateau_metric]
             self._state = self._run("observe", self._state, self._device_hps, values, self._device_active)
             self._plateau_scale.append(self._to_members(self._state.members.scale))
-        host = {k: self._to_members(value) for k, value in jax.device_get(metrics).items()}
+        host = {k: self._to_members(value) for k, value in hosts.host(metrics).items()}
         self._eval_steps.append(self._clock)
         self._eval_metrics.append(host)
         return {k: value.copy() for k, value in host.items()}
@@ -467,7 +468,7 @@ class Population:
         self._configs = new
         self._upload()
         try:
-            mask = jax.device_put(self._to_slots(mask, pad=False), self._programs.programs.slots)
+            mask = hosts.put(self._to_slots(mask, pad=False), self._programs.programs.slots)
             self._state = self._run("reset", self._state, self._device_hps, self._keys, mask)
         except Exception:
             self._configs = old
@@ -497,9 +498,7 @@ class Population:
         src_seed[:, :configs] = self._to_slots(seed_of[source])[:, :configs]
         src_slot[:, :configs] = self._to_slots(config_of[source])[:, :configs]
         sharding = self._programs.programs.slots
-        self._state = self._run(
-            "copy", self._state, jax.device_put(src_seed, sharding), jax.device_put(src_slot, sharding)
-        )
+        self._state = self._run("copy", self._state, hosts.put(src_seed, sharding), hosts.put(src_slot, sharding))
         self._configs = _configs.take(self._configs, source)
         self._upload()
 
@@ -570,9 +569,9 @@ class Population:
                 for i, n in enumerate(names)
             },
             "data": {
-                "order": np.asarray(self._state.order),
-                "shuffle": np.asarray(self._state.shuffle),
-                "clock": np.asarray(self._state.clock),
+                "order": hosts.host(self._state.order),
+                "shuffle": hosts.host(self._state.shuffle),
+                "clock": hosts.host(self._state.clock),
             },
             "active": self._active,
             "train_loss": self._train_loss(),
@@ -611,7 +610,7 @@ class Population:
 
     def _to_slots_host(self, x: jax.Array) -> np.ndarray:
         """A member-state leaf as a host array (seeds, configurations, ...), padding dropped."""
-        return np.moveaxis(np.asarray(x), stacked_axis(x), 1)[:, : self.size // self.seeds]
+        return np.moveaxis(hosts.host(x), stacked_axis(x), 1)[:, : self.size // self.seeds]
 
     @staticmethod
     def _fingerprint(
@@ -724,7 +723,7 @@ class Population:
         def place(saved: np.ndarray, like: jax.ShapeDtypeStruct) -> jax.Array:
             extra = slots - saved.shape[1]
             padded = np.concatenate([saved, np.repeat(saved[:, -1:], extra, axis=1)], axis=1) if extra else saved
-            return jax.device_put(np.moveaxis(padded, 1, stacked_axis(padded)), like.sharding)
+            return hosts.put(np.moveaxis(padded, 1, stacked_axis(padded)), like.sharding)
 
         members = [arrays["members"][str(i)] for i in range(len(arrays["members"]))]
         members = jax.tree.unflatten(
@@ -733,9 +732,7 @@ class Population:
         )
         data = arrays["data"]
         replicated = self._programs.programs.replicated
-        self._state = PopulationState(
-            members, *(jax.device_put(data[k], replicated) for k in ("order", "shuffle", "clock"))
-        )
+        self._state = PopulationState(members, *(hosts.put(data[k], replicated) for k in ("order", "shuffle", "clock")))
         self._clock = int(meta["clock"])
         self._checkpoint_extra = meta["extra"]
         self._losses = [np.asarray(arrays["train_loss"], np.float32)]

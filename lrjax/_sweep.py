@@ -31,6 +31,7 @@ from lrjax._population import (
 )
 from lrjax._result import SweepResult
 from lrjax._task import Task
+from lrjax.engine import hosts
 from lrjax.engine.compiles import count_compiles
 from lrjax.engine.program import CHUNK, OptimizerFn
 
@@ -122,7 +123,8 @@ def sweep(
       memory_budget: bytes of member state per population; more members run in groups, with
         results equal within float32 summation order (1e-6).
       progress: show a progress bar.
-      devices: devices to shard the members over (default: all local devices).
+      devices: devices to shard the members over (default: all local devices; all global
+        devices when `jax.distributed` runs several processes).
       plateau: ``lrjax.reduce_on_plateau(...)`` (or a function ``hp -> `` one): at each
         evaluation each member's plateau observes its own ``plateau_metric`` and scales the
         member's updates until the next; recorded in ``result.plateau_scale``.
@@ -161,7 +163,7 @@ def sweep(
         if not isinstance(checkpoint, (str, os.PathLike)):
             raise TypeError(f"checkpoint must be a directory path, got {checkpoint!r}")
         checkpoint_every = checkpoint_every or eval_every
-    devices = tuple(devices or jax.local_devices())
+    devices = tuple(devices or hosts.default_devices())
     one_member = one_member_bytes(task, optimizer, _configs.take(hps, 0))
     size = group_size(num_configs, seeds, one_member, memory_budget, len(devices))
     groups = [np.arange(g, min(g + size, num_configs)) for g in range(0, num_configs, size)]
