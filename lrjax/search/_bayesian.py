@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from lrjax import _configs
@@ -173,6 +174,11 @@ def bayesian(
     distributions = optuna_distributions(space)
     if not distributions:
         raise ValueError(f"space must have at least one distribution to search, got only constants {sorted(space)}")
+    if jax.process_count() > 1 and (storage is not None or study is not None):
+        raise ValueError(
+            "with several jax.distributed processes, bayesian() keeps an identical in-memory study in each "
+            "(same seed, same trials); a storage or study shared between them would record every trial twice"
+        )
     if study is None:
         study = optuna.create_study(
             storage=storage,
