@@ -1,6 +1,6 @@
-"""Two local processes over `jax.distributed` (one CPU device each, collectives over gloo) run
+"""Two local processes over `jax.distributed` (two CPU devices each, collectives over gloo) run
 the same script (`tests/multihost/worker.py`): a sweep of 6 configurations (not a multiple of
-the 2 devices) equals a single-process sweep, a population copies a member across the
+the 4 devices) equals a single-process sweep, a population copies a member across the
 processes, a checkpoint written by both restores (in both, and in one process), and killing
 one process makes the other exit with an error instead of hanging. Every run has timeouts and
 both processes are killed whatever happens."""
@@ -65,7 +65,7 @@ def _reference():
 
 def test_a_two_process_sweep_equals_one_process_and_copies_across_processes(tmp_path):
     first, second = _run("sweep", tmp_path)
-    assert int(first["devices"]) == 2  # the population spans both processes' devices
+    assert int(first["devices"]) == 4  # the population spans both processes' devices
     for key in first.files:  # every process gets the whole result
         np.testing.assert_array_equal(first[key], second[key])
     task, momentum, configs = _reference()

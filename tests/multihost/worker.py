@@ -7,7 +7,7 @@ import jax
 
 process_id, port, mode, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
-jax.config.update("jax_num_cpu_devices", 1)
+jax.config.update("jax_num_cpu_devices", 2)  # 4 devices in all: 6 configurations are padded to 8
 jax.distributed.initialize(
     f"127.0.0.1:{port}",
     num_processes=2,
