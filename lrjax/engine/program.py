@@ -35,6 +35,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lrjax._task import Task
+from lrjax.engine.conv import rewrite_convs
 from lrjax.engine.shuffle import epoch_order
 
 OptimizerFn = Callable[[Any], optax.GradientTransformation]
@@ -203,6 +204,8 @@ class Programs:
         self.slots = NamedSharding(self.mesh, P(None, "members"))  # (seeds, members) arrays
         self.replicated = NamedSharding(self.mesh, P())
         self._metric_names: list[str] | None = None
+        self._loss_fn: Any = None
+        self._metrics_fn: Any = None
 
     # -- shapes and shardings -------------------------------------------------------------
 
@@ -275,8 +278,21 @@ class Programs:
 
         return state._replace(members=jax.tree.map(gather, state.members))
 
+    def _rewritten(self) -> None:
+        """The task's loss and metrics with their convolutions as slices and matmuls
+        (`lrjax.engine.conv`: XLA's convolution is slow under a vmap over members), traced once
+        from shapes; the task's own functions when they have none."""
+        params = jax.eval_shape(self.task.init, jax.random.key(0))
+        b = self.layout.batch_size or self.task.num_train
+        batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype), self.task.train_data)
+        data = self.task.train_data if self.task.eval_data is None else self.task.eval_data
+        self._loss_fn = rewrite_convs(lambda p, x: task_loss(self.task, p, x), params, batch)
+        self._metrics_fn = rewrite_convs(lambda p, x: task_metrics(self.task, p, x), params, data)
+
     def _loss(self, params: Any, batch: Any) -> tuple[jax.Array, Any]:
-        return task_loss(self.task, params, batch)
+        if self._loss_fn is None:
+            self._rewritten()
+        return self._loss_fn(params, batch)
 
     def batch(self, order: jax.Array, t: jax.Array, data: Any) -> Any:
         """Batch ``t`` of one seed's epoch ``order``; the last partial batch of an epoch is dropped."""
@@ -345,7 +361,9 @@ class Programs:
         return list(self._metric_names)
 
     def _metrics(self, params: Any, data: Any) -> dict[str, jax.Array]:
-        return task_metrics(self.task, params, data)
+        if self._metrics_fn is None:
+            self._rewritten()
+        return self._metrics_fn(params, data)
 
     def evaluate(self, params: Any, data: Any) -> dict[str, jax.Array]:
         """Every member's metrics on ``data``: name -> (seeds, members)."""
