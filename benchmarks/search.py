@@ -82,16 +82,18 @@ def sequential_costs(task, trials: int = 4) -> tuple[float, float]:
         per_epoch = len(x) // BATCH
         order = rng.permutation(len(x))
         started = time.perf_counter()
+        losses = []  # the sweep's outputs: every step's loss, and the final evaluation
         for t in range(STEPS):
             if t % per_epoch == 0:
                 order = rng.permutation(len(x))
             idx = order[(t % per_epoch) * BATCH : (t % per_epoch + 1) * BATCH]
             params, state, loss = step(params, state, x[idx], y[idx])
+            losses.append(loss)
             if t == 0:
                 jax.block_until_ready(loss)
                 first = time.perf_counter() - started
                 steady_from = time.perf_counter()
-        jax.block_until_ready(task.loss(params, (jnp.asarray(xv), jnp.asarray(yv))))
+        jax.block_until_ready((jnp.stack(losses), task.loss(params, (jnp.asarray(xv), jnp.asarray(yv)))))
         steady = (time.perf_counter() - steady_from) / (STEPS - 1)
         step_s.append(steady)
         compile_s.append(first - steady)

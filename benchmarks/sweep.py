@@ -4,7 +4,8 @@ Everything is measured in one run, on one machine, on the digits MLP with Adam, 
 
   sweep      lrjax.sweep: N configurations in one compiled, vmapped, scanned program.
   (a) scans  the same N configurations one after another, each a jitted lax.scan over steps
-             (the learning rate is a traced argument, so this compiles once).
+             (the learning rate is a traced argument, so this compiles once, off the clock),
+             gathering the sweep's own batches from a precomputed index array.
   Every run produces the same outputs: the training loss at each step and a final evaluation.
   (b) optax  plain Optax as users write it: the learning rate a Python float, a jitted step
              function per configuration (one compile per value), a Python loop over steps,
@@ -39,6 +40,8 @@ import optax
 import lrjax
 import lrjax.datasets as D
 from lrjax.engine import cache
+from lrjax.engine.program import order_words, seed_keys
+from lrjax.engine.shuffle import epoch_order
 
 
 def timed(fn):
@@ -61,26 +64,36 @@ def model_flops(task, steps: int, batch: int, members: int) -> float:
     return 6.0 * batch * weights * steps * members
 
 
+def epoch_index(task, steps: int, batch: int) -> np.ndarray:
+    """(steps, batch) the example indices the sweep draws for seed 0 (its epoch-by-epoch order),
+    precomputed so that a baseline gathers the same batches at the cost of an index lookup."""
+    n = task.num_train
+    per_epoch = n // batch
+    words = order_words(seed_keys(0, 1)[0])
+    order = np.concatenate([np.asarray(epoch_order(words, e, n)) for e in range(-(-steps // per_epoch))])
+    return np.stack([order[(t // per_epoch) * n + (t % per_epoch) * batch :][:batch] for t in range(steps)])
+
+
 def scans_one_after_another(task, lrs, steps: int, batch: int) -> float:
     x, y = task.train_data
-    n = x.shape[0]
+    index = jnp.asarray(epoch_index(task, steps, batch))
 
     def train(lr, key):
         opt = optax.adam(lr)
         params = task.init(key)
 
-        def step(carry, t):
+        def step(carry, idx):
             params, state = carry
-            idx = jax.random.choice(jax.random.fold_in(key, t), n, (batch,), replace=False)
             loss, grads = jax.value_and_grad(task.loss)(params, (x[idx], y[idx]))
             updates, state = opt.update(grads, state, params)
             return (optax.apply_updates(params, updates), state), loss
 
-        (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), jnp.arange(steps))
+        (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), index)
         return losses, task.metrics(params, task.eval_data)  # the same outputs as the sweep
 
     train = jax.jit(train)
     key = jax.random.key(0)
+    jax.block_until_ready(train(lrs[0], key))  # one compile in all (the learning rate is traced), off the clock
     return timed(lambda: [train(lr, key) for lr in lrs])[0]
 
 

@@ -311,7 +311,7 @@ def _search_command(args: argparse.Namespace) -> int:
         + (f", utilization {info['utilization']:.2f}" if np.isfinite(info.get("utilization", np.nan)) else "")
     )
     history = result.history
-    finals = pandas_finals(history, result)
+    finals = result.finals()
     print(
         f"\nbest {min(args.top, len(finals))} trials by final eval {result.metric} (trained {finals['steps'].max()} steps):"
     )
@@ -321,13 +321,6 @@ def _search_command(args: argparse.Namespace) -> int:
     print(f"\nbest: {chosen} (trial {best['trial']}, eval {result.metric} {best[result.metric]:.4f})")
     _write(args, f"lrjax-search-{args.method}-{task.name}", history, result.plot())
     return 0
-
-
-def pandas_finals(history: Any, result: Any) -> Any:
-    """Each trial's last record among the longest-trained trials, best first."""
-    last = history.groupby("trial").tail(1)
-    last = last[last["steps"] == last["steps"].max()]
-    return last.sort_values(result.metric, ascending=result.mode == "min", na_position="last")
 
 
 def _sweep_command(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ ratio is taken (the paper's advice: the ratio of averages, not the average of ra
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -151,8 +152,11 @@ def _spread(b: int, n: int) -> float:
     return (n - b) / ((n - 1) * b)
 
 
+@functools.lru_cache(maxsize=16)
 def _estimates(task: Task, big: int, micro: int, steps: int) -> Any:
-    """The jitted program: (params, data, key words) -> per-step estimates of |G|² and tr(Σ)."""
+    """The jitted program: (params, data, key words) -> per-step estimates of |G|² and tr(Σ).
+    Kept for the task (by identity) and sizes, so measuring again, e.g. at other parameters
+    along training, compiles nothing."""
     small, n = big // micro, task.num_train
     per_epoch = n // big
 

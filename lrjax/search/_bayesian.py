@@ -88,10 +88,6 @@ def _values(space: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, An
     return out
 
 
-def _column(name: str, values: Sequence[Any]) -> Any:
-    return _configs.as_tree(f"space[{name!r}]", list(values))
-
-
 def _reconcile(study: Any) -> int:
     """Fail the trials a crashed run asked and never told, and enqueue their parameters again.
     Returns how many there were."""
@@ -195,7 +191,7 @@ def bayesian(
     def configs_of(params: list[dict[str, Any]]) -> dict[str, Any]:
         rows = [_values(space, p) for p in params]
         rows += [rows[-1]] * (batch - len(rows))  # padding slots repeat the last trial
-        return {name: _column(name, [r[name] for r in rows]) for name in space}
+        return {name: _configs.as_tree(f"space[{name!r}]", [r[name] for r in rows]) for name in space}
 
     driver = None
     rounds = 0

@@ -76,6 +76,7 @@ class Driver:
         self.curves: list[dict[str, Any]] = []
         self.eval_every = eval_every
         self._measured: tuple[int, int, Any] | None = None  # (population id, clock, values)
+        self._snapshot: tuple[np.ndarray, dict[str, np.ndarray]] = (np.zeros(0, int), {})
         self.trial_configs: dict[int, dict[str, Any]] = {}
         self.trial_of = np.full(self.slots, -1)
         self.next_trial = 0
@@ -112,12 +113,6 @@ class Driver:
             }
         return ids
 
-    def columns(self, slot: int) -> dict[str, Any]:
-        """The slot's hyperparameters as readable flat columns."""
-        hps = {k: x for k, x in self.pop.configs.items() if k != "seed"}
-        cols = _configs.columns(_configs.take(hps, np.asarray([slot * self.seeds])))
-        return {k: _readable(x)[0].item() for k, x in cols.items()}
-
     # -- training and measuring -----------------------------------------------------------
 
     def advance(self, steps: int) -> None:
@@ -148,6 +143,10 @@ class Driver:
         diverged |= ~np.isfinite(mean)
         out = np.where(diverged, np.nan, mean), diverged
         steps = self.pop.steps.reshape(self.slots, self.seeds)[:, 0]
+        # What `record` writes of each slot, read once per evaluation (not once per row).
+        hps = {k: x for k, x in self.pop.configs.items() if k != "seed"}
+        columns = _configs.columns(_configs.take(hps, np.arange(self.slots) * self.seeds))
+        self._snapshot = steps, {k: _readable(x) for k, x in columns.items()}
         for slot in np.flatnonzero(self.pop.active.reshape(self.slots, self.seeds).any(1)):
             self.curves.append(
                 {
@@ -167,12 +166,14 @@ class Driver:
         return np.argsort(key, kind="stable")
 
     def record(self, slot: int, value: float, diverged: bool, stage: int, **extra: Any) -> dict[str, Any]:
+        """A history row for ``slot`` as of the last `measure` (its steps and hyperparameters)."""
+        steps, columns = self._snapshot
         row = {
             "trial": int(self.trial_of[slot]),
             self.stage: int(stage),
-            "steps": int(self.pop.steps[slot * self.seeds]),
+            "steps": int(steps[slot]),
             "member": int(slot),
-            **self.columns(slot),
+            **{k: x[slot].item() for k, x in columns.items()},
             self.metric: float(value),
             "diverged": bool(diverged),
             **extra,

@@ -152,45 +152,15 @@ def _run(driver: Driver, source: _Source, cohorts: list[_Cohort], eta: float, re
                 cohorts.append(_Cohort(slots, now, template, bracket, id=len(cohorts)))
 
 
-def _start(
-    task: Task,
-    optimizer: OptimizerFn,
-    source: _Source,
-    slots: int,
-    *,
-    method: str,
-    metric: str,
-    mode: str,
-    horizon: int,
-    eval_every: int | None,
-    batch_size: int | None,
-    seed: int,
-    seeds: int,
-    devices: Sequence[Any] | None,
-    progress: bool,
-) -> Driver:
+def _start(task: Task, optimizer: OptimizerFn, source: _Source, slots: int, **driver: Any) -> Driver:
+    """A `Driver` of ``slots`` trial slots filled from ``source`` (``driver``: its keywords)."""
     if source.left < slots:
         raise ValueError(
             f"space_or_configs must hold at least {slots} configurations (one per slot), got {source.left}"
         )
-    driver = Driver(
-        task,
-        optimizer,
-        source.take(slots),
-        metric=metric,
-        mode=mode,
-        method=method,
-        stage="rung",
-        total=horizon,
-        eval_every=eval_every,
-        batch_size=batch_size,
-        seed=seed,
-        seeds=seeds,
-        devices=devices,
-        progress=progress,
-    )
-    driver.start_trials(np.arange(slots))
-    return driver
+    out = Driver(task, optimizer, source.take(slots), stage="rung", **driver)
+    out.start_trials(np.arange(slots))
+    return out
 
 
 def successive_halving(
@@ -269,7 +239,7 @@ def successive_halving(
         method="successive_halving",
         metric=metric,
         mode=mode,
-        horizon=horizon,
+        total=horizon,
         eval_every=eval_every,
         batch_size=batch_size,
         seed=seed,
@@ -370,7 +340,7 @@ def hyperband(
         method="hyperband",
         metric=metric,
         mode=mode,
-        horizon=horizon,
+        total=horizon,
         eval_every=eval_every,
         batch_size=batch_size,
         seed=seed,

@@ -39,18 +39,13 @@ def _explore(
         if not isinstance(dist, Distribution):
             continue  # a constant
         if rng.random() < resample:
-            out[name] = _first(dist.sample(rng, 1))
+            out[name] = _configs.take(dist.sample(rng, 1), 0)
             how.append(f"{name}:resample")
         else:
             factor = float(rng.choice(perturb))
             out[name] = dist.perturb(hp[name], factor, rng)
             how.append(f"{name}:x{factor:g}")
     return out, " ".join(how)
-
-
-def _first(column: Any) -> Any:
-    """The first value of a config column (an array or a stacked pytree)."""
-    return _configs.take(column, 0)
 
 
 def pbt(

@@ -132,6 +132,14 @@ class SearchResult:
         longest = max((row["steps"] for row in last.values()), default=0)
         return [row for row in last.values() if row["steps"] == longest]
 
+    def finals(self) -> Any:
+        """Each trial's last record among the trials trained longest (those `best` compares), as
+        a pandas table, best first (diverged last)."""
+        import pandas as pd
+
+        table = pd.DataFrame.from_records(self._finals())
+        return table.sort_values(self.metric, ascending=self.mode == "min", na_position="last", kind="stable")
+
     def best(self) -> dict[str, Any]:
         """The trial with the best ``metric`` at its last record, among the trials that trained
         the most steps (so a trial stopped at a low rung is not compared with a finished one);
