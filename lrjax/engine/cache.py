@@ -37,6 +37,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lrjax._task import Task
+from lrjax.engine import dots
 from lrjax.engine.program import Layout, OptimizerFn, PlateauFn, Programs
 
 MAX_PROGRAM_SETS = 16
@@ -45,9 +46,13 @@ MAX_EXECUTABLES = 64
 # XLA:CPU compile options (other platforms compile with their defaults). Measured on the digits
 # MLP sweep (2-core CPU): the MLIR fusion emitters spend ~8 ms compiling each fusion, the classic
 # ones about half; the backend optimisation level trades compile time against run time. Init
-# and reset run rarely: their threefry draws compile at level 0 in half the time.
+# and reset run rarely: their threefry draws compile at level 0 in half the time. The chunk, which
+# runs every step, keeps the MLIR emitters: its transposing fusions (activations into and out of
+# the batched matmuls) ran 2-4x slower with the classic ones, and the warm sweep 10-20% slower
+# (digits MLPs and CNN, measured side by side in one process). Its matmuls are laid out by
+# `lrjax.engine.dots`, which needs transpose folding off.
 _RARE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
-_CHUNK = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
+_CHUNK = {"xla_backend_optimization_level": 1, **dots.COMPILE_OPTIONS}
 _DEFAULT = {"xla_cpu_use_fusion_emitters": False}
 
 

@@ -9,7 +9,7 @@ slices; 16 vmapped members 15.1 ms against 4.0 ms. (``lax.conv_general_dilated_p
 itself a convolution, and was slower still: 4.0 and 46 ms.)
 
 `rewrite_convs` applies this to a user's function without asking them to change it: it traces
-the function to a jaxpr and evaluates it with every ``conv_general_dilated`` that has no
+the function to a jaxpr and evaluates it (`lrjax.engine.rewrite`) with every ``conv_general_dilated`` that has no
 dilation and no feature or batch groups replaced by `slice_conv`; everything else is bound as
 traced, so values and gradients are the same up to float summation order.
 """
@@ -24,6 +24,8 @@ import jax
 import jax.extend.core as jcore
 import jax.numpy as jnp
 from jax import lax
+
+from lrjax.engine.rewrite import contains, rewrite
 
 __all__ = ["has_convs", "rewrite_convs", "slice_conv"]
 
@@ -96,50 +98,21 @@ def _replaceable(params: dict[str, Any]) -> bool:
     )
 
 
+def _wanted(eqn: jcore.JaxprEqn) -> bool:
+    return eqn.primitive is lax.conv_general_dilated_p and _replaceable(eqn.params)
+
+
+def _rule(eqn: jcore.JaxprEqn, invals: list[Any]) -> list[Any]:
+    p = eqn.params
+    out = slice_conv(
+        *invals, p["window_strides"], p["padding"], p["dimension_numbers"], p["precision"], p["preferred_element_type"]
+    )
+    return [out.astype(eqn.outvars[0].aval.dtype)]
+
+
 def has_convs(jaxpr: jcore.Jaxpr) -> bool:
     """Whether ``jaxpr`` (or a jaxpr inside it) holds a convolution `slice_conv` can replace."""
-    for eqn in jaxpr.eqns:
-        if eqn.primitive is lax.conv_general_dilated_p and _replaceable(eqn.params):
-            return True
-        if any(has_convs(getattr(sub, "jaxpr", sub)) for sub in jcore.jaxprs_in_params(eqn.params)):
-            return True
-    return False
-
-
-def _evaluate(jaxpr: jcore.Jaxpr, consts: Sequence[Any], args: Sequence[Any]) -> list[Any]:
-    env: dict[Any, Any] = {}
-
-    def read(v: Any) -> Any:
-        return v.val if isinstance(v, jcore.Literal) else env[v]
-
-    for var, value in zip(jaxpr.constvars, consts, strict=True):
-        env[var] = value
-    for var, value in zip(jaxpr.invars, args, strict=True):
-        env[var] = value
-    for eqn in jaxpr.eqns:
-        invals = [read(v) for v in eqn.invars]
-        if eqn.primitive is lax.conv_general_dilated_p and _replaceable(eqn.params):
-            p = eqn.params
-            outvals = [
-                slice_conv(
-                    *invals,
-                    p["window_strides"],
-                    p["padding"],
-                    p["dimension_numbers"],
-                    p["precision"],
-                    p["preferred_element_type"],
-                ).astype(eqn.outvars[0].aval.dtype)
-            ]
-        elif eqn.primitive.name in ("pjit", "jit") and has_convs(eqn.params["jaxpr"].jaxpr):
-            inner = eqn.params["jaxpr"]
-            outvals = _evaluate(inner.jaxpr, inner.consts, invals)
-        else:
-            with eqn.ctx.manager:
-                out = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
-            outvals = list(out) if eqn.primitive.multiple_results else [out]
-        for var, value in zip(eqn.outvars, outvals, strict=True):
-            env[var] = value
-    return [read(v) for v in jaxpr.outvars]
+    return contains(jaxpr, _wanted)
 
 
 def rewrite_convs(fn: Callable[..., Any], *example: Any) -> Callable[..., Any]:
@@ -157,10 +130,4 @@ def rewrite_convs(fn: Callable[..., Any], *example: Any) -> Callable[..., Any]:
     """
     if not has_convs(jax.make_jaxpr(fn)(*example).jaxpr):
         return fn
-
-    def rewritten(*args: Any) -> Any:
-        closed, shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-        out = _evaluate(closed.jaxpr, closed.consts, jax.tree.leaves(args))
-        return jax.tree.unflatten(jax.tree.structure(shape), out)
-
-    return rewritten
+    return rewrite(fn, _wanted, lambda: _rule)
