@@ -23,7 +23,8 @@ configuration.
                 with momentum 0.9, the same semantics as Optax's), the same initial weights,
                 batches, steps and outputs, one configuration after another, in its own
                 process (the optional ``bench`` extra; skipped when torch is not installed).
-                Its final held-out losses are checked against the sweep's.
+                Its final held-out losses are compared with the sweep's (they agree to ~1e-7
+                where training is stable; chaotic learning rates drift apart).
 
 Tasks: the built-in digits MLP (Adam) and CNN; an MLP 64-128-10 and a CNN (two 3×3
 convolutions by ``lax.conv_general_dilated``) with their own init and loss
@@ -317,20 +318,18 @@ def main() -> None:
         return
     print(f"\nPyTorch {eager['torch']} eager, {eager['threads']} threads, its own process:\n")
     print(
-        "| task | devices (sweep) | PyTorch eager s | sweep warm s | eager ÷ warm | max abs. difference of final losses |"
+        "| task | devices (sweep) | PyTorch eager s | sweep warm s | eager ÷ warm | finals within 1e-4 of the sweep's |"
     )
     print("|---|---|---:|---:|---:|---:|")
     for label, out in runs.items():
         for task, r in eager.items():
             if not isinstance(r, dict):
                 continue
-            mine, theirs = np.asarray(out[task]["final"]), np.asarray(r["final"])
-            kept = np.isfinite(mine) & np.isfinite(theirs) & (mine < 2.3)  # trained, not diverged
-            gap = np.max(np.abs(mine[kept] - theirs[kept])) if kept.any() else float("nan")
+            gap = np.abs(np.asarray(out[task]["final"]) - np.asarray(r["final"]))
             warm = out[task]["warm"]
             print(
                 f"| {task} | {label} | {r['eager']:.2f} | {warm:.2f} | {r['eager'] / warm:.1f}× | "
-                f"{gap:.1e} ({kept.sum()} of {len(mine)} configs) |"
+                f"{(gap < 1e-4).sum()} of {len(gap)} (largest gap {np.nanmax(gap):.1e}) |"
             )
 
 
