@@ -24,6 +24,8 @@ import jax.numpy as jnp
 
 _M1 = 0x7FEB352D
 _M2 = 0x846CA68B
+_M1_INV = pow(_M1, -1, 2**32)  # 0x1D69E2A5: _M1 · _M1_INV = 1 (mod 2³²)
+_M2_INV = pow(_M2, -1, 2**32)  # 0x43021123
 
 
 def _lowbias32(x: jax.Array) -> jax.Array:
@@ -34,9 +36,20 @@ def _lowbias32(x: jax.Array) -> jax.Array:
     return x ^ (x >> 16)
 
 
+def _lowbias32_inverse(x: jax.Array) -> jax.Array:
+    """The inverse of `_lowbias32`: each step undone in reverse (``x ^= x >> 16`` is its own
+    inverse; ``x ^= x >> 15`` is undone by ``x ^= (x >> 15) ^ (x >> 30)``)."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(_M2_INV)
+    x = x ^ (x >> 15) ^ (x >> 30)
+    x = x * jnp.uint32(_M1_INV)
+    return x ^ (x >> 16)
+
+
 def epoch_order(key_words: jax.Array, epoch: jax.Array, n: int) -> jax.Array:
     """The example order (int32[n], a permutation of 0..n-1) of ``epoch`` for ``key_words`` (uint32[2])."""
     k = key_words.astype(jnp.uint32)
     s = _lowbias32(_lowbias32(k[0] ^ _lowbias32(jnp.asarray(epoch).astype(jnp.uint32))) ^ k[1])
     i = jnp.arange(n, dtype=jnp.uint32)
-    return jnp.argsort(_lowbias32(_lowbias32(i ^ s) + s)).astype(jnp.int32)
+    keys = jnp.sort(_lowbias32(_lowbias32(i ^ s) + s))  # distinct: h is a bijection
+    return (_lowbias32_inverse(_lowbias32_inverse(keys) - s) ^ s).astype(jnp.int32)
