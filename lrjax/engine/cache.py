@@ -191,7 +191,7 @@ class ProgramSet:
             "observe": (p.observe, 0, shardings, _DEFAULT, (state, hps, slots(np.float32), slots(bool))),
         }
         fn, donate, out, options, args = table[name]
-        options = options if all(d.platform == "cpu" for d in p.layout.devices) else {}
+        options = options if p.layout.on_cpu else {}
         return jax.jit(fn, donate_argnums=donate, out_shardings=out, compiler_options=options or None), args, options
 
     def _hlo_key(self, lowered: Any, options: dict) -> Hashable | None:

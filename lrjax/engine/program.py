@@ -87,6 +87,11 @@ class Layout:
     batch_size: int | None  # None: full batch
     devices: tuple
 
+    @property
+    def on_cpu(self) -> bool:
+        """Whether every device is a CPU (the engine's XLA:CPU-specific choices apply)."""
+        return all(d.platform == "cpu" for d in self.devices)
+
 
 def member_axis(ndim: int) -> int:
     """Where the member axis goes in a leaf whose per-member value has ``ndim`` axes: just
@@ -325,14 +330,6 @@ class Programs:
         )
         return new_state, jnp.where(run, loss, jnp.nan).astype(jnp.float32)
 
-    def _squeezed(self, x: jax.Array, member_axis: int | None) -> tuple[int, ...]:
-        """The shape of a leaf stored with a seed axis first (and a member axis at
-        ``member_axis``, if any) without those axes that have length 1."""
-        drop = {0} if self.layout.seeds == 1 else set()
-        if member_axis is not None and self.layout.members == 1:
-            drop.add(member_axis)
-        return tuple(d for i, d in enumerate(x.shape) if i not in drop)
-
     def chunk(self, state: PopulationState, hps: Any, active: jax.Array, data: Any, n: jax.Array):
         """``n`` (<= `CHUNK`, a runtime value) training steps of every member.
 
@@ -352,33 +349,37 @@ class Programs:
             step = jax.vmap(step, in_axes=(0, 0, 0, None if full_batch else 0))
             draw = jax.vmap(draw, in_axes=(0, None, None))
             batch = jax.vmap(batch, in_axes=(0, None, None))
-        if all(d.platform == "cpu" for d in self.layout.devices):
+        if self.layout.on_cpu:
             # Every matmul of the step (forward, gradients) in the operand layout of XLA:CPU's
             # fast kernels; `lrjax.engine.cache` compiles the chunk with the options this needs.
             step = canonical_dots(step)
 
         def squeeze(x: jax.Array, member_axis: int | None) -> jax.Array:
-            return x.reshape(self._squeezed(x, member_axis))
+            """``x`` (seed axis first, member axis at ``member_axis`` if any) without the axes
+            of length 1."""
+            drop = {0} if seeds == 1 else set()
+            if member_axis is not None and members == 1:
+                drop.add(member_axis)
+            return x.reshape(tuple(d for i, d in enumerate(x.shape) if i not in drop))
 
-        slots = lambda x: squeeze(x, 1)  # (seeds, members) arrays
-        per_seed = lambda x: squeeze(x, None)  # (seeds, ...) arrays
-        members_in = jax.tree.map(lambda x: squeeze(x, stacked_axis(x)), state.members)
+        hps, active = jax.tree.map(lambda x: squeeze(x, 1), (hps, active))  # (seeds, members) arrays
+        shuffle = squeeze(state.shuffle, None)
 
-        def body(i: jax.Array, carry: tuple[Any, jax.Array, jax.Array, jax.Array, jax.Array]):
-            members_state, order, t, losses = carry[0], carry[1], carry[2], carry[3]
+        def body(i: jax.Array, carry: tuple[Any, jax.Array, jax.Array, jax.Array]):
+            members_state, order, t, losses = carry
             batches = data
             if not full_batch:
                 per_epoch = self.task.num_train // self.layout.batch_size
-                shuffle = per_seed(state.shuffle)
                 new_epoch = lambda: draw(shuffle, t // per_epoch, self.task.num_train)
                 order = jax.lax.cond(t % per_epoch == 0, new_epoch, lambda: order)
                 batches = batch(order, t, data)
-            members_state, loss = step(members_state, jax.tree.map(slots, hps), slots(active), batches)
+            members_state, loss = step(members_state, hps, active, batches)
             losses = jax.lax.dynamic_update_index_in_dim(losses, loss.reshape(seeds, members), i, 0)
             return members_state, order, t + 1, losses
 
         losses = jnp.full((CHUNK, seeds, members), jnp.nan, jnp.float32)
-        carry = (members_in, per_seed(state.order), state.clock, losses)
+        members_in = jax.tree.map(lambda x: squeeze(x, stacked_axis(x)), state.members)
+        carry = (members_in, squeeze(state.order, None), state.clock, losses)
         members_out, order, clock, losses = jax.lax.fori_loop(0, n, body, carry)
         restored = jax.tree.map(lambda new, old: new.reshape(old.shape), members_out, state.members)
         return PopulationState(restored, order.reshape(state.order.shape), state.shuffle, clock), losses
