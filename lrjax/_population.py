@@ -25,6 +25,7 @@ from lrjax import _validate as v
 from lrjax._result import SweepResult
 from lrjax._task import Task
 from lrjax.engine import cache, hosts
+from lrjax.engine import parts as engine_parts
 from lrjax.engine.program import (
     CHUNK,
     Layout,
@@ -224,15 +225,17 @@ class Population:
         check_task_and_optimizer(task, optimizer, _configs.take(hps, 0), plateau)
         plateau_fn = _plateau_fn(plateau)
         devices = tuple(devices or hosts.default_devices())
-        slots = math.ceil(num_configs / len(devices)) * len(devices)
-        layout = Layout(seeds, slots, batch_size, devices)
+        one_member = one_member_bytes(task, optimizer, _configs.take(hps, 0))
+        cut, slots = engine_parts.choose(num_configs, seeds, devices)
+        if state_bytes(one_member, seeds * slots) + engine_parts.COPIES * seeds * slots * one_member > memory_budget:
+            cut, slots = (1, 1), math.ceil(num_configs / len(devices)) * len(devices)  # no room for the parts' copies
+        layout = Layout(seeds, slots, batch_size, devices, cut)
         programs = cache.program_set(task, optimizer, plateau_fn, layout)
         self._metric_names = programs.programs.metric_names()
         if plateau_fn is not None and plateau_metric not in self._metric_names:
             raise ValueError(
                 f"plateau_metric must be one of the task's metrics {self._metric_names}, got {plateau_metric!r}"
             )
-        one_member = one_member_bytes(task, optimizer, _configs.take(hps, 0))
         needed = state_bytes(one_member, seeds * slots)
         if needed > memory_budget:
             raise ValueError(

@@ -37,8 +37,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lrjax._task import Task
-from lrjax.engine import dots
-from lrjax.engine.program import Layout, OptimizerFn, PlateauFn, Programs
+from lrjax.engine import dots, parts
+from lrjax.engine.program import CHUNK, Layout, OptimizerFn, PlateauFn, Programs
 
 MAX_PROGRAM_SETS = 16
 MAX_EXECUTABLES = 64
@@ -89,6 +89,11 @@ class _LRU:
 _PROGRAM_SETS = _LRU(MAX_PROGRAM_SETS)
 _EXECUTABLES = _LRU(MAX_EXECUTABLES)
 _TRACED = _LRU(MAX_EXECUTABLES)
+
+
+def sharding_of(tree: Any) -> Any:
+    """The shardings of a tree of ``jax.ShapeDtypeStruct`` or arrays."""
+    return jax.tree.map(lambda x: x.sharding, tree)
 
 
 def clear() -> None:
@@ -172,27 +177,83 @@ class ProgramSet:
         self.programs = programs
         self._compiled: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
+        self._part: Programs | None = None
+
+    def _part_programs(self) -> Programs:
+        """The programs of one part of the layout (`lrjax.engine.parts`): only their chunk runs."""
+        if self._part is None:
+            p = self.programs
+            self._part = Programs(p.task, p.optimizer, p.plateau, parts.part_layout(p.layout))
+        return self._part
 
     def _jit_and_args(
         self, name: str, state: Any, hps: Any, keys: jax.Array, train_data: Any, eval_data: Any
-    ) -> tuple[Callable, tuple, dict]:
-        """The jitted function for operation ``name``, arguments to lower it with (``state``:
-        the state's shapes and shardings), and its XLA compiler options."""
+    ) -> dict[str, tuple[Callable, tuple, dict]]:
+        """What operation ``name`` compiles: piece -> (the jitted function, arguments to lower it
+        with (``state``: the state's shapes and shardings), its XLA compiler options). One
+        piece, ``name``; a chunk in parts (`lrjax.engine.parts`) has three: ``split``, ``chunk``
+        (of one part) and ``join``."""
         p = self.programs
-        shardings = jax.tree.map(lambda x: x.sharding, state)
-        slots = lambda dtype: jax.ShapeDtypeStruct(tuple(jax.tree.leaves(hps)[0].shape[:2]), dtype, sharding=p.slots)
-        losses = NamedSharding(p.mesh, P(None, None, "members"))
+        on_cpu = p.layout.on_cpu
+
+        def jit(fn: Callable, donate: Any, out: Any, options: dict, args: tuple) -> tuple[Callable, tuple, dict]:
+            options = options if on_cpu else {}
+            return (
+                jax.jit(fn, donate_argnums=donate, out_shardings=out, compiler_options=options or None),
+                args,
+                options,
+            )
+
+        def slots(q: Programs, hps: Any, dtype: Any) -> jax.ShapeDtypeStruct:
+            return jax.ShapeDtypeStruct(tuple(jax.tree.leaves(hps)[0].shape[:2]), dtype, sharding=q.slots)
+
+        def losses(q: Programs, hps: Any) -> jax.ShapeDtypeStruct:
+            shape = (CHUNK, *jax.tree.leaves(hps)[0].shape[:2])
+            return jax.ShapeDtypeStruct(shape, np.float32, sharding=NamedSharding(q.mesh, P(None, None, "members")))
+
+        def chunk(q: Programs, state: Any, hps: Any) -> tuple[Callable, tuple, dict]:
+            out = sharding_of((state, losses(q, hps)))
+            return jit(q.chunk, 0, out, _CHUNK, (state, hps, slots(q, hps, bool), train_data, np.int32(0)))
+
+        if name == "chunk" and p.layout.parts != (1, 1):
+            q = self._part_programs()
+            cut = lambda *args: parts.split(p.layout, *args)
+            whole = (state, hps, slots(p, hps, bool))
+            count = len(jax.eval_shape(cut, *whole))
+            part_hps = jax.tree.map(
+                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=q.slots), jax.eval_shape(cut, *whole)[0][1]
+            )
+            part_state = q.state_shapes(part_hps)
+            part = (part_state, part_hps, slots(q, part_hps, bool))
+            glue = lambda outs: parts.join(p.layout, outs)
+            return {
+                "split": jit(cut, (), [sharding_of(part)] * count, _DEFAULT, whole),
+                "chunk": chunk(q, part_state, part_hps),
+                "join": jit(
+                    glue,
+                    (),
+                    sharding_of((state, losses(p, hps))),
+                    _DEFAULT,
+                    ([(part_state, losses(q, part_hps))] * count,),
+                ),
+            }
+        if name == "chunk":
+            return {name: chunk(p, state, hps)}
+        shardings = sharding_of(state)
         table = {  # name: (function, donated state, output shardings, options, arguments)
             "init": (p.init, (), shardings, _RARE, (hps, keys)),
-            "reset": (p.reset, 0, shardings, _RARE, (state, hps, keys, slots(bool))),
-            "copy": (p.copy, 0, shardings, _DEFAULT, (state, slots(np.int32), slots(np.int32))),
-            "chunk": (p.chunk, 0, (shardings, losses), _CHUNK, (state, hps, slots(bool), train_data, np.int32(0))),
+            "reset": (p.reset, 0, shardings, _RARE, (state, hps, keys, slots(p, hps, bool))),
+            "copy": (p.copy, 0, shardings, _DEFAULT, (state, slots(p, hps, np.int32), slots(p, hps, np.int32))),
             "evaluate": (p.evaluate, (), p.slots, _DEFAULT, (state.members.params, eval_data)),
-            "observe": (p.observe, 0, shardings, _DEFAULT, (state, hps, slots(np.float32), slots(bool))),
+            "observe": (
+                p.observe,
+                0,
+                shardings,
+                _DEFAULT,
+                (state, hps, slots(p, hps, np.float32), slots(p, hps, bool)),
+            ),
         }
-        fn, donate, out, options, args = table[name]
-        options = options if p.layout.on_cpu else {}
-        return jax.jit(fn, donate_argnums=donate, out_shardings=out, compiler_options=options or None), args, options
+        return {name: jit(*table[name])}
 
     def _hlo_key(self, lowered: Any, options: dict) -> Hashable | None:
         """What decides the executable of ``lowered``: its StableHLO text, argument and result
@@ -220,26 +281,32 @@ class ProgramSet:
             return
         p = self.programs
         state = p.state_shapes(hps)
-        with concurrent.futures.ThreadPoolExecutor(len(missing)) as pool:
-            jobs = {}
+        with concurrent.futures.ThreadPoolExecutor() as pool:
+            jobs: dict[str, dict[str, tuple[list, Any]]] = {}
             for name in missing:
                 shared = ("evaluate", p.task, p.layout) if name == "evaluate" else None
                 found = _EXECUTABLES.get(shared) if shared else None
                 if found is not None:
-                    jobs[name] = ([], found)
+                    jobs[name] = {name: ([], found)}
                     continue
-                fn, args, options = self._jit_and_args(name, state, hps, keys, train_data, eval_data)
-                lowered = fn.lower(*args)
-                key = self._hlo_key(lowered, options)
-                found = _EXECUTABLES.get(key) if key is not None else None
-                cache_keys = [k for k in (key, shared) if k is not None]
-                jobs[name] = (cache_keys, found if found is not None else pool.submit(lowered.compile))
-            for name, (cache_keys, job) in jobs.items():
-                compiled = job.result() if isinstance(job, concurrent.futures.Future) else job
-                for key in cache_keys:
-                    _EXECUTABLES.put(key, compiled)
+                jobs[name] = {}
+                for piece, (fn, args, options) in self._jit_and_args(
+                    name, state, hps, keys, train_data, eval_data
+                ).items():
+                    lowered = fn.lower(*args)
+                    key = self._hlo_key(lowered, options)
+                    found = _EXECUTABLES.get(key) if key is not None else None
+                    cache_keys = [k for k in (key, shared) if k is not None]
+                    jobs[name][piece] = (cache_keys, found if found is not None else pool.submit(lowered.compile))
+            for name, pieces in jobs.items():
+                compiled = {}
+                for piece, (cache_keys, job) in pieces.items():
+                    compiled[piece] = job.result() if isinstance(job, concurrent.futures.Future) else job
+                    for key in cache_keys:
+                        _EXECUTABLES.put(key, compiled[piece])
+                whole = compiled[name] if len(compiled) == 1 else parts.PartedChunk(**compiled)
                 with self._lock:
-                    self._compiled[(name, signature)] = compiled
+                    self._compiled[(name, signature)] = whole
 
     def __call__(self, name: str, hps: Any, *args: Any) -> Any:
         """Run the compiled operation ``name`` (see `ensure`) for hyperparameters like ``hps``."""

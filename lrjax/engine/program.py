@@ -86,6 +86,7 @@ class Layout:
     members: int  # configuration slots, a multiple of the device count
     batch_size: int | None  # None: full batch
     devices: tuple
+    parts: tuple[int, int] = (1, 1)  # (seed parts, member parts) a chunk runs in: `lrjax.engine.parts`
 
     @property
     def on_cpu(self) -> bool:
