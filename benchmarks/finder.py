@@ -8,26 +8,25 @@ Measured in one run, on the built-in digits MLP, batch 64:
           test (200 steps) trained 1000 steps, against the best of a 32-point log grid over
           the same range trained the same way (2 seeds each, final eval loss, mean over seeds).
 
-On CPU the host is split into one JAX device per core, as the README recommends.
+JAX's default CPU setting (one device; the engine runs a chunk's parts on every core itself,
+`lrjax.engine.parts`), or ``--cpu-devices N`` to split the host into N JAX devices.
 
     python benchmarks/finder.py
+    python benchmarks/finder.py --cpu-devices 2 --skip-regret
 """
 
 from __future__ import annotations
 
-import os
+import argparse
 import platform
 import time
 
 import jax
+import numpy as np
+import optax
 
-jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
-
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-
-import lrjax  # noqa: E402
-from lrjax.engine import cache  # noqa: E402
+import lrjax
+from lrjax.engine import cache
 
 OPTIMIZERS = {
     "adam": lambda hp: optax.adam(hp["learning_rate"]),
@@ -76,10 +75,17 @@ def regret(task) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cpu-devices", type=int, default=None, help="split the CPU into this many JAX devices")
+    parser.add_argument("--skip-regret", action="store_true", help="measure the cost only")
+    args = parser.parse_args()
+    if args.cpu_devices:
+        jax.config.update("jax_num_cpu_devices", args.cpu_devices)
     print(f"jax {jax.__version__}, {platform.processor() or platform.machine()}, {len(jax.devices())} device(s)")
     task = lrjax.datasets.digits_mlp()
     cost(task)
-    regret(task)
+    if not args.skip_regret:
+        regret(task)
 
 
 if __name__ == "__main__":

@@ -127,11 +127,13 @@ def plain_optax(task, lrs, steps: int, batch: int) -> float:
 
 def memory_of_chunk(task, optimizer, members: int, batch: int) -> dict:
     pop = lrjax.Population(task, optimizer, {"learning_rate": np.zeros(members, np.float32)}, batch_size=batch)
-    mem = pop._programs.executable("chunk", pop._device_hps).memory_analysis()
+    compiled = pop._programs.executable("chunk", pop._device_hps)
+    count = max(pop._layout.parts)  # a chunk in parts (lrjax.engine.parts): that many part programs run at once
+    mem = (compiled.chunk if count > 1 else compiled).memory_analysis()
     return {
-        "argument_bytes": int(mem.argument_size_in_bytes),
-        "output_bytes": int(mem.output_size_in_bytes),
-        "temp_bytes": int(mem.temp_size_in_bytes),
+        "argument_bytes": count * int(mem.argument_size_in_bytes),
+        "output_bytes": count * int(mem.output_size_in_bytes),
+        "temp_bytes": count * int(mem.temp_size_in_bytes),
     }
 
 

@@ -46,7 +46,10 @@ MAX_EXECUTABLES = 64
 # XLA:CPU compile options (other platforms compile with their defaults). Measured on the digits
 # MLP sweep (2-core CPU): the MLIR fusion emitters spend ~8 ms compiling each fusion, the classic
 # ones about half; the backend optimisation level trades compile time against run time. Init
-# and reset run rarely: their threefry draws compile at level 0 in half the time. The chunk, which
+# and reset run rarely: their threefry draws compile at level 0 in half the time. The split and
+# join of a chunk in parts (`lrjax.engine.parts`) only move data: at level 0 they compile in
+# 0.1 s instead of 0.4-0.6 s (an 8-seed Adam range test), and ran no slower (64-member user MLP,
+# side by side). The chunk, which
 # runs every step, keeps the MLIR emitters: its transposing fusions (activations into and out of
 # the batched matmuls) ran 2-4x slower with the classic ones, and the warm sweep 10-20% slower
 # (digits MLPs and CNN, measured side by side in one process). Its matmuls are laid out by
@@ -227,13 +230,13 @@ class ProgramSet:
             part = (part_state, part_hps, slots(q, part_hps, bool))
             glue = lambda outs: parts.join(p.layout, outs)
             return {
-                "split": jit(cut, (), [sharding_of(part)] * count, _DEFAULT, whole),
+                "split": jit(cut, (), [sharding_of(part)] * count, _RARE, whole),
                 "chunk": chunk(q, part_state, part_hps),
                 "join": jit(
                     glue,
                     (),
                     sharding_of((state, losses(p, hps))),
-                    _DEFAULT,
+                    _RARE,
                     ([(part_state, losses(q, part_hps))] * count,),
                 ),
             }

@@ -32,6 +32,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from lrjax.engine.program import Layout, PopulationState, stacked_axis
 
@@ -107,7 +108,7 @@ def _take(x: jax.Array, axis: int, blocks: int, parts: int, k: int) -> jax.Array
     """Part ``k`` of ``parts`` of every one of ``blocks`` equal blocks of ``x`` along ``axis``."""
     s = x.shape
     y = x.reshape((*s[:axis], blocks, parts, s[axis] // (blocks * parts), *s[axis + 1 :]))
-    return jnp.take(y, k, axis=axis + 1).reshape((*s[:axis], s[axis] // parts, *s[axis + 1 :]))
+    return lax.index_in_dim(y, k, axis + 1, keepdims=False).reshape((*s[:axis], s[axis] // parts, *s[axis + 1 :]))
 
 
 def _merge(xs: Sequence[jax.Array], axis: int, blocks: int) -> jax.Array:
