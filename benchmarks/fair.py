@@ -1,6 +1,7 @@
 """Benchmark: a sweep against baselines that do the same work, on built-in tasks and on tasks
-written the way users write them, with JAX's default CPU device setting and with the one the
-README recommends (one device per core). Each setting runs in its own process (JAX fixes the
+written the way users write them, with JAX's default CPU device setting (one device: the
+engine runs its chunk in parts on every core, `lrjax.engine.parts`) and with the host split into
+one JAX device per core. Each setting runs in its own process (JAX fixes the
 CPU device count at its first operation), all reported in one table. Every run produces the
 same outputs: the training loss of every step and the final held-out loss of every
 configuration.

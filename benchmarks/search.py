@@ -17,7 +17,7 @@ a final evaluation), run for every trial of the seed-0 search, each for the step
 there. A second baseline passes the hyperparameters as traced arguments instead (one compile in
 all, the same steps): what a careful user pays one trial at a time.
 
-On CPU the host is split into one JAX device per core, as the README recommends.
+On CPU the host is split into one JAX device per core (the numbers in the README were measured so).
 
     python benchmarks/search.py
 """

@@ -16,9 +16,10 @@ Everything is measured in one run, on one machine, on the digits MLP with Adam, 
 Also: compile time and XLA's memory analysis of the compiled chunk program as N grows, and the
 compile time of a sweep re-run with its optimizer lambda written anew (a notebook cell run again).
 
-On CPU the host is split into one JAX device per core (``jax_num_cpu_devices``, as the README
-recommends for sweeps on CPU), so the sweep shards its members over the cores. Everything runs in
-that one process; the baselines train one configuration at a time, which has nothing to shard.
+JAX's default CPU setting (one device): the sweep runs its chunk in parts on every core itself
+(`lrjax.engine.parts`); ``--cpu-devices N`` splits the host into N JAX devices instead, over which
+the sweep shards its members. Everything runs in that one process; the baselines train one
+configuration at a time.
 
     python benchmarks/sweep.py                  # N = 64, 1000 steps, best of 5
     python benchmarks/sweep.py --num 1024 --scaling 64,256,1024,4096   # on a GPU
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import time
 
@@ -164,12 +164,13 @@ def main() -> None:
     parser.add_argument(
         "--cpu-devices",
         type=int,
-        default=os.cpu_count(),
-        help="on CPU, split the host into this many JAX devices, so the sweep shards its members over "
-        "the cores (the default: one per core; 1 turns it off)",
+        default=None,
+        help="on CPU, split the host into this many JAX devices, the sweep's members sharded over them "
+        "(default: JAX's own setting, one device)",
     )
     args = parser.parse_args()
-    jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+    if args.cpu_devices:
+        jax.config.update("jax_num_cpu_devices", args.cpu_devices)
 
     task = D.digits_mlp(hidden=(args.hidden,))
     optimizer = lambda hp: optax.adam(hp["learning_rate"])

@@ -179,7 +179,9 @@ class Population:
       seeds: seeds per configuration.
       devices: devices to shard the members over (default: all local devices; all global
         devices when `jax.distributed` runs several processes).
-      memory_budget: bytes the state may take (`state_bytes`); more raises `ValueError`.
+      memory_budget: bytes the state may take (`state_bytes`); more raises `ValueError`. On
+        CPU each device's members train in parts, one per core, at once (`lrjax.engine.parts`),
+        which takes two more copies of the state; a population they do not fit trains whole.
       plateau: optional `lrjax.reduce_on_plateau(...)` (or ``optax.contrib.reduce_on_plateau``, or
         a function ``hp -> `` one, to sweep its arguments): each `evaluate` is one observation of
         each member's ``plateau_metric``, and the member's updates are multiplied by its scale
