@@ -222,10 +222,9 @@ class ProgramSet:
             q = self._part_programs()
             cut = lambda *args: parts.split(p.layout, *args)
             whole = (state, hps, slots(p, hps, bool))
-            count = len(jax.eval_shape(cut, *whole))
-            part_hps = jax.tree.map(
-                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=q.slots), jax.eval_shape(cut, *whole)[0][1]
-            )
+            pieces = jax.eval_shape(cut, *whole)
+            count = len(pieces)
+            part_hps = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=q.slots), pieces[0][1])
             part_state = q.state_shapes(part_hps)
             part = (part_state, part_hps, slots(q, part_hps, bool))
             glue = lambda outs: parts.join(p.layout, outs)

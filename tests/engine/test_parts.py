@@ -6,9 +6,6 @@ Members cut into parts agree with the whole within 1e-6 (absolute) rather than b
 order depends on its width. Seeds cut into parts agree bitwise (each seed's matmuls are the
 same). Plain SGD keeps the dynamics from amplifying ulp-level differences."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -19,6 +16,7 @@ import pytest
 
 import lrjax
 from lrjax.engine import Layout, parts
+from tests.engine.conftest import run_on_devices
 
 CLOSE = dict(rtol=1e-5, atol=1e-6)  # 130 steps: ulp-level differences grow to ~1e-7
 
@@ -152,7 +150,4 @@ TWO_DEVICES = textwrap.dedent(
 
 
 def test_parts_on_each_of_two_devices_match_the_whole_sweep():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", TWO_DEVICES], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "parts on two devices ok" in proc.stdout
+    run_on_devices(TWO_DEVICES, 2, "parts on two devices ok")

@@ -5,15 +5,12 @@ layer as one matmul whose width is the number of members in the program (per dev
 group), and float32 summation order depends on that shape. SGD keeps the dynamics from
 amplifying those ulp-level differences, so the comparison tests the engine, not chaos."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
 import numpy as np
 
-from tests.engine.conftest import run
+from tests.engine.conftest import run, run_on_devices
 
 MULTI_DEVICE = textwrap.dedent(
     """
@@ -47,10 +44,7 @@ MULTI_DEVICE = textwrap.dedent(
 
 
 def test_four_devices_match_one_device_and_shard_the_member_axis():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", MULTI_DEVICE], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "sharded ok" in proc.stdout
+    run_on_devices(MULTI_DEVICE, 4, "sharded ok")
 
 
 def test_memory_groups_equal_the_unsplit_sweep(digits, sgd):
