@@ -91,6 +91,16 @@ def test_a_vmapped_training_step_rewritten_has_the_same_loss_and_gradients(membe
     assert all(_canonical(e) for e in _dots(jax.make_jaxpr(canonical_dots(step))(*members).jaxpr))
 
 
+def test_the_weight_gradient_of_a_shared_input_comes_out_in_the_stored_kernel_order(members):
+    """``dyᵀ·x`` with ``x`` read by every member is computed as ``xᵀ·dy``: (in, members, out),
+    the order the engine stores kernels in, so no transpose stands between it and the update."""
+    step = jax.vmap(_mlp_step, in_axes=(0, None, None))
+    jaxpr = jax.make_jaxpr(canonical_dots(step))(*members).jaxpr
+    shapes = [(e.invars[0].aval.shape, e.outvars[0].aval.shape) for e in _dots(jaxpr)]
+    assert ((12, 32), (12, 4, 16)) in shapes  # xᵀ (in, examples) on the left
+    assert not any(out == (4, 16, 12) for _, out in shapes)
+
+
 def _compiled_dots(text: str) -> list[tuple[int, list[int]]]:
     """(rank of the left operand, its contracting dims) of every dot in optimized HLO text."""
     shapes = dict(re.findall(r"(%[\w.\-]+) = \w+\[([\d,]*)\]", text))
