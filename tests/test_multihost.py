@@ -73,7 +73,9 @@ def test_a_two_process_sweep_equals_one_process_and_copies_across_processes(tmp_
     np.testing.assert_allclose(first["train_loss"], alone.train_loss, rtol=1e-6)
     np.testing.assert_allclose(first["eval_loss"], alone.eval_metrics["loss"], rtol=1e-6)
     params = np.concatenate([x.reshape(6, -1) for x in jax.tree.leaves(alone.final_params)], 1)
-    np.testing.assert_allclose(first["params"], params, rtol=1e-6, atol=1e-7)
+    # two members a device against six on one: the batched weight-gradient matmul blocks its
+    # sums differently, and lr 0.5 amplifies the float32 rounding over 60 steps (6e-6 measured)
+    np.testing.assert_allclose(first["params"], params, rtol=1e-5, atol=1e-6)
     # member 1 (process 0's device) copied into member 4 (process 1's): identical from then on
     np.testing.assert_array_equal(first["copied"], first["source"])
     np.testing.assert_array_equal(first["copied_params"], first["source_params"])
