@@ -38,6 +38,7 @@ from lrjax._task import Task
 from lrjax.engine.conv import rewrite_convs
 from lrjax.engine.dots import canonical_dots
 from lrjax.engine.shuffle import epoch_order
+from lrjax.engine.sink import sink_transposes
 
 OptimizerFn = Callable[[Any], optax.GradientTransformation]
 PlateauFn = Callable[[Any], optax.GradientTransformationExtraArgs]
@@ -353,7 +354,9 @@ class Programs:
         if self.layout.on_cpu:
             # Every matmul of the step (forward, gradients) in the operand layout of XLA:CPU's
             # fast kernels; `lrjax.engine.cache` compiles the chunk with the options this needs.
-            step = canonical_dots(step)
+            # Then the transposes vmap puts around the update (members first) moved past its
+            # elementwise operations, where they cancel: the update runs in the stored order.
+            step = sink_transposes(canonical_dots(step))
 
         def squeeze(x: jax.Array, member_axis: int | None) -> jax.Array:
             """``x`` (seed axis first, member axis at ``member_axis`` if any) without the axes

@@ -1,9 +1,13 @@
-"""The sweep call and the forced-device subprocess the engine tests share (fixtures are in
-tests/conftest.py)."""
+"""The sweep call, the forced-device subprocess and the small MLP the engine tests share (the
+other fixtures are in tests/conftest.py)."""
 
 import os
 import subprocess
 import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
 
 import lrjax
 
@@ -19,3 +23,17 @@ def run_on_devices(script: str, devices: int, done: str) -> None:
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert done in proc.stdout
+
+
+@pytest.fixture(scope="session")
+def members():
+    """Four members' parameters (stacked) of a 12-16-5 MLP, and a batch all of them read."""
+    rng = np.random.default_rng(1)
+    params = {
+        "w1": jnp.asarray(rng.standard_normal((4, 12, 16)) * 0.3, jnp.float32),
+        "b1": jnp.zeros((4, 16)),
+        "w2": jnp.asarray(rng.standard_normal((4, 16, 5)) * 0.3, jnp.float32),
+    }
+    x = jnp.asarray(rng.standard_normal((32, 12)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 5, 32))
+    return params, x, y

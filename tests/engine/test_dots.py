@@ -68,20 +68,6 @@ def _mlp_step(params, x, y):
     return jax.value_and_grad(loss)(params)
 
 
-@pytest.fixture(scope="module")
-def members():
-    """Four members' parameters (stacked) of a 12-16-5 MLP, and a batch all of them read."""
-    rng = np.random.default_rng(1)
-    params = {
-        "w1": jnp.asarray(rng.standard_normal((4, 12, 16)) * 0.3, jnp.float32),
-        "b1": jnp.zeros((4, 16)),
-        "w2": jnp.asarray(rng.standard_normal((4, 16, 5)) * 0.3, jnp.float32),
-    }
-    x = jnp.asarray(rng.standard_normal((32, 12)), jnp.float32)
-    y = jnp.asarray(rng.integers(0, 5, 32))
-    return params, x, y
-
-
 def test_a_vmapped_training_step_rewritten_has_the_same_loss_and_gradients(members):
     step = jax.vmap(_mlp_step, in_axes=(0, None, None))
     plain, rewritten = step(*members), canonical_dots(step)(*members)

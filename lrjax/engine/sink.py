@@ -1,0 +1,218 @@
+"""Transposes moved past elementwise operations, to where they cancel or a consumer needs them.
+
+``jax.vmap`` puts the member axis first whenever an operation mixes operands batched along
+different axes: a member's learning rate (a scalar, batched along axis 0) times a kernel
+stored (in, members, out) becomes ``lr[:, None, None] * transpose(kernel)``, and the new
+kernel goes back to its stored order by one more transpose. XLA:CPU does not move transposes
+through elementwise operations, so a training step's optimizer update reads and writes the
+kernels across a transpose, and the loop that carries them copies them each step.
+
+`sink_transposes` evaluates a traced function with every transpose kept pending: an
+elementwise operation whose operands are pending in one order is computed in that order (its
+other operands, usually broadcasts of per-member scalars, transposed instead), a reduction
+or squeeze maps its axes, and a transpose of a pending value composes with it. A value is
+transposed only where something else reads it; pending transposes that compose to the
+identity vanish. The values are those of the function: elementwise operations do not care
+about the order of their elements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.extend.core as jcore
+import numpy as np
+from jax import lax
+
+from lrjax.engine.dots import guarded_transpose
+
+__all__ = ["sink_transposes"]
+
+ELEMENTWISE = frozenset(
+    "abs add and atan2 cos convert_element_type div eq erf exp exp2 expm1 ge gt integer_pow is_finite le "
+    "log log1p logistic lt max min mul ne neg not or pow rem rsqrt select_n sign sin sqrt square sub "
+    "tanh xor".split()
+)
+REDUCTIONS = frozenset("reduce_sum reduce_max reduce_min reduce_prod reduce_and reduce_or".split())
+
+
+class _Pending(NamedTuple):
+    """A value ``lax.transpose(array, perm)`` not computed yet."""
+
+    array: Any
+    perm: tuple[int, ...]
+
+
+def _identity(n: int) -> tuple[int, ...]:
+    return tuple(range(n))
+
+
+def _pending(array: Any, perm: Sequence[int]) -> Any:
+    perm = tuple(int(p) for p in perm)
+    return array if perm == _identity(len(perm)) else _Pending(array, perm)
+
+
+def _parts(value: Any) -> tuple[Any, tuple[int, ...]]:
+    if isinstance(value, _Pending):
+        return value.array, value.perm
+    return value, _identity(np.ndim(value))
+
+
+class _Marks(NamedTuple):
+    """Ids of the arrays of one evaluation that are broadcasts (``cheap``: transposing one is
+    a broadcast in another order) or a dot's result seen through reshapes (``dots``)."""
+
+    cheap: set[int]
+    dots: set[int]
+
+
+def _transpose(array: Any, perm: Sequence[int], marks: _Marks) -> Any:
+    """``lax.transpose``; of a dot's result, guarded so that XLA keeps the dot as it is."""
+    if tuple(perm) == _identity(len(perm)):
+        return array
+    return guarded_transpose(array, perm) if id(array) in marks.dots else lax.transpose(array, tuple(perm))
+
+
+def _value(value: Any, marks: _Marks) -> Any:
+    """The value itself, transposed if pending."""
+    return _transpose(value.array, value.perm, marks) if isinstance(value, _Pending) else value
+
+
+def _stored(value: Any, perm: tuple[int, ...], marks: _Marks) -> Any:
+    """The array ``a`` with ``lax.transpose(a, perm)`` equal to ``value``."""
+    array, own = _parts(value)
+    return _transpose(array, [own[i] for i in np.argsort(perm)], marks)
+
+
+def _bind(eqn: jcore.JaxprEqn, args: Sequence[Any], **changes: Any) -> list[Any]:
+    params = {**eqn.primitive.get_bind_params(eqn.params), **changes}
+    with eqn.ctx.manager:
+        out = eqn.primitive.bind(*args, **params)
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
+def _elementwise(eqn: jcore.JaxprEqn, invals: list[Any], marks: _Marks) -> list[Any] | None:
+    """Computed in the order of its pending operands when that moves fewer elements."""
+    rank = max(np.ndim(_parts(v)[0]) for v in invals)
+    if any(np.ndim(_parts(v)[0]) not in (0, rank) for v in invals):
+        return None
+    orders = {v.perm for v in invals if isinstance(v, _Pending)}
+    if not orders:
+        return None
+
+    def moved(order: tuple[int, ...]) -> int:
+        return sum(
+            int(np.size(_parts(v)[0]))
+            for v in invals
+            if np.ndim(_parts(v)[0]) and _parts(v)[1] != order and id(v) not in marks.cheap
+        )
+
+    best = min(sorted(orders), key=moved)
+    if moved(_identity(rank)) <= moved(best):
+        return None
+    args = [v if np.ndim(_parts(v)[0]) == 0 else _stored(v, best, marks) for v in invals]
+    return [_pending(out, best) for out in _bind(eqn, args)]
+
+
+def _reduction(eqn: jcore.JaxprEqn, value: _Pending) -> list[Any] | None:
+    if eqn.params.get("out_sharding") is not None:
+        return None
+    axes = set(eqn.params["axes"])
+    kept = [i for i in range(len(value.perm)) if i not in axes]
+    stored = sorted(value.perm[i] for i in kept)
+    out = _bind(eqn, [value.array], axes=tuple(sorted(value.perm[a] for a in axes)))[0]
+    return [_pending(out, [stored.index(value.perm[i]) for i in kept])]
+
+
+def _squeeze(eqn: jcore.JaxprEqn, value: _Pending) -> list[Any]:
+    dims = set(eqn.params["dimensions"])
+    kept = [i for i in range(len(value.perm)) if i not in dims]
+    stored = sorted(value.perm[i] for i in kept)
+    out = lax.squeeze(value.array, tuple(sorted(value.perm[d] for d in dims)))
+    return [_pending(out, [stored.index(value.perm[i]) for i in kept])]
+
+
+def _unit_axes(eqn: jcore.JaxprEqn, value: _Pending) -> list[Any] | None:
+    """A broadcast that only adds axes of length 1: new stored axes at the end."""
+    shape, dims = eqn.params["shape"], tuple(eqn.params["broadcast_dimensions"])
+    operand = [value.array.shape[p] for p in value.perm]
+    if eqn.params.get("sharding") is not None or [shape[d] for d in dims] != operand:
+        return None
+    if any(shape[i] != 1 for i in range(len(shape)) if i not in dims):
+        return None
+    rank, extra = len(value.perm), iter(range(len(value.perm), len(shape)))
+    array = lax.expand_dims(value.array, tuple(range(rank, len(shape))))
+    perm = [value.perm[dims.index(i)] if i in dims else next(extra) for i in range(len(shape))]
+    return [_pending(array, perm)]
+
+
+def _inner(eqn: jcore.JaxprEqn) -> jcore.ClosedJaxpr | None:
+    name = eqn.primitive.name
+    if name in ("pjit", "jit"):
+        return eqn.params["jaxpr"]
+    if name == "custom_jvp_call":  # the program is not differentiated again: its primal is enough
+        return eqn.params["call_jaxpr"]
+    return None
+
+
+RESHAPES = frozenset(("broadcast_in_dim", "reshape", "squeeze", "expand_dims"))
+
+
+def _interpret(jaxpr: jcore.Jaxpr, consts: Sequence[Any], args: Sequence[Any], marks: _Marks) -> list[Any]:
+    env: dict[Any, Any] = {}
+
+    def read(v: Any) -> Any:
+        return v.val if isinstance(v, jcore.Literal) else env[v]
+
+    env.update(zip(jaxpr.constvars, consts, strict=True))
+    env.update(zip(jaxpr.invars, args, strict=True))
+    for eqn in jaxpr.eqns:
+        invals = [read(v) for v in eqn.invars]
+        name, first = eqn.primitive.name, invals[0] if invals else None
+        out = None
+        if name == "transpose":
+            array, perm = _parts(first)
+            out = [_pending(array, [perm[p] for p in eqn.params["permutation"]])]
+        elif name in ELEMENTWISE:
+            out = _elementwise(eqn, invals, marks)
+        elif name in REDUCTIONS and isinstance(first, _Pending):
+            out = _reduction(eqn, first)
+        elif name == "squeeze" and isinstance(first, _Pending):
+            out = _squeeze(eqn, first)
+        elif name == "broadcast_in_dim" and isinstance(first, _Pending):
+            out = _unit_axes(eqn, first)
+        elif _inner(eqn) is not None:
+            inner = _inner(eqn)
+            out = _interpret(inner.jaxpr, inner.consts, invals, marks)
+        if out is None:
+            out = _bind(eqn, [_value(v, marks) for v in invals])
+            if name == "broadcast_in_dim" and np.size(out[0]) > np.size(first):
+                marks.cheap.add(id(out[0]))
+        if name == "dot_general" or (name in RESHAPES and id(_parts(first)[0]) in marks.dots):
+            marks.dots.update(id(_parts(v)[0]) for v in out)
+        for var, value in zip(eqn.outvars, out, strict=True):
+            env[var] = value
+    return [read(v) for v in jaxpr.outvars]
+
+
+def sink_transposes(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with its transposes moved past elementwise operations (module docstring).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from lrjax.engine.sink import sink_transposes
+      >>> f = lambda w, lr: jax.vmap(lambda w, lr: w - lr * w, in_axes=(1, 0), out_axes=1)(w, lr)
+      >>> w, lr = jnp.ones((3, 4, 5)), jnp.arange(4.0)
+      >>> bool(jnp.array_equal(sink_transposes(f)(w, lr), f(w, lr)))
+      True
+    """
+
+    def sunk(*args: Any) -> Any:
+        closed, shape = jax.make_jaxpr(fn, return_shape=True)(*args)
+        marks = _Marks(set(), set())
+        out = _interpret(closed.jaxpr, closed.consts, jax.tree.leaves(args), marks)
+        return jax.tree.unflatten(jax.tree.structure(shape), [_value(v, marks) for v in out])
+
+    return sunk
