@@ -4,16 +4,28 @@
 different axes: a member's learning rate (a scalar, batched along axis 0) times a kernel
 stored (in, members, out) becomes ``lr[:, None, None] * transpose(kernel)``, and the new
 kernel goes back to its stored order by one more transpose. XLA:CPU does not move transposes
-through elementwise operations, so a training step's optimizer update reads and writes the
-kernels across a transpose, and the loop that carries them copies them each step.
+through elementwise operations, so a training step's optimizer update read and wrote the
+kernels across transposes, and the loop that carries them copied them each step.
 
-`sink_transposes` evaluates a traced function with every transpose kept pending: an
-elementwise operation whose operands are pending in one order is computed in that order (its
-other operands, usually broadcasts of per-member scalars, transposed instead), a reduction
-or squeeze maps its axes, and a transpose of a pending value composes with it. A value is
-transposed only where something else reads it; pending transposes that compose to the
-identity vanish. The values are those of the function: elementwise operations do not care
-about the order of their elements.
+`sink_transposes` evaluates a traced function (like `lrjax.engine.rewrite`) with every
+transpose kept pending, as ``(array, perm)`` standing for ``lax.transpose(array, perm)``:
+
+- a transpose of a pending value composes with it (``perm[p[i]]``); one that composes to the
+  identity vanishes;
+- an elementwise operation is computed in the order of one of its pending operands when that
+  moves fewer elements than computing it as written (operands in another order are
+  transposed; broadcasts count as free, XLA writes a transposed broadcast as a broadcast);
+- a reduction, a squeeze and a broadcast that only adds axes of length 1 map their axes;
+- anything else, and the function's outputs, get the transposed value. A transpose of a dot's
+  result is written as `lrjax.engine.dots.guarded_transpose`, which XLA does not fold into the
+  dot (that would undo the matmul layouts).
+
+Elementwise results are exactly those of the function; a reduction over a pending value sums
+in another order, so its result is equal up to float summation order. In the engine's training
+step this makes the update run in the order the state is stored in (see the README's
+Performance section for what it changed). The same rewrite, as graph passes: OpenVINO's
+transpose sinking (``TSUnaryForward``, ``TSBinaryForward``, ``TransposeReduction``), TensorFlow
+Lite's ``push-transpose-through-ewise``, IREE's ``propagate-linalg-transpose``.
 """
 
 from __future__ import annotations
@@ -61,11 +73,12 @@ def _parts(value: Any) -> tuple[Any, tuple[int, ...]]:
 
 
 class _Marks(NamedTuple):
-    """Ids of the arrays of one evaluation that are broadcasts (``cheap``: transposing one is
-    a broadcast in another order) or a dot's result seen through reshapes (``dots``)."""
+    """The arrays of one evaluation, by id, that are broadcasts (``cheap``: transposing one is
+    a broadcast in another order) or a dot's result seen through reshapes (``dots``). Holding
+    the arrays keeps their ids from being reused while the evaluation runs."""
 
-    cheap: set[int]
-    dots: set[int]
+    cheap: dict[int, Any]
+    dots: dict[int, Any]
 
 
 def _transpose(array: Any, perm: Sequence[int], marks: _Marks) -> Any:
@@ -189,9 +202,9 @@ def _interpret(jaxpr: jcore.Jaxpr, consts: Sequence[Any], args: Sequence[Any], m
         if out is None:
             out = _bind(eqn, [_value(v, marks) for v in invals])
             if name == "broadcast_in_dim" and np.size(out[0]) > np.size(first):
-                marks.cheap.add(id(out[0]))
+                marks.cheap[id(out[0])] = out[0]
         if name == "dot_general" or (name in RESHAPES and id(_parts(first)[0]) in marks.dots):
-            marks.dots.update(id(_parts(v)[0]) for v in out)
+            marks.dots.update((id(_parts(v)[0]), _parts(v)[0]) for v in out)
         for var, value in zip(eqn.outvars, out, strict=True):
             env[var] = value
     return [read(v) for v in jaxpr.outvars]
@@ -211,7 +224,7 @@ def sink_transposes(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     def sunk(*args: Any) -> Any:
         closed, shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-        marks = _Marks(set(), set())
+        marks = _Marks({}, {})
         out = _interpret(closed.jaxpr, closed.consts, jax.tree.leaves(args), marks)
         return jax.tree.unflatten(jax.tree.structure(shape), [_value(v, marks) for v in out])
 
