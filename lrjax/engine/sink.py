@@ -39,6 +39,7 @@ import numpy as np
 from jax import lax
 
 from lrjax.engine.dots import guarded_transpose
+from lrjax.engine.rewrite import Rule, interpret
 
 __all__ = ["sink_transposes"]
 
@@ -161,30 +162,18 @@ def _unit_axes(eqn: jcore.JaxprEqn, value: _Pending) -> list[Any] | None:
     return [_pending(array, perm)]
 
 
-def _inner(eqn: jcore.JaxprEqn) -> jcore.ClosedJaxpr | None:
-    name = eqn.primitive.name
-    if name in ("pjit", "jit"):
-        return eqn.params["jaxpr"]
-    if name == "custom_jvp_call":  # the program is not differentiated again: its primal is enough
-        return eqn.params["call_jaxpr"]
-    return None
-
-
 RESHAPES = frozenset(("broadcast_in_dim", "reshape", "squeeze", "expand_dims"))
 
 
-def _interpret(jaxpr: jcore.Jaxpr, consts: Sequence[Any], args: Sequence[Any], marks: _Marks) -> list[Any]:
-    env: dict[Any, Any] = {}
+def _rule(marks: _Marks) -> Rule:
+    """The `lrjax.engine.rewrite.interpret` rule that keeps transposes pending; it computes
+    every equation itself except the nested ``jit`` calls it leaves to `interpret` to inline."""
 
-    def read(v: Any) -> Any:
-        return v.val if isinstance(v, jcore.Literal) else env[v]
-
-    env.update(zip(jaxpr.constvars, consts, strict=True))
-    env.update(zip(jaxpr.invars, args, strict=True))
-    for eqn in jaxpr.eqns:
-        invals = [read(v) for v in eqn.invars]
+    def rule(eqn: jcore.JaxprEqn, invals: list[Any]) -> list[Any] | None:
         name, first = eqn.primitive.name, invals[0] if invals else None
         out = None
+        if name in ("pjit", "jit") and eqn.params["jaxpr"].jaxpr.eqns:
+            return None
         if name == "transpose":
             array, perm = _parts(first)
             out = [_pending(array, [perm[p] for p in eqn.params["permutation"]])]
@@ -196,18 +185,22 @@ def _interpret(jaxpr: jcore.Jaxpr, consts: Sequence[Any], args: Sequence[Any], m
             out = _squeeze(eqn, first)
         elif name == "broadcast_in_dim" and isinstance(first, _Pending):
             out = _unit_axes(eqn, first)
-        elif _inner(eqn) is not None:
-            inner = _inner(eqn)
-            out = _interpret(inner.jaxpr, inner.consts, invals, marks)
+        elif name == "custom_jvp_call":  # the program is not differentiated again: its primal is enough
+            inner = eqn.params["call_jaxpr"]
+            out = interpret(inner.jaxpr, inner.consts, invals, _everything, rule)
         if out is None:
             out = _bind(eqn, [_value(v, marks) for v in invals])
             if name == "broadcast_in_dim" and np.size(out[0]) > np.size(first):
                 marks.cheap[id(out[0])] = out[0]
         if name == "dot_general" or (name in RESHAPES and id(_parts(first)[0]) in marks.dots):
             marks.dots.update((id(_parts(v)[0]), _parts(v)[0]) for v in out)
-        for var, value in zip(eqn.outvars, out, strict=True):
-            env[var] = value
-    return [read(v) for v in jaxpr.outvars]
+        return out
+
+    return rule
+
+
+def _everything(eqn: jcore.JaxprEqn) -> bool:
+    return True
 
 
 def sink_transposes(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -225,7 +218,7 @@ def sink_transposes(fn: Callable[..., Any]) -> Callable[..., Any]:
     def sunk(*args: Any) -> Any:
         closed, shape = jax.make_jaxpr(fn, return_shape=True)(*args)
         marks = _Marks({}, {})
-        out = _interpret(closed.jaxpr, closed.consts, jax.tree.leaves(args), marks)
+        out = interpret(closed.jaxpr, closed.consts, jax.tree.leaves(args), _everything, _rule(marks))
         return jax.tree.unflatten(jax.tree.structure(shape), [_value(v, marks) for v in out])
 
     return sunk
