@@ -5,6 +5,7 @@ transposes keep their values; a dot's transposed result stays a canonical dot wh
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax import lax
 
@@ -32,18 +33,23 @@ def update_args():
     return w, m, g, lr, active
 
 
+def _equations(jaxpr):
+    """Every equation of ``jaxpr`` and of the jaxprs nested in it."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            yield from _equations(getattr(sub, "jaxpr", sub))
+
+
 def _transposed_sizes(fn, *args) -> list[int]:
     """Sizes of the float arrays ``fn`` transposes (a transposed broadcast of a per-member flag
     is a broadcast to XLA)."""
-
-    def walk(jaxpr):
-        for eqn in jaxpr.eqns:
-            if eqn.primitive is lax.transpose_p and eqn.invars[0].aval.dtype == jnp.float32:
-                yield eqn.invars[0].aval.size
-            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-                yield from walk(getattr(sub, "jaxpr", sub))
-
-    return list(walk(jax.make_jaxpr(fn)(*args).jaxpr))
+    jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
+    return [
+        e.invars[0].aval.size
+        for e in _equations(jaxpr)
+        if e.primitive is lax.transpose_p and e.invars[0].aval.dtype == jnp.float32
+    ]
 
 
 def test_a_vmapped_update_runs_in_the_stored_order_with_the_same_values(update_args):
@@ -106,3 +112,27 @@ def test_the_transpose_of_a_swapped_dot_keeps_its_guard():
     np.testing.assert_allclose(sunk(a, b), f(a, b), rtol=1e-5, atol=1e-4)
     text = jax.jit(sunk).lower(a, b).compile(compiler_options=COMPILE_OPTIONS).as_text()
     assert _compiled_dots(text) == [(2, [1])]
+
+
+def test_a_dot_result_with_a_narrow_last_axis_is_computed_on_with_that_axis_swapped():
+    """Ten logits per example: the softmax cross-entropy after the dot (and its gradient) runs
+    on (members, classes, examples), so that XLA:CPU's loops vectorize along the examples."""
+    rng = np.random.default_rng(3)
+    h = jnp.asarray(rng.standard_normal((4, 32, 24)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((4, 24, 10)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 10, 32))
+
+    def loss(h, w):
+        logits = jnp.einsum("mbk,mko->mbo", h, w)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, jnp.broadcast_to(labels, (4, 32))).mean()
+
+    f = jax.value_and_grad(loss, argnums=(0, 1))
+    sunk = sink_transposes(f)
+    for got, want in zip(jax.tree.leaves(sunk(h, w)), jax.tree.leaves(f(h, w)), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+    def exp_shapes(fn):
+        return [e.outvars[0].aval.shape for e in _equations(jax.make_jaxpr(fn)(h, w).jaxpr) if e.primitive is lax.exp_p]
+
+    assert exp_shapes(f) == [(4, 32, 10)]
+    assert exp_shapes(sunk) == [(4, 10, 32)]
