@@ -11,6 +11,7 @@ from jax import lax
 
 import lrjax
 from lrjax.engine.conv import has_convs, rewrite_convs
+from lrjax.engine.dots import canonical_dots
 
 CASES = [
     ((2, 8, 8, 3), (3, 3, 3, 4), (1, 1), "SAME", ("NHWC", "HWIO", "NHWC")),
@@ -89,3 +90,20 @@ def test_a_cnn_member_of_a_sweep_equals_plain_optax():
             params = optax.apply_updates(params, updates)
             losses.append(float(value))
         np.testing.assert_allclose(result.train_loss[i], losses, rtol=1e-5)
+
+
+def test_the_kernel_gradient_of_a_convolution_of_shared_data_is_one_matmul_across_members():
+    """A first layer reads the batch every member shares: its patches go to the matmul as one
+    (examples·positions, k·C_in) matrix, so its kernel gradient is `lrjax.engine.dots`'
+    shared-input matmul, patchesᵀ on the left and the result in (k·C_in, members, C_out) order."""
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.standard_normal((2, 8, 8, 3)), jnp.float32)
+    kernels = jnp.asarray(rng.standard_normal((4, 3, 3, 3, 5)), jnp.float32)
+    numbers = ("NHWC", "HWIO", "NHWC")
+    f = lambda k, x: jnp.sum(jnp.tanh(lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=numbers)))
+    grad = jax.vmap(jax.grad(rewrite_convs(f, kernels[0], x)), in_axes=(0, None))
+    np.testing.assert_allclose(grad(kernels, x), jax.vmap(jax.grad(f), in_axes=(0, None))(kernels, x), rtol=1e-4, atol=1e-4)
+    jaxpr = jax.make_jaxpr(canonical_dots(grad))(kernels, x).jaxpr
+    dots = [e for e in jaxpr.eqns if e.primitive is lax.dot_general_p]
+    shapes = [(e.invars[0].aval.shape, e.outvars[0].aval.shape) for e in dots]
+    assert ((27, 128), (27, 4, 5)) in shapes
