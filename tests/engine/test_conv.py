@@ -102,7 +102,9 @@ def test_the_kernel_gradient_of_a_convolution_of_shared_data_is_one_matmul_acros
     numbers = ("NHWC", "HWIO", "NHWC")
     f = lambda k, x: jnp.sum(jnp.tanh(lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=numbers)))
     grad = jax.vmap(jax.grad(rewrite_convs(f, kernels[0], x)), in_axes=(0, None))
-    np.testing.assert_allclose(grad(kernels, x), jax.vmap(jax.grad(f), in_axes=(0, None))(kernels, x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        grad(kernels, x), jax.vmap(jax.grad(f), in_axes=(0, None))(kernels, x), rtol=1e-4, atol=1e-4
+    )
     jaxpr = jax.make_jaxpr(canonical_dots(grad))(kernels, x).jaxpr
     dots = [e for e in jaxpr.eqns if e.primitive is lax.dot_general_p]
     shapes = [(e.invars[0].aval.shape, e.outvars[0].aval.shape) for e in dots]
