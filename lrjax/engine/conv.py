@@ -16,7 +16,9 @@ traced, so values and gradients are the same up to float summation order.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +30,72 @@ from jax import lax
 from lrjax.engine.rewrite import contains, rewrite
 
 __all__ = ["has_convs", "rewrite_convs", "slice_conv"]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _patches(
+    x: jax.Array,
+    spatial: tuple[int, ...],
+    window: tuple[int, ...],
+    strides: tuple[int, ...],
+    padding: tuple[tuple[int, int], ...],
+) -> jax.Array:
+    """``x`` (N, spatial…, C) padded and its k₁·k₂·… shifted strided slices concatenated along
+    the feature axis, kernel-offset major: (N, out spatial…, k₁·k₂·…·C)."""
+    x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+    sizes = [(x.shape[1 + d] - window[d]) // strides[d] + 1 for d in range(len(window))]
+    cols = []
+    for offset in itertools.product(*(range(w) for w in window)):
+        index = tuple(slice(o, o + (n - 1) * s + 1, s) for o, n, s in zip(offset, sizes, strides, strict=True))
+        cols.append(x[(slice(None), *index, slice(None))])
+    return jnp.concatenate(cols, axis=-1)
+
+
+def _patches_forward(x, spatial, window, strides, padding):
+    return _patches(x, spatial, window, strides, padding), None
+
+
+def _patches_backward(spatial, window, strides, padding, _, g):
+    """The gradient of `_patches` (col2im), one stride phase at a time.
+
+    Padded position ``p = s·o + k`` (output ``o``, kernel offset ``k``) is, with ``k = s·q + r``,
+    phase ``r`` at index ``o + q``: each phase sums the slabs of its kernel offsets shifted by
+    ``q``, with no interior padding, and the phases are interleaved at the end. Autodiff's own
+    gradient pads every slab with interior zeros and sums them in one loop, which XLA:CPU ran
+    4–8× slower (the digits CNN's second layer: 8 members of 64 examples, 8×8 images, 8
+    channels, stride 2; 3.6× with its result transposed for the first layer's kernel
+    gradient, 7.6× without). In a sweep of the user-written digits CNN the loop that sums the
+    slices' gradients, fused with that transpose, went from 0.77 to 0.25 ms a step (warm
+    sweep 0.59 → 0.40 s); the built-in CNN, whose loop XLA keeps in its own order, went from
+    0.37–0.38 to 0.39–0.41 s.
+    """
+    d, n = len(window), g.shape[1:-1]
+    g = g.reshape(*g.shape[:-1], *window, g.shape[-1] // math.prod(window))
+    # Phase indices that reach the input (padded positions below lo + size; those above are cut).
+    span = [-(-(size + lo) // s) for size, (lo, _), s in zip(spatial, padding, strides, strict=True)]
+    zero = jnp.zeros((), g.dtype)
+    phases = {}
+    for r in itertools.product(*(range(s) for s in strides)):
+        total = jnp.zeros((g.shape[0], *span, g.shape[-1]), g.dtype)
+        for k in itertools.product(*(range(ri, w, s) for ri, w, s in zip(r, window, strides, strict=True))):
+            shifts = [ki // s for ki, s in zip(k, strides, strict=True)]
+            config = [(0, 0, 0), *((q, j - m - q, 0) for q, j, m in zip(shifts, span, n, strict=True)), (0, 0, 0)]
+            total = total + lax.pad(g[(slice(None),) * (1 + d) + k], zero, config)
+        phases[r] = total
+
+    def interleave(prefix: tuple[int, ...]) -> jax.Array:
+        if len(prefix) == d:
+            return phases[prefix]
+        i = len(prefix)
+        stacked = jnp.stack([interleave((*prefix, r)) for r in range(strides[i])], axis=2 + i)
+        return stacked.reshape(*stacked.shape[: 1 + i], -1, *stacked.shape[3 + i :])
+
+    padded = interleave(())
+    index = tuple(slice(lo, lo + size) for size, (lo, _) in zip(spatial, padding, strict=True))
+    return (padded[(slice(None), *index, slice(None))],)
+
+
+_patches.defvjp(_patches_forward, _patches_backward)
 
 
 def slice_conv(
@@ -57,7 +125,8 @@ def slice_conv(
       precision, preferred_element_type: as for ``lax.conv_general_dilated``.
 
     Returns:
-      The convolution, laid out as ``dimension_numbers.out_spec`` says.
+      The convolution, laid out as ``dimension_numbers.out_spec`` says. Differentiable in
+      reverse mode (the patches have a custom VJP, `_patches_backward`), not in forward mode.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -76,13 +145,8 @@ def slice_conv(
     x = jnp.transpose(lhs, (lhs_spec[0], *lhs_spec[2:], lhs_spec[1]))  # N, spatial..., C
     k = jnp.transpose(rhs, (*rhs_spec[2:], rhs_spec[1], rhs_spec[0]))  # spatial..., C_in, C_out
     window = k.shape[:-2]
-    x = jnp.pad(x, ((0, 0), *(tuple(p) for p in padding), (0, 0)))
-    sizes = [(x.shape[1 + d] - window[d]) // window_strides[d] + 1 for d in range(len(window))]
-    cols = []
-    for offset in itertools.product(*(range(w) for w in window)):
-        index = tuple(slice(o, o + (n - 1) * s + 1, s) for o, n, s in zip(offset, sizes, window_strides, strict=True))
-        cols.append(x[(slice(None), *index, slice(None))])
-    patches = jnp.concatenate(cols, axis=-1)
+    padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+    patches = _patches(x, x.shape[1:-1], window, tuple(window_strides), padding)
     out = jnp.matmul(
         patches.reshape(-1, patches.shape[-1]),
         k.reshape(-1, k.shape[-1]),
@@ -102,6 +166,7 @@ def _replaceable(params: dict[str, Any]) -> bool:
         and params["batch_group_count"] == 1
         and all(d == 1 for d in params["lhs_dilation"])
         and all(d == 1 for d in params["rhs_dilation"])
+        and all(lo >= 0 and hi >= 0 for lo, hi in params["padding"])
     )
 
 

@@ -18,6 +18,8 @@ CASES = [
     ((2, 3, 9, 7), (5, 3, 3, 2), (2, 1), "VALID", ("NCHW", "OIHW", "NCHW")),
     ((2, 10, 4), (3, 4, 6), (2,), [(1, 2)], ("NWC", "WIO", "NWC")),
     ((2, 6, 6, 6, 2), (3, 3, 3, 2, 3), (1, 2, 1), "SAME", ("NDHWC", "DHWIO", "NDHWC")),
+    ((2, 11, 3), (2, 3, 4), (3,), [(2, 1)], ("NWC", "WIO", "NWC")),  # a stride phase no offset reaches
+    ((1, 2, 9, 9), (3, 2, 4, 4), (3, 2), [(0, 3), (1, 0)], ("NCHW", "OIHW", "NCHW")),
 ]
 
 
@@ -46,7 +48,8 @@ def test_only_plain_convolutions_are_replaced():
         x[..., :2], k, (1, 1), "SAME", rhs_dilation=(2, 2), dimension_numbers=nhwc
     )
     dense = lambda x, k: x.reshape(1, -1) @ jnp.ones((256, 3))
-    for fn in (grouped, dilated, dense):
+    cropped = lambda x, k: lax.conv_general_dilated(x[..., :2], k, (1, 1), [(-1, 1), (1, 1)], dimension_numbers=nhwc)
+    for fn in (grouped, dilated, dense, cropped):
         assert rewrite_convs(fn, x, k) is fn
     nested = jax.jit(lambda x, k: lax.conv_general_dilated(x[..., :2], k, (1, 1), "SAME", dimension_numbers=nhwc))
     assert has_convs(jax.make_jaxpr(nested)(x, k).jaxpr)
