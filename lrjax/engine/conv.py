@@ -51,11 +51,12 @@ def _patches(
     return jnp.concatenate(cols, axis=-1)
 
 
-def _patches_forward(x, spatial, window, strides, padding):
+def _patches_forward(x: jax.Array, spatial, window, strides, padding) -> tuple[jax.Array, None]:
+    """`_patches` and no residual: its gradient is linear and reads only shapes."""
     return _patches(x, spatial, window, strides, padding), None
 
 
-def _patches_backward(spatial, window, strides, padding, _, g):
+def _patches_backward(spatial, window, strides, padding, _: None, g: jax.Array) -> tuple[jax.Array]:
     """The gradient of `_patches` (col2im), one stride phase at a time.
 
     Padded position ``p = s·o + k`` (output ``o``, kernel offset ``k``) is, with ``k = s·q + r``,

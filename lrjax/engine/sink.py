@@ -215,7 +215,7 @@ def _rule(marks: _Marks) -> Rule:
                 marks.cheap[id(out[0])] = out[0]
         if name == "dot_general" or (name in RESHAPES and id(_parts(first)[0]) in marks.dots):
             marks.dots.update((id(_parts(v)[0]), _parts(v)[0]) for v in out)
-        if name == "dot_general" and not isinstance(out[0], _Pending):
+        if name == "dot_general":
             out = [_narrow_last(out[0], marks)]
         return out
 
