@@ -41,7 +41,8 @@ def _patches(
     padding: tuple[tuple[int, int], ...],
 ) -> jax.Array:
     """``x`` (N, spatial…, C) padded and its k₁·k₂·… shifted strided slices concatenated along
-    the feature axis, kernel-offset major: (N, out spatial…, k₁·k₂·…·C)."""
+    the feature axis, kernel-offset major: (N, out spatial…, k₁·k₂·…·C). ``spatial`` is
+    ``x.shape[1:-1]``, passed for the gradient, which cannot recover it from the output's."""
     x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
     sizes = [(x.shape[1 + d] - window[d]) // strides[d] + 1 for d in range(len(window))]
     cols = []

@@ -12,6 +12,7 @@ from jax import lax
 import lrjax
 from lrjax.engine.conv import has_convs, rewrite_convs
 from lrjax.engine.dots import canonical_dots
+from tests.engine.test_dots import _dots
 
 CASES = [
     ((2, 8, 8, 3), (3, 3, 3, 4), (1, 1), "SAME", ("NHWC", "HWIO", "NHWC")),
@@ -109,6 +110,5 @@ def test_the_kernel_gradient_of_a_convolution_of_shared_data_is_one_matmul_acros
         grad(kernels, x), jax.vmap(jax.grad(f), in_axes=(0, None))(kernels, x), rtol=1e-4, atol=1e-4
     )
     jaxpr = jax.make_jaxpr(canonical_dots(grad))(kernels, x).jaxpr
-    dots = [e for e in jaxpr.eqns if e.primitive is lax.dot_general_p]
-    shapes = [(e.invars[0].aval.shape, e.outvars[0].aval.shape) for e in dots]
+    shapes = [(e.invars[0].aval.shape, e.outvars[0].aval.shape) for e in _dots(jaxpr)]
     assert ((27, 128), (27, 4, 5)) in shapes

@@ -26,12 +26,16 @@ CASES = [
 ]
 
 
-def _dots(jaxpr):
+def _equations(jaxpr):
+    """Every equation of ``jaxpr`` and of the jaxprs nested in it."""
     for eqn in jaxpr.eqns:
-        if eqn.primitive is lax.dot_general_p:
-            yield eqn
+        yield eqn
         for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            yield from _dots(getattr(sub, "jaxpr", sub))
+            yield from _equations(getattr(sub, "jaxpr", sub))
+
+
+def _dots(jaxpr):
+    return (eqn for eqn in _equations(jaxpr) if eqn.primitive is lax.dot_general_p)
 
 
 def _canonical(eqn) -> bool:

@@ -11,7 +11,7 @@ from jax import lax
 
 from lrjax.engine.dots import COMPILE_OPTIONS, canonical_dots
 from lrjax.engine.sink import sink_transposes
-from tests.engine.test_dots import _compiled_dots, _mlp_step
+from tests.engine.test_dots import _compiled_dots, _equations, _mlp_step
 
 IN, MEMBERS, OUT = 12, 4, 16
 
@@ -31,14 +31,6 @@ def update_args():
     lr = jnp.asarray([0.1, 0.2, 0.3, 0.4], jnp.float32)
     active = jnp.asarray([True, False, True, True])
     return w, m, g, lr, active
-
-
-def _equations(jaxpr):
-    """Every equation of ``jaxpr`` and of the jaxprs nested in it."""
-    for eqn in jaxpr.eqns:
-        yield eqn
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            yield from _equations(getattr(sub, "jaxpr", sub))
 
 
 def _transposed_sizes(fn, *args) -> list[int]:
