@@ -4,6 +4,10 @@ Measured in one run, on the built-in digits MLP, batch 64:
 
   cost    lrjax.find_lr with 1 seed and with 8 seeds (100 steps, 1e-7 … 10), cold (compile
           included, program cache cleared) and warm (best of 5): what 8 curves cost against 1.
+  bound   what 8 seeds within 1.5× of one seed's warm time would ask of each extra seed: its
+          100 steps in a fourteenth of the one-seed run, i.e. its model FLOPs (6 · batch ·
+          weights per step) at a rate set against the f32 matmul rate measured on 2048²
+          matrices, the most this machine's matmuls reach.
   regret  for Adam and for SGD with momentum 0.9: the valley suggestion of an 8-seed range
           test (200 steps) trained 1000 steps, against the best of a 32-point log grid over
           the same range trained the same way (2 seeds each, final eval loss, mean over seeds).
@@ -24,6 +28,7 @@ import time
 import jax
 import numpy as np
 import optax
+from sweep import matmul_flops_per_second, model_flops
 
 import lrjax
 from lrjax.engine import cache
@@ -56,6 +61,15 @@ def cost(task) -> None:
         rows[seeds] = (cold, min(warm))
         print(f"{seeds:>6} {cold:>8.3f} {min(warm):>8.3f}")
     print(f"8 seeds / 1 seed: cold {rows[8][0] / rows[1][0]:.2f}x, warm {rows[8][1] / rows[1][1]:.2f}x")
+    one, eight = rows[1][1], rows[8][1]
+    budget = one * 0.5 / 7  # 8 seeds <= 1.5x one seed: 7 extra seeds in half a one-seed run
+    flops = model_flops(task, 100, 64, 1)
+    rate = max(matmul_flops_per_second() for _ in range(3))
+    print(
+        f"each extra seed costs {(eight - one) / 7 * 1e3:.2f} ms warm; within 1.5x of one seed it may cost "
+        f"{budget * 1e3:.2f} ms: {flops / 1e6:.0f} MFLOP at {flops / budget / 1e9:.0f} GFLOP/s, "
+        f"against {rate / 1e9:.0f} GFLOP/s measured on 2048x2048 matmuls"
+    )
 
 
 def regret(task) -> None:
