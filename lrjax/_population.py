@@ -34,6 +34,7 @@ from lrjax.engine.program import (
     PopulationState,
     Programs,
     member_bytes,
+    seed_devices,
     seed_keys,
     stacked_axis,
 )
@@ -228,10 +229,12 @@ class Population:
         plateau_fn = _plateau_fn(plateau)
         devices = tuple(devices or hosts.default_devices())
         one_member = one_member_bytes(task, optimizer, _configs.take(hps, 0))
-        cut, slots = engine_parts.choose(num_configs, seeds, devices)
+        by_seed = seed_devices(num_configs, seeds, len(devices))
+        cut, slots = engine_parts.choose(num_configs, seeds, devices, by_seed)
         if state_bytes(one_member, seeds * slots) + engine_parts.COPIES * seeds * slots * one_member > memory_budget:
-            cut, slots = (1, 1), math.ceil(num_configs / len(devices)) * len(devices)  # no room for the parts' copies
-        layout = Layout(seeds, slots, batch_size, devices, cut)
+            across = len(devices) // by_seed  # no room for the parts' copies: one part
+            cut, slots = (1, 1), math.ceil(num_configs / across) * across
+        layout = Layout(seeds, slots, batch_size, devices, cut, by_seed)
         programs = cache.program_set(task, optimizer, plateau_fn, layout)
         self._metric_names = programs.programs.metric_names()
         if plateau_fn is not None and plateau_metric not in self._metric_names:

@@ -1,7 +1,7 @@
 """Two local processes over `jax.distributed` (two CPU devices each, collectives over gloo) run
 the same script (`tests/multihost/worker.py`): a sweep of 6 configurations (not a multiple of
-the 4 devices) equals a single-process sweep, a population copies a member across the
-processes, a checkpoint written by both restores (in both, and in one process), and killing
+the 4 devices) equals a single-process sweep, and so does a range test of one configuration's
+4 seeds (one a device), a population copies a member across the processes, a checkpoint written by both restores (in both, and in one process), and killing
 one process makes the other exit with an error instead of hanging. Every run has timeouts and
 both processes are killed whatever happens."""
 
@@ -79,6 +79,9 @@ def test_a_two_process_sweep_equals_one_process_and_copies_across_processes(tmp_
     # member 1 (process 0's device) copied into member 4 (process 1's): identical from then on
     np.testing.assert_array_equal(first["copied"], first["source"])
     np.testing.assert_array_equal(first["copied_params"], first["source_params"])
+    # a range test's 4 seeds, one a device over both processes, equal to one process
+    finder = lrjax.find_lr(task, momentum, steps=30, seeds=4, batch_size=32, progress=False)
+    np.testing.assert_allclose(first["finder_losses"], finder.raw_losses, rtol=1e-6)
 
 
 def test_a_two_process_checkpoint_restores_in_both_and_in_one_process(tmp_path):

@@ -220,7 +220,7 @@ class ProgramSet:
 
         def losses(q: Programs, hps: Any) -> jax.ShapeDtypeStruct:
             shape = (CHUNK, *jax.tree.leaves(hps)[0].shape[:2])
-            return jax.ShapeDtypeStruct(shape, np.float32, sharding=NamedSharding(q.mesh, P(None, None, "members")))
+            return jax.ShapeDtypeStruct(shape, np.float32, sharding=NamedSharding(q.mesh, P(None, "seeds", "members")))
 
         def chunk(q: Programs, state: Any, hps: Any) -> tuple[Callable, tuple, dict]:
             out = sharding_of((state, losses(q, hps)))

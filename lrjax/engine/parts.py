@@ -24,6 +24,7 @@ small programs to compile. The user's JAX device setting is left as it is.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import math
 import os
 import threading
@@ -49,45 +50,51 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
-def choose(configs: int, seeds: int, devices: Sequence[Any]) -> tuple[tuple[int, int], int]:
+def choose(configs: int, seeds: int, devices: Sequence[Any], seed_devices: int = 1) -> tuple[tuple[int, int], int]:
     """How to cut a population into parts, and its configuration slots.
 
-    On CPU, in one process, with ``c = ceil(configs / D)`` configurations per device (``D``
-    devices) and ``k`` cores per CPU device: ``q = ceil(c / k)`` configurations per part and
-    ``ceil(c / q)`` parts, or, with one configuration per device, the largest divisor of
-    ``seeds`` up to ``k`` seed parts. Elsewhere one part.
+    On CPU, in one process, with the devices a (``seed_devices``, ``M``) mesh, ``c =
+    ceil(configs / M)`` configurations and ``s = seeds / seed_devices`` seeds per device, and
+    ``k`` cores per CPU device: ``q = ceil(c / k)`` configurations per part and ``ceil(c / q)``
+    parts, or, with one configuration per device, the largest divisor of ``s`` up to ``k`` seed
+    parts. Elsewhere one part.
 
     Args:
       configs: configurations of the population.
       seeds: seeds per configuration.
       devices: the devices the members are sharded over.
+      seed_devices: how many of them shard the seeds (`lrjax.engine.program.seed_devices`).
 
     Returns:
       ``((seed_parts, member_parts), slots)``: at most one of the two counts above 1; ``slots``
-      configuration slots, a multiple of ``D × member_parts`` (padding repeats a configuration).
+      configuration slots, a multiple of ``M × member_parts`` (padding repeats a configuration).
 
     Example:
       >>> import jax
       >>> choose(64, 1, jax.devices()[:1])[1] % 64
       0
     """
-    per_device = math.ceil(configs / len(devices))
-    whole = ((1, 1), per_device * len(devices))
+    member_devices = len(devices) // seed_devices
+    per_device = math.ceil(configs / member_devices)
+    whole = ((1, 1), per_device * member_devices)
     if jax.process_count() > 1 or not all(d.platform == "cpu" for d in devices):
         return whole
     per_core = max(cores() // len(jax.local_devices(backend="cpu")), 1)
     if per_device >= 2:
         per_part = math.ceil(per_device / per_core)
         parts = math.ceil(per_device / per_part)
-        return (1, parts), parts * per_part * len(devices)
-    seed_parts = max(k for k in range(1, min(per_core, seeds) + 1) if seeds % k == 0)
+        return (1, parts), parts * per_part * member_devices
+    local_seeds = seeds // seed_devices
+    seed_parts = max(k for k in range(1, min(per_core, local_seeds) + 1) if local_seeds % k == 0)
     return (seed_parts, 1), whole[1]
 
 
 def part_layout(layout: Layout) -> Layout:
     """The layout of one part of ``layout``."""
     seed_parts, member_parts = layout.parts
-    return Layout(layout.seeds // seed_parts, layout.members // member_parts, layout.batch_size, layout.devices)
+    return dataclasses.replace(
+        layout, seeds=layout.seeds // seed_parts, members=layout.members // member_parts, parts=(1, 1)
+    )
 
 
 def _axes(layout: Layout, state: PopulationState) -> tuple[Any, int, int, int | None]:
@@ -100,8 +107,9 @@ def _axes(layout: Layout, state: PopulationState) -> tuple[Any, int, int, int | 
 
 
 def _blocks(layout: Layout) -> int:
-    """Blocks the cut axis is laid out in: one per device along the members, which are sharded."""
-    return len(layout.devices) if layout.parts[1] > 1 else 1
+    """Blocks the cut axis is laid out in: one per device along it (the members' or the seeds'
+    axis of the device mesh), so that every part keeps each device's share on that device."""
+    return layout.member_devices if layout.parts[1] > 1 else layout.seed_devices
 
 
 def _take(x: jax.Array, axis: int, blocks: int, parts: int, k: int) -> jax.Array:

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -84,15 +85,46 @@ class Layout:
     """The static shape of a population's programs: one set of programs per distinct layout."""
 
     seeds: int
-    members: int  # configuration slots, a multiple of the device count
+    members: int  # configuration slots, a multiple of the member devices
     batch_size: int | None  # None: full batch
     devices: tuple
     parts: tuple[int, int] = (1, 1)  # (seed parts, member parts) a chunk runs in: `lrjax.engine.parts`
+    seed_devices: int = 1  # the devices as a (seed_devices, member devices) mesh: `seed_devices`
 
     @property
     def on_cpu(self) -> bool:
         """Whether every device is a CPU (the engine's XLA:CPU-specific choices apply)."""
         return all(d.platform == "cpu" for d in self.devices)
+
+    @property
+    def member_devices(self) -> int:
+        """Devices the configuration slots are sharded over (the mesh's second axis)."""
+        return len(self.devices) // self.seed_devices
+
+
+def seed_devices(configs: int, seeds: int, devices: int) -> int:
+    """How many devices to shard the seed axis over, the rest of the ``devices`` sharding the
+    configurations: the divisor ``d`` of ``devices`` that divides ``seeds`` and gives each
+    device the fewest members, ``(seeds / d) · ceil(configs / (devices / d))``, the smallest
+    such ``d`` on a tie. Configurations alone when there are enough of them; with fewer
+    configurations than devices (a range test: one configuration, many seeds) the seeds fill
+    the devices instead of padding copies of the configurations.
+
+    Args:
+      configs: configurations of the population.
+      seeds: seeds per configuration.
+      devices: devices the population is sharded over.
+
+    Returns:
+      A divisor of both ``devices`` and ``seeds``.
+
+    Example:
+      >>> seed_devices(64, 2, 4), seed_devices(1, 8, 4), seed_devices(2, 4, 4)
+      (1, 4, 2)
+    """
+    per_device = lambda d: seeds // d * -(-configs // (devices // d))
+    candidates = [d for d in range(1, devices + 1) if devices % d == 0 and seeds % d == 0]
+    return min(candidates, key=lambda d: (per_device(d), d))
 
 
 def member_axis(ndim: int) -> int:
@@ -208,8 +240,9 @@ class Programs:
 
     def __init__(self, task: Task, optimizer: OptimizerFn, plateau: PlateauFn | None, layout: Layout):
         self.task, self.optimizer, self.plateau, self.layout = task, optimizer, plateau, layout
-        self.mesh = Mesh(list(layout.devices), ("members",))
-        self.slots = NamedSharding(self.mesh, P(None, "members"))  # (seeds, members) arrays
+        grid = np.array(layout.devices, dtype=object).reshape(layout.seed_devices, layout.member_devices)
+        self.mesh = Mesh(grid, ("seeds", "members"))
+        self.slots = NamedSharding(self.mesh, P("seeds", "members"))  # (seeds, members) arrays
         self.replicated = NamedSharding(self.mesh, P())
         self._metric_names: list[str] | None = None
         self._loss_fn: Any = None
@@ -223,13 +256,14 @@ class Programs:
 
     def state_shapes(self, hps: Any) -> PopulationState:
         """The population state's shapes, dtypes and shardings for hyperparameters like ``hps``
-        (leaves (seeds, members)). Every member leaf is sharded along its member axis."""
+        (leaves (seeds, members)). Every member leaf is sharded along its seed and member axes
+        over the layout's (seed devices, member devices) mesh."""
         hp = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[2:], x.dtype), hps)
         seeds, members = self.layout.seeds, self.layout.members
 
         def stacked(x: jax.ShapeDtypeStruct) -> jax.ShapeDtypeStruct:
             a = member_axis(x.ndim)
-            spec = P(None, *([None] * a), "members")
+            spec = P("seeds", *([None] * a), "members")
             shape = (seeds, *x.shape[:a], members, *x.shape[a:])
             return jax.ShapeDtypeStruct(shape, x.dtype, sharding=NamedSharding(self.mesh, spec))
 

@@ -45,6 +45,21 @@ def test_the_cut_takes_as_many_parts_as_cores_without_padding_beyond_need(cores,
     assert parts.choose(configs, seeds, jax.devices()[:1]) == expected
 
 
+@pytest.mark.parametrize(
+    "configs, seeds, devices, expected",
+    [
+        (64, 2, 4, 1),  # enough configurations: they are sharded, not the seeds
+        (1, 8, 4, 4),  # a range test: two seeds a device instead of three padding copies
+        (1, 6, 4, 2),  # 6 seeds do not divide into 4
+        (1, 5, 4, 1),  # nor do 5 into 2 or 4
+        (3, 2, 4, 1),  # 2 seeds × 1 configuration a device (a padding slot) or 1 × 2: a tie
+        (2, 4, 4, 2),  # 2 seeds × 1 configuration a device, or 1 × 2 on 4 seed devices: the fewer
+    ],
+)
+def test_the_seeds_are_sharded_only_when_that_gives_each_device_fewer_members(configs, seeds, devices, expected):
+    assert lrjax.engine.program.seed_devices(configs, seeds, devices) == expected
+
+
 def test_split_then_join_is_the_identity_and_cuts_device_blocks():
     # 2 device blocks of 6 members, cut into 3 parts: part k holds members {2k, 2k+1} of each block.
     layout = Layout(seeds=1, members=12, batch_size=4, devices=tuple(jax.devices()[:1]) * 2, parts=(1, 3))
@@ -144,10 +159,21 @@ TWO_DEVICES = textwrap.dedent(
     pop.advance(10)
     leaf = jax.tree.leaves(pop._state.members.params)[0]
     assert len(leaf.sharding.device_set) == 2 and leaf.sharding.shard_shape(leaf.shape)[:2] == (2, 4)
+    # one configuration, 8 seeds (a range test): 4 seeds a device, cut into 2 parts on each
+    one = {"learning_rate": np.float32([0.1])}
+    kw = dict(steps=30, batch_size=32, seeds=8, eval_every=10, progress=False)
+    single = lrjax.sweep(task, opt, one, devices=jax.devices()[:1], **kw)
+    pop = lrjax.Population(task, opt, one, seeds=8, batch_size=32)
+    assert (pop._layout.seed_devices, pop._layout.parts, pop._layout.members) == (2, (2, 1), 1), pop._layout
+    leaf = jax.tree.leaves(pop._state.members.params)[0]
+    assert leaf.sharding.shard_shape(leaf.shape)[:2] == (4, 1)
+    spread = lrjax.sweep(task, opt, one, **kw)
+    np.testing.assert_allclose(spread.train_loss, single.train_loss, rtol=1e-6, atol=1e-7)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), spread.final_params, single.final_params)
     print("parts on two devices ok")
     """
 )
 
 
-def test_parts_on_each_of_two_devices_match_the_whole_sweep():
+def test_parts_on_each_of_two_devices_match_the_whole_sweep_and_seeds_fill_the_devices():
     run_on_devices(TWO_DEVICES, 2, "parts on two devices ok")

@@ -30,9 +30,9 @@ MULTI_DEVICE = textwrap.dedent(
         np.testing.assert_allclose(four.eval_metrics[k], one.eval_metrics[k], rtol=1e-6, atol=1e-7)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), four.final_params, one.final_params)
     pop = lrjax.Population(task, opt, configs, seeds=2, batch_size=32)
-    leaf = jax.tree.leaves(pop._state.members.params)[0]
-    assert leaf.shape[:2] == (2, 8)
-    assert len(leaf.sharding.device_set) == 4 and leaf.sharding.shard_shape(leaf.shape)[:2] == (2, 2)
+    leaf = jax.tree.leaves(pop._state.members.params)[0]  # a (2 seeds × 2 configuration) device mesh:
+    assert leaf.shape[:2] == (2, 6)  # 3 members a device, no padding (4 devices by configuration: 2 × 2)
+    assert len(leaf.sharding.device_set) == 4 and leaf.sharding.shard_shape(leaf.shape)[:2] == (1, 3)
     pop = lrjax.Population(task, opt, configs, batch_size=32)  # one seed: members 0 and 5 on devices 0 and 2
     pop.advance(10)
     pop.copy([5], [0])
@@ -43,7 +43,7 @@ MULTI_DEVICE = textwrap.dedent(
 )
 
 
-def test_four_devices_match_one_device_and_shard_the_member_axis():
+def test_four_devices_match_one_device_and_shard_the_seeds_and_configurations():
     run_on_devices(MULTI_DEVICE, 4, "sharded ok")
 
 

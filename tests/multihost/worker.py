@@ -32,6 +32,8 @@ if mode == "sweep":
     pop.advance(20)
     pop.copy([4], [1])  # member 1 lives on process 0, member 4 on process 1
     after = pop.advance(20)
+    # one configuration, 4 seeds: the seeds are sharded, one a device, across both processes
+    finder = lrjax.find_lr(task, momentum, steps=30, seeds=4, batch_size=32, progress=False)
     np.savez(
         f"{out}/process{process_id}.npz",
         devices=len(pop.devices),
@@ -43,6 +45,7 @@ if mode == "sweep":
         source=after[1],
         copied_params=np.concatenate([x[4].reshape(-1) for x in jax.tree.leaves(pop.params)]),
         source_params=np.concatenate([x[1].reshape(-1) for x in jax.tree.leaves(pop.params)]),
+        finder_losses=finder.raw_losses,
     )
 elif mode == "checkpoint":
     pop = lrjax.Population(task, momentum, configs, batch_size=32)
