@@ -38,6 +38,11 @@ MULTI_DEVICE = textwrap.dedent(
     pop.copy([5], [0])
     losses = pop.advance(7)
     np.testing.assert_array_equal(losses[5], losses[0])
+    pop = lrjax.Population(task, opt, {"learning_rate": [0.1]}, seeds=4, batch_size=32)  # a seed a device
+    pop.advance(10)
+    assert pop._layout.seed_devices == 4, pop._layout
+    pop.copy([0], [3])  # seed 3's member (device 3) into seed 0's (device 0)
+    jax.tree.map(lambda x: np.testing.assert_array_equal(x[0], x[3]), pop.params)
     print("sharded ok")
     """
 )
