@@ -739,8 +739,13 @@ class Population:
             [place(x, s) for x, s in zip(members, jax.tree.leaves(shapes.members), strict=True)],
         )
         data = arrays["data"]
-        replicated = self._programs.programs.replicated
-        self._state = PopulationState(members, *(hosts.put(data[k], replicated) for k in ("order", "shuffle", "clock")))
+        self._state = PopulationState(
+            members,
+            *(
+                hosts.put(data[k], like.sharding)
+                for k, like in zip(("order", "shuffle", "clock"), shapes[1:], strict=True)
+            ),
+        )
         self._clock = int(meta["clock"])
         self._checkpoint_extra = meta["extra"]
         self._losses = [np.asarray(arrays["train_loss"], np.float32)]

@@ -244,6 +244,7 @@ class Programs:
         self.mesh = Mesh(grid, ("seeds", "members"))
         self.slots = NamedSharding(self.mesh, P("seeds", "members"))  # (seeds, members) arrays
         self.replicated = NamedSharding(self.mesh, P())
+        self.per_seed = NamedSharding(self.mesh, P("seeds"))  # (seeds, ...) data-order arrays
         self._metric_names: list[str] | None = None
         self._loss_fn: Any = None
         self._metrics_fn: Any = None
@@ -257,7 +258,8 @@ class Programs:
     def state_shapes(self, hps: Any) -> PopulationState:
         """The population state's shapes, dtypes and shardings for hyperparameters like ``hps``
         (leaves (seeds, members)). Every member leaf is sharded along its seed and member axes
-        over the layout's (seed devices, member devices) mesh."""
+        over the layout's (seed devices, member devices) mesh, and each seed's data order lives
+        on the devices of its seed."""
         hp = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[2:], x.dtype), hps)
         seeds, members = self.layout.seeds, self.layout.members
 
@@ -269,8 +271,8 @@ class Programs:
 
         return PopulationState(
             jax.tree.map(stacked, self.member_shapes(hp)),
-            jax.ShapeDtypeStruct((seeds, self.examples), jnp.int32, sharding=self.replicated),
-            jax.ShapeDtypeStruct((seeds, 2), jnp.uint32, sharding=self.replicated),
+            jax.ShapeDtypeStruct((seeds, self.examples), jnp.int32, sharding=self.per_seed),
+            jax.ShapeDtypeStruct((seeds, 2), jnp.uint32, sharding=self.per_seed),
             jax.ShapeDtypeStruct((), jnp.int32, sharding=self.replicated),
         )
 

@@ -41,6 +41,8 @@ MULTI_DEVICE = textwrap.dedent(
     pop = lrjax.Population(task, opt, {"learning_rate": [0.1]}, seeds=4, batch_size=32)  # a seed a device
     pop.advance(10)
     assert pop._layout.seed_devices == 4, pop._layout
+    order = pop._state.order  # each seed's data order on its own device, not all on every one
+    assert order.sharding.shard_shape(order.shape) == (1, task.num_train)
     pop.copy([0], [3])  # seed 3's member (device 3) into seed 0's (device 0)
     jax.tree.map(lambda x: np.testing.assert_array_equal(x[0], x[3]), pop.params)
     print("sharded ok")
