@@ -29,7 +29,7 @@ import time
 import jax
 import numpy as np
 import optax
-from sweep import matmul_flops_per_second, model_flops
+from sweep import matmul_flops_per_second, model_flops, timed
 
 import lrjax
 from lrjax.engine import cache
@@ -82,11 +82,7 @@ def small_matmul_rate(seeds: int = 8, size: int = 64, repeats: int = 1000) -> fl
     step = lambda i, c: jax.numpy.tanh(jax.numpy.einsum("sij,sjk->sik", c, b))
     chain = jax.jit(lambda a: jax.lax.fori_loop(0, repeats, step, a))
     jax.block_until_ready(chain(a))
-    best = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
-        jax.block_until_ready(chain(a))
-        best = min(best, time.perf_counter() - started)
+    best = min(timed(lambda: chain(a))[0] for _ in range(5))
     return 2 * seeds * size**3 * repeats / best
 
 
