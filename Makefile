@@ -1,13 +1,15 @@
 # Two entry points, each self-contained on a machine with only Python 3.11:
 #   make demo   create .venv, install lrjax, run the main job (a learning-rate sweep on digits)
-#   make test   create .venv, install lrjax with test extras, lint (ruff), run the test suite
+#   make test   create .venv, install lrjax with dev extras, lint (ruff), then run the test suite
+#               through nox on the lowest supported JAX (Python 3.11) and the newest (3.12, 3.13)
+#   make quick  the test suite once, in .venv (the JAX that pip resolves for Python 3.11)
 #   make notebooks   open notebooks/ in JupyterLab, in the project's environment
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo lint test notebooks clean
+.PHONY: demo lint test quick notebooks clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -25,6 +27,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 test: lint
+	$(BIN)/nox
+
+quick: lint
 	$(BIN)/python -m pytest -q -n 2
 
 notebooks: $(STAMP)
@@ -32,4 +37,4 @@ notebooks: $(STAMP)
 	$(BIN)/jupyter lab notebooks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .nox .pytest_cache .hypothesis

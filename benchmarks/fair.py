@@ -121,6 +121,33 @@ def batch_index(steps: int, batch: int):
     return np.stack([order[(t // per_epoch) * n + (t % per_epoch) * batch :][:batch] for t in range(steps)])
 
 
+def plain_optax(task, make, lr: float, index, data, eval_data):
+    """One configuration trained as users write it: the learning rate a Python float (a compile
+    per value), a Python loop over the steps, NumPy batches (``index``: each step's rows of
+    ``data``); every step's loss and the final held-out loss."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from lrjax.engine.program import init_key
+
+    (x, y) = data
+    tx, params = make(lr), task.init(init_key(0, 1, 0))
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state, batch):
+        loss, grads = jax.value_and_grad(task.loss)(params, batch)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
+    losses = []
+    for rows in index:
+        params, state, loss = step(params, state, (x[rows], y[rows]))
+        losses.append(loss)
+    return jnp.stack(losses), task.loss(params, eval_data)
+
+
 def worker(devices: int) -> dict:
     import jax
 
@@ -130,7 +157,8 @@ def worker(devices: int) -> dict:
     import optax
 
     import lrjax
-    from lrjax.engine import cache
+    from lrjax.engine import cache, dots
+    from lrjax.engine import options as compile_options
     from lrjax.engine.conv import rewrite_convs
     from lrjax.engine.dots import canonical_dots
     from lrjax.engine.program import init_key
@@ -182,7 +210,8 @@ def worker(devices: int) -> dict:
                 (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), jnp.asarray(index))
                 return losses, task.loss(params, eval_data)
 
-            options = cache._CHUNK if engine else {}
+            wanted = {**cache._CHUNK, **dots.COMPILE_OPTIONS}
+            options = compile_options.supported(wanted, jax.devices()[0]) if engine else {}
             scan = jax.jit(scan).lower(jnp.float32(0.1)).compile(compiler_options=options)
             timed(lambda: scan(jnp.float32(0.1)))
             return min(timed(lambda: [scan(jnp.float32(lr)) for lr in lrs]) for _ in range(3))
@@ -194,23 +223,7 @@ def worker(devices: int) -> dict:
         )
         loop_rewritten = loop_with(rewrite_convs(task.loss, *shapes), engine=True)
 
-        def one(lr: float):
-            tx, params = make(lr), task.init(init_key(0, 1, 0))
-            state = tx.init(params)
-
-            @jax.jit
-            def step(params, state, batch):
-                loss, grads = jax.value_and_grad(task.loss)(params, batch)
-                updates, state = tx.update(grads, state, params)
-                return optax.apply_updates(params, updates), state, loss
-
-            losses = []
-            for t in range(steps):
-                params, state, loss = step(params, state, (x[index[t]], y[index[t]]))
-                losses.append(loss)
-            return jnp.stack(losses), task.loss(params, (xv, yv))
-
-        plain = timed(lambda: [one(float(lr)) for lr in lrs])
+        plain = timed(lambda: [plain_optax(task, make, float(lr), index, (x, y), (xv, yv)) for lr in lrs])
         macs = jax.jit(task.loss).lower(*shapes).compile().cost_analysis().get("flops", float("nan"))
         flops = 3 * macs * steps * n  # forward FLOPs from XLA's cost analysis, ×3 with the backward pass
         return dict(

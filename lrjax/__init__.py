@@ -10,6 +10,7 @@ import importlib.metadata
 from typing import Any
 
 from lrjax import batch_size, schedules, search
+from lrjax._compilation_cache import enable_compilation_cache
 from lrjax._finder import FinderResult, Verification, find_lr
 from lrjax._plateau import ReduceOnPlateauState, reduce_on_plateau
 from lrjax._population import Population
@@ -41,6 +42,7 @@ __all__ = [
     "__version__",
     "batch_size",
     "datasets",
+    "enable_compilation_cache",
     "find_lr",
     "plot",
     "reduce_on_plateau",

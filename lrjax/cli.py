@@ -19,6 +19,7 @@ import optax
 import lrjax.schedules as S
 from lrjax import __version__, datasets, search
 from lrjax import _validate as v
+from lrjax._compilation_cache import enable_compilation_cache
 from lrjax._finder import find_lr
 from lrjax._sweep import sweep
 from lrjax._task import Task
@@ -459,6 +460,13 @@ def _parser() -> argparse.ArgumentParser:
     se.add_argument("--seeds", type=int, default=1, help="seeds per trial (default 1)")
     se.add_argument("--top", type=int, default=8, help="rows in the table (default 8)")
     se.set_defaults(run=_search_command)
+    for command in commands.choices.values():
+        command.add_argument(
+            "--no-compilation-cache",
+            action="store_true",
+            help="do not keep compiled programs on disk (default: kept in $XDG_CACHE_HOME/lrjax/jax, "
+            "or JAX_COMPILATION_CACHE_DIR if set, so the same command runs again without compiling)",
+        )
     return parser
 
 
@@ -545,6 +553,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _check(args)
+        if not args.no_compilation_cache:
+            enable_compilation_cache()
         return args.run(args)
     except (ValueError, TypeError) as err:
         parser.error(str(err))

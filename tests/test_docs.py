@@ -6,18 +6,27 @@ import importlib
 import importlib.metadata
 import inspect
 import pkgutil
+import subprocess
+import sys
 
 import pytest
 
 import lrjax
 
 MODULES = sorted(m.name for m in pkgutil.walk_packages(lrjax.__path__, "lrjax."))
+# Examples that change process-wide JAX settings run in a process of their own.
+OWN_PROCESS = {"lrjax._compilation_cache"}
 PUBLIC = ["lrjax", "lrjax.schedules", "lrjax.search", "lrjax.batch_size", "lrjax.datasets", "lrjax.plot"]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples_run(name, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    if name in OWN_PROCESS:
+        code = f"import doctest, {name} as m; print(doctest.testmod(m, optionflags=doctest.ELLIPSIS).failed)"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+        assert out.returncode == 0 and out.stdout.strip() == "0", out.stdout + out.stderr
+        return
     module = importlib.import_module(name)  # lrjax.sweep the attribute is the function
     outcome = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert outcome.failed == 0, outcome
@@ -35,14 +44,18 @@ def test_every_public_function_and_class_has_a_runnable_example(module):
     assert missing == []
 
 
-def test_importing_lrjax_or_its_schedules_imports_neither_flax_nor_matplotlib():
-    import subprocess
-    import sys
-
+def test_importing_lrjax_or_its_schedules_imports_no_optional_library():
+    heavy = ("flax", "matplotlib", "orbax", "optuna", "pandas")
     for module in ("lrjax", "lrjax.schedules"):
-        code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.split('.')[0] in ('flax', 'matplotlib', 'orbax')))"
+        code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy}))"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
         assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_importing_lrjax_changes_no_jax_setting():
+    code = "import jax; before = dict(jax.config.values); import lrjax; print(before == dict(jax.config.values))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stdout + out.stderr
 
 
 def test_the_public_names_are_the_objects_not_modules():

@@ -37,7 +37,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lrjax._task import Task
-from lrjax.engine import dots, parts
+from lrjax.engine import dots, options, parts, rewrite
 from lrjax.engine.program import CHUNK, Layout, OptimizerFn, PlateauFn, Programs
 
 MAX_PROGRAM_SETS = 16
@@ -57,13 +57,10 @@ MAX_EXECUTABLES = 64
 # analysis proves that the new optimizer state can be written in place over the loop's carry
 # (without it the chunk copied the first layer's momentum every step); alternating processes,
 # best of 5: user MLP 0.68-0.70 -> 0.65-0.68 s, built-in MLP 0.43-0.44 -> 0.40-0.42 s, CNN
-# 0.38-0.39 -> 0.37-0.38 s, the same losses.
+# 0.38-0.39 -> 0.37-0.38 s, the same losses. Each is passed only where the backend knows it
+# (`lrjax.engine.options`); jaxlib 0.12 has no ``xla_cpu_use_fusion_emitters``.
 _RARE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
-_CHUNK = {
-    "xla_backend_optimization_level": 1,
-    "xla_cpu_copy_insertion_use_region_analysis": True,
-    **dots.COMPILE_OPTIONS,
-}
+_CHUNK = {"xla_backend_optimization_level": 1, "xla_cpu_copy_insertion_use_region_analysis": True}
 _DEFAULT = {"xla_cpu_use_fusion_emitters": False}
 
 
@@ -206,13 +203,14 @@ class ProgramSet:
         (of one part) and ``join``."""
         p = self.programs
         on_cpu = p.layout.on_cpu
+        chunk_options = {**_CHUNK, **dots.COMPILE_OPTIONS} if p.rewrites else _CHUNK
 
-        def jit(fn: Callable, donate: Any, out: Any, options: dict, args: tuple) -> tuple[Callable, tuple, dict]:
-            options = options if on_cpu else {}
+        def jit(fn: Callable, donate: Any, out: Any, wanted: dict, args: tuple) -> tuple[Callable, tuple, dict]:
+            compile_options = options.supported(wanted, p.layout.devices[0]) if on_cpu else {}
             return (
-                jax.jit(fn, donate_argnums=donate, out_shardings=out, compiler_options=options or None),
+                jax.jit(fn, donate_argnums=donate, out_shardings=out, compiler_options=compile_options or None),
                 args,
-                options,
+                compile_options,
             )
 
         def slots(q: Programs, hps: Any, dtype: Any) -> jax.ShapeDtypeStruct:
@@ -224,7 +222,7 @@ class ProgramSet:
 
         def chunk(q: Programs, state: Any, hps: Any) -> tuple[Callable, tuple, dict]:
             out = sharding_of((state, losses(q, hps)))
-            return jit(q.chunk, 0, out, _CHUNK, (state, hps, slots(q, hps, bool), train_data, np.int32(0)))
+            return jit(q.chunk, 0, out, chunk_options, (state, hps, slots(q, hps, bool), train_data, np.int32(0)))
 
         if name == "chunk" and p.layout.parts != (1, 1):
             q = self._part_programs()
@@ -265,18 +263,6 @@ class ProgramSet:
         }
         return {name: jit(*table[name])}
 
-    def _hlo_key(self, lowered: Any, options: dict) -> Hashable | None:
-        """What decides the executable of ``lowered``: its StableHLO text, argument and result
-        pytree structures (which the executable checks and the text lacks), compiler options and
-        devices. None when JAX passes constants as hidden arguments (their values are then not
-        in the text, so the text does not decide the computation)."""
-        const_args = getattr(getattr(lowered, "_lowering", None), "const_args", None)
-        if const_args is None or len(const_args):
-            return None
-        digest = hashlib.sha256(lowered.as_text().encode()).hexdigest()
-        devices = tuple(d.id for d in self.programs.layout.devices)
-        return digest, str(lowered.in_tree), str(lowered.out_tree), tuple(sorted(options.items())), devices
-
     def ensure(self, names: Sequence[str], hps: Any, keys: jax.Array, train_data: Any, eval_data: Any) -> None:
         """Compile the operations ``names`` for hyperparameters like ``hps`` unless compiled.
 
@@ -294,7 +280,7 @@ class ProgramSet:
         with concurrent.futures.ThreadPoolExecutor() as pool:
             jobs: dict[str, dict[str, tuple[list, Any]]] = {}
             for name in missing:
-                shared = ("evaluate", p.task, p.layout) if name == "evaluate" else None
+                shared = ("evaluate", p.task, p.layout, p.rewrites) if name == "evaluate" else None
                 found = _EXECUTABLES.get(shared) if shared else None
                 if found is not None:
                     jobs[name] = {name: ([], found)}
@@ -304,7 +290,7 @@ class ProgramSet:
                     name, state, hps, keys, train_data, eval_data
                 ).items():
                     lowered = fn.lower(*args)
-                    key = self._hlo_key(lowered, options)
+                    key = hlo_key(lowered, options, p.layout.devices)
                     found = _EXECUTABLES.get(key) if key is not None else None
                     cache_keys = [k for k in (key, shared) if k is not None]
                     jobs[name][piece] = (cache_keys, found if found is not None else pool.submit(lowered.compile))
@@ -332,6 +318,47 @@ class ProgramSet:
         return self._compiled[(name, _hp_signature(hps))]
 
 
+def hlo_key(lowered: Any, options: dict, devices: Sequence[jax.Device]) -> Hashable | None:
+    """What decides the executable of ``lowered``: its StableHLO text, the values of the
+    constants JAX passes beside the arguments (`hidden_constants`), argument and result pytree
+    structures (which the executable checks and the text lacks), compiler options and devices.
+    None (no sharing, with a warning once) when this JAX does not say which constants it passes."""
+    constants = hidden_constants(lowered)
+    if constants is None:
+        rewrite.warn_once(
+            "hidden constants",
+            f"lrjax: cannot tell which constants JAX {jax.__version__} passes to a compiled program "
+            "beside its arguments; programs that lower to the same text are compiled again "
+            "instead of shared (slower, the same results).",
+        )
+        return None
+    digest = hashlib.sha256(lowered.as_text().encode())
+    for c in constants:
+        c = np.asarray(c)
+        digest.update(f"{c.dtype.str}{c.shape}".encode())
+        digest.update(np.ascontiguousarray(c).tobytes())
+    ids = tuple(d.id for d in devices)
+    return digest.hexdigest(), str(lowered.in_tree), str(lowered.out_tree), tuple(sorted(options.items())), ids
+
+
+def hidden_constants(lowered: Any) -> Sequence[Any] | None:
+    """The constants a lowered program receives beside its arguments (not in its HLO text), or
+    None when this JAX does not say.
+
+    JAX 0.7 and later can hoist a traced function's constants out of the HLO into arguments
+    (``jax_use_simplified_jaxpr_constants``) and list them as ``const_args`` of the lowering;
+    JAX before 0.7 has neither and always writes constants into the text."""
+    lowering = getattr(lowered, "_lowering", None)
+    if hasattr(lowering, "const_args"):
+        return list(lowering.const_args)
+    return None if _may_hoist_constants() else []
+
+
+def _may_hoist_constants() -> bool:
+    """Whether this JAX can pass constants beside the arguments (it has the flag for it)."""
+    return "jax_use_simplified_jaxpr_constants" in jax.config.values
+
+
 def traced(what: str, task: Task, optimizer: OptimizerFn, plateau: Any, hp: Any, compute: Callable[[], Any]) -> Any:
     """``compute()``, remembered under (``what``, task identity, `function_key` of the optimizer
     and plateau, the structure, shapes and dtypes of one member's ``hp``): for facts that follow
@@ -345,9 +372,10 @@ def traced(what: str, task: Task, optimizer: OptimizerFn, plateau: Any, hp: Any,
 
 
 def program_set(task: Task, optimizer: OptimizerFn, plateau: PlateauFn | None, layout: Layout) -> ProgramSet:
-    """The cached program set for (task, optimizer, plateau, layout); built on first use. The
-    optimizer and plateau are keyed by `function_key`."""
-    key = (task, function_key(optimizer), function_key(plateau), layout)
+    """The cached program set for (task, optimizer, plateau, layout, whether rewrites are
+    `lrjax.engine.rewrite.enabled`); built on first use. The optimizer and plateau are keyed by
+    `function_key`."""
+    key = (task, function_key(optimizer), function_key(plateau), layout, rewrite.enabled())
     found = _PROGRAM_SETS.get(key)
     if found is None:
         found = ProgramSet(Programs(task, optimizer, plateau, layout))

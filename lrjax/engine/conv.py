@@ -204,4 +204,4 @@ def rewrite_convs(fn: Callable[..., Any], *example: Any) -> Callable[..., Any]:
     """
     if not has_convs(jax.make_jaxpr(fn)(*example).jaxpr):
         return fn
-    return rewrite(fn, _wanted, lambda: _rule)
+    return rewrite(fn, _wanted, lambda: _rule, "convolution")

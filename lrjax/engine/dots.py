@@ -186,4 +186,4 @@ def canonical_dots(fn: Callable[..., Any]) -> Callable[..., Any]:
       >>> bool(jnp.array_equal(canonical_dots(grad)(w, x), grad(w, x)))
       True
     """
-    return rewrite(fn, _wanted, _rule)
+    return rewrite(fn, _wanted, _rule, "matmul layout")

@@ -36,6 +36,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lrjax._task import Task
+from lrjax.engine import rewrite
 from lrjax.engine.conv import rewrite_convs
 from lrjax.engine.dots import canonical_dots
 from lrjax.engine.shuffle import epoch_order
@@ -245,6 +246,10 @@ class Programs:
         self.slots = NamedSharding(self.mesh, P("seeds", "members"))  # (seeds, members) arrays
         self.replicated = NamedSharding(self.mesh, P())
         self.per_seed = NamedSharding(self.mesh, P("seeds"))  # (seeds, ...) data-order arrays
+        # The jaxpr rewrites (`lrjax.engine.rewrite`) were measured on XLA:CPU only: on a GPU the
+        # convolution's would replace cuDNN with k² times the memory. ``LRJAX_REWRITES=0`` turns
+        # them off everywhere.
+        self.rewrites = layout.on_cpu and rewrite.enabled()
         self._metric_names: list[str] | None = None
         self._loss_fn: Any = None
         self._metrics_fn: Any = None
@@ -324,14 +329,19 @@ class Programs:
 
     def _rewritten(self) -> None:
         """The task's loss and metrics with their convolutions as slices and matmuls
-        (`lrjax.engine.conv`: XLA's convolution is slow under a vmap over members), traced once
-        from shapes; the task's own functions when they have none."""
+        (`lrjax.engine.conv`: XLA:CPU's convolution is slow under a vmap over members), traced
+        once from shapes; the task's own functions when they have none or `rewrites` is off."""
+        loss = lambda p, x: task_loss(self.task, p, x)
+        metrics = lambda p, x: task_metrics(self.task, p, x)
+        if not self.rewrites:
+            self._loss_fn, self._metrics_fn = loss, metrics
+            return
         params = jax.eval_shape(self.task.init, jax.random.key(0))
         b = self.layout.batch_size or self.task.num_train
         batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype), self.task.train_data)
         data = self.task.train_data if self.task.eval_data is None else self.task.eval_data
-        self._loss_fn = rewrite_convs(lambda p, x: task_loss(self.task, p, x), params, batch)
-        self._metrics_fn = rewrite_convs(lambda p, x: task_metrics(self.task, p, x), params, data)
+        self._loss_fn = rewrite_convs(loss, params, batch)
+        self._metrics_fn = rewrite_convs(metrics, params, data)
 
     def _loss(self, params: Any, batch: Any) -> tuple[jax.Array, Any]:
         if self._loss_fn is None:
@@ -387,7 +397,7 @@ class Programs:
             step = jax.vmap(step, in_axes=(0, 0, 0, None if full_batch else 0))
             draw = jax.vmap(draw, in_axes=(0, None, None))
             batch = jax.vmap(batch, in_axes=(0, None, None))
-        if self.layout.on_cpu:
+        if self.rewrites:
             # Every matmul of the step (forward, gradients) in the operand layout of XLA:CPU's
             # fast kernels; `lrjax.engine.cache` compiles the chunk with the options this needs.
             # Then the transposes vmap puts around the update (members first) moved past its

@@ -38,13 +38,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-import jax
 import jax.extend.core as jcore
 import numpy as np
 from jax import lax
 
 from lrjax.engine.dots import guarded_transpose
-from lrjax.engine.rewrite import Rule, interpret
+from lrjax.engine.rewrite import Rule, bind, guarded, interpret
 
 __all__ = ["sink_transposes"]
 
@@ -105,13 +104,6 @@ def _stored(value: Any, perm: tuple[int, ...], marks: _Marks) -> Any:
     return _transpose(array, [own[i] for i in np.argsort(perm)], marks)
 
 
-def _bind(eqn: jcore.JaxprEqn, args: Sequence[Any], **changes: Any) -> list[Any]:
-    params = {**eqn.primitive.get_bind_params(eqn.params), **changes}
-    with eqn.ctx.manager:
-        out = eqn.primitive.bind(*args, **params)
-    return list(out) if eqn.primitive.multiple_results else [out]
-
-
 def _elementwise(eqn: jcore.JaxprEqn, invals: list[Any], marks: _Marks) -> list[Any] | None:
     """Computed in the order of its pending operands when that moves fewer elements."""
     rank = max(np.ndim(_parts(v)[0]) for v in invals)
@@ -132,7 +124,7 @@ def _elementwise(eqn: jcore.JaxprEqn, invals: list[Any], marks: _Marks) -> list[
     if moved(_identity(rank)) <= moved(best):
         return None
     args = [v if np.ndim(_parts(v)[0]) == 0 else _stored(v, best, marks) for v in invals]
-    return [_pending(out, best) for out in _bind(eqn, args)]
+    return [_pending(out, best) for out in bind(eqn, args)]
 
 
 def _reduction(eqn: jcore.JaxprEqn, value: _Pending) -> list[Any] | None:
@@ -141,7 +133,7 @@ def _reduction(eqn: jcore.JaxprEqn, value: _Pending) -> list[Any] | None:
     axes = set(eqn.params["axes"])
     kept = [i for i in range(len(value.perm)) if i not in axes]
     stored = sorted(value.perm[i] for i in kept)
-    out = _bind(eqn, [value.array], axes=tuple(sorted(value.perm[a] for a in axes)))[0]
+    out = bind(eqn, [value.array], axes=tuple(sorted(value.perm[a] for a in axes)))[0]
     return [_pending(out, [stored.index(value.perm[i]) for i in kept])]
 
 
@@ -210,7 +202,7 @@ def _rule(marks: _Marks) -> Rule:
             inner = eqn.params["call_jaxpr"]
             out = interpret(inner.jaxpr, inner.consts, invals, _everything, rule)
         if out is None:
-            out = _bind(eqn, [_value(v, marks) for v in invals])
+            out = bind(eqn, [_value(v, marks) for v in invals])
             if name == "broadcast_in_dim" and np.size(out[0]) > np.size(first):
                 marks.cheap[id(out[0])] = out[0]
         if name == "dot_general" or (name in RESHAPES and id(_parts(first)[0]) in marks.dots):
@@ -238,10 +230,9 @@ def sink_transposes(fn: Callable[..., Any]) -> Callable[..., Any]:
       True
     """
 
-    def sunk(*args: Any) -> Any:
-        closed, shape = jax.make_jaxpr(fn, return_shape=True)(*args)
+    def evaluate(closed: jcore.ClosedJaxpr, args: list[Any]) -> list[Any]:
         marks = _Marks({}, {})
-        out = interpret(closed.jaxpr, closed.consts, jax.tree.leaves(args), _everything, _rule(marks))
-        return jax.tree.unflatten(jax.tree.structure(shape), [_value(v, marks) for v in out])
+        out = interpret(closed.jaxpr, closed.consts, args, _everything, _rule(marks))
+        return [_value(v, marks) for v in out]
 
-    return sunk
+    return guarded(fn, evaluate, "transpose sinking")

@@ -128,6 +128,6 @@ def test_rewrite_offers_wanted_equations_inside_nested_jits_and_binds_the_rest()
 
     fn = jax.jit(lambda x: jnp.sin(x) * 2 + jnp.exp(x))
     wanted = lambda eqn: eqn.primitive in (lax.sin_p, lax.exp_p)
-    out = rewrite(lambda x: fn(x) + 1, wanted, rule)(jnp.float32(0.0))
+    out = rewrite(lambda x: fn(x) + 1, wanted, rule, "sin as cos")(jnp.float32(0.0))
     assert float(out) == pytest.approx(2 * 1 + 1 + 1)  # cos(0)·2 + exp(0) + 1
     assert sorted(seen) == ["exp", "sin"]

@@ -1,0 +1,157 @@
+"""The engine on a JAX it was not written for: compile options the backend does not know are
+dropped, a rewrite that meets a form it does not know falls back to the plain computation,
+``LRJAX_REWRITES=0`` turns every rewrite off; each with the same results and one warning."""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.extend import source_info_util
+
+from lrjax.engine import cache, dots, options, rewrite
+from lrjax.engine.sink import sink_transposes
+from tests.engine.conftest import run
+
+CONFIGS = {"learning_rate": [0.01, 0.05, 0.2]}
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    """Fresh engine caches, no warning given yet and no option known yet (restored after)."""
+    monkeypatch.setattr(rewrite, "_warned", set())
+    monkeypatch.setattr(options, "_known", {})
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def _ours(record, text):
+    return [w for w in record if text in str(w.message)]
+
+
+def _plain(task, optimizer, monkeypatch, **kwargs):
+    """The sweep with every rewrite off: the user's computation as written."""
+    with monkeypatch.context() as m:
+        m.setenv("LRJAX_REWRITES", "0")
+        return run(task, optimizer, CONFIGS, **kwargs)
+
+
+def test_an_unknown_compile_option_is_dropped_with_one_warning(digits, adam, sgd, fresh, monkeypatch):
+    monkeypatch.setattr(cache, "_CHUNK", {**cache._CHUNK, "xla_cpu_lrjax_no_such_option": True})
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        result = run(digits, adam, CONFIGS, steps=30, batch_size=32)
+        run(digits, sgd, CONFIGS, steps=5, batch_size=32)  # compiles another chunk: no second warning
+    dropped = _ours(record, "xla_cpu_lrjax_no_such_option")
+    assert len(dropped) == 1 and "does not accept" in str(dropped[0].message)
+    plain = _plain(digits, adam, monkeypatch, steps=30, batch_size=32)
+    np.testing.assert_allclose(result.train_loss, plain.train_loss, rtol=1e-5, atol=1e-6)
+    assert np.all(result.train_loss[:, -1] < result.train_loss[:, 0])  # it trained
+
+
+def test_options_the_backend_knows_are_kept():
+    device = jax.devices("cpu")[0]
+    known = {"xla_backend_optimization_level": 1}
+    assert options.supported(known, device) == known
+
+
+def test_a_rewrite_meeting_a_form_it_does_not_know_falls_back_to_the_plain_computation(
+    digits, adam, sgd, fresh, monkeypatch
+):
+    # The matmul rule offered every equation (tanh, exp, ...): it reads parameters they lack.
+    monkeypatch.setattr(dots, "_wanted", lambda eqn: True)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        result = run(digits, adam, CONFIGS, steps=30, batch_size=32)
+        run(digits, sgd, CONFIGS, steps=5, batch_size=32)
+    fallbacks = _ours(record, "matmul layout rewrite could not evaluate")
+    assert len(fallbacks) == 1
+    plain = _plain(digits, adam, monkeypatch, steps=30, batch_size=32)
+    np.testing.assert_allclose(result.train_loss, plain.train_loss, rtol=1e-5, atol=1e-6)
+    assert np.all(result.train_loss[:, -1] < result.train_loss[:, 0])
+
+
+def test_an_error_of_the_users_own_is_not_swallowed_by_a_rewrite():
+    def broken(x):
+        return jnp.dot(x, jnp.ones((3, 2)))  # x is (2, 2): the user's shape error
+
+    with pytest.raises(TypeError, match="dot_general"):
+        dots.canonical_dots(broken)(jnp.ones((2, 2)))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_rewrites_off_and_on_agree(digits, optimizer, request, monkeypatch):
+    opt = request.getfixturevalue(optimizer)
+    on = run(digits, opt, CONFIGS, steps=40, batch_size=32, seeds=2)
+    off = _plain(digits, opt, monkeypatch, steps=40, batch_size=32, seeds=2)
+    np.testing.assert_allclose(on.train_loss, off.train_loss, rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(on.final_params), jax.tree.leaves(off.final_params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_rewrites_off_trace_the_users_computation_as_written(digits, adam, monkeypatch):
+    from lrjax.engine.program import Layout, Programs
+
+    layout = Layout(1, 1, 32, tuple(jax.local_devices()[:1]))
+    monkeypatch.setenv("LRJAX_REWRITES", "0")
+    assert not Programs(digits, adam, None, layout).rewrites
+    monkeypatch.setenv("LRJAX_REWRITES", "1")
+    assert Programs(digits, adam, None, layout).rewrites
+
+
+def _user_step(w, x):  # the line the rewritten equations must name
+    return jnp.tanh(x @ w).sum()
+
+
+def test_rewritten_equations_keep_the_users_source_line():
+    w, x = jnp.ones((3, 2)), jnp.ones((4, 3))
+    grad = jax.grad(_user_step)
+    jaxpr = jax.make_jaxpr(sink_transposes(dots.canonical_dots(grad)))(w, x).jaxpr
+    tanh = [e for e in jaxpr.eqns if e.primitive.name == "tanh"]
+    assert tanh and "test_compat.py" in source_info_util.summarize(tanh[0].source_info)
+    text = jax.jit(sink_transposes(dots.canonical_dots(grad))).lower(w, x).as_text(debug_info=True)
+    assert "test_compat.py" in text
+
+
+HOISTED = """
+import jax, jax.numpy as jnp, numpy as np
+from lrjax.engine import cache
+x, devices = jnp.ones(3000), jax.devices("cpu")[:1]
+first = np.arange(3000.0, dtype=np.float32)
+lower = lambda c: jax.jit(lambda x: x + c).lower(x)
+a, b, again = lower(first), lower(first[::-1].copy()), lower(first.copy())
+assert len(cache.hidden_constants(a)) == 1 and a.as_text() == b.as_text()
+assert cache.hlo_key(a, {}, devices) != cache.hlo_key(b, {}, devices)
+assert cache.hlo_key(a, {}, devices) == cache.hlo_key(again, {}, devices)
+print("keyed by value")
+"""
+
+
+def test_hidden_constants_enter_the_executable_key():
+    """With JAX hoisting constants out of the HLO (a flag read when JAX starts), two programs
+    of the same text and other constants get other executables."""
+    if "jax_use_simplified_jaxpr_constants" not in jax.config.values:
+        lowered = jax.jit(lambda x: x + np.arange(3000.0)).lower(jnp.ones(3000))
+        assert cache.hidden_constants(lowered) == []  # this JAX writes every constant into the text
+        return
+    env = dict(os.environ, JAX_USE_SIMPLIFIED_JAXPR_CONSTANTS="1", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", HOISTED], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "keyed by value" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_executables_are_not_shared_when_jax_does_not_say_which_constants_it_passes(monkeypatch):
+    class Lowered:  # a JAX whose lowering has no ``const_args``
+        _lowering = object()
+
+        def as_text(self):
+            return "module"
+
+    monkeypatch.setattr(rewrite, "_warned", set())
+    monkeypatch.setattr(cache, "_may_hoist_constants", lambda: True)
+    with pytest.warns(RuntimeWarning, match="compiled again instead of shared"):
+        assert cache.hlo_key(Lowered(), {}, jax.devices("cpu")[:1]) is None
