@@ -4,8 +4,8 @@
     nox -s lowest       one of them; ``nox -s lowest -- tests/engine -x`` passes pytest arguments
 
 - ``lowest``: Python 3.11 and the lowest version of every dependency that ``pyproject.toml``
-  allows (uv's ``--resolution lowest-direct``: jax and jaxlib 0.6.0, optax 0.2.4, flax 0.10.0,
-  orbax-checkpoint 0.11.0, numpy 1.26.0, ...): the whole suite.
+  allows (uv's ``--resolution lowest-direct``: jax and jaxlib 0.7.0, optax 0.2.4, flax 0.10.0,
+  orbax-checkpoint 0.11.17, numpy 1.26.0, ...): the whole suite.
 - ``newest``: Python 3.12 and the newest releases: the whole suite.
 - ``engine``: Python 3.13 and the newest releases: the engine, population, cache and checkpoint
   tests.

@@ -9,9 +9,21 @@ from hypothesis import settings
 
 import lrjax.datasets as D
 
-settings.register_profile("ci", derandomize=True, print_blob=True)
-settings.register_profile("dev")
+# No deadline: the examples' speed on two busy cores is not what these tests check.
+settings.register_profile("ci", derandomize=True, print_blob=True, deadline=None)
+settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(autouse=True)
+def _no_compilation_cache_from_the_command_line(monkeypatch):
+    """The command line switches on JAX's persistent compilation cache for its process; called
+    in the test process it would do so for every later test (whose compile counts would then
+    depend on what earlier tests left on disk). tests/test_plot_cli.py checks it in processes
+    of its own."""
+    import lrjax.cli
+
+    monkeypatch.setattr(lrjax.cli, "enable_compilation_cache", lambda: None)
 
 
 @pytest.fixture(scope="session")

@@ -222,3 +222,41 @@ def test_cli_sweeps_other_hyperparameters_the_optimizer_reads(tmp_path, capsys):
             cli.main([*argv, "--steps", "20"])
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and re.search(message, err) and "Traceback" not in err
+
+
+CACHE_HITS = """
+import sys, jax, jax.monitoring
+hits = []
+jax.monitoring.register_event_listener(lambda event, **kw: hits.append(event) if event.endswith("cache_hits") else None)
+from lrjax import cli
+code = cli.main(sys.argv[1:])
+print("cache hits", len(hits))
+sys.exit(code)
+"""
+
+
+def _cli_process(tmp_path, *flags):
+    """``lrjax sweep`` in a process of its own, the user's cache directory under ``tmp_path``."""
+    import subprocess
+    import sys
+
+    args = ["sweep", "--num", "2", "--steps", "20", "--eval-every", "10", "--out-dir", str(tmp_path), *flags]
+    env = dict(__import__("os").environ, XDG_CACHE_HOME=str(tmp_path / "cache"), JAX_PLATFORMS="cpu")
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    done = subprocess.run(
+        [sys.executable, "-c", CACHE_HITS, *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return int(done.stdout.split("cache hits")[-1])
+
+
+def test_the_command_line_keeps_compiled_programs_for_the_next_process(tmp_path):
+    assert _cli_process(tmp_path) == 0  # the first process compiles and writes
+    kept = list((tmp_path / "cache" / "lrjax" / "jax").iterdir())
+    assert len(kept) >= 5  # the sweep's init, chunk, evaluation, ... and the option probe
+    assert _cli_process(tmp_path) >= 5  # the second loads them
+
+
+def test_the_command_line_without_the_compilation_cache_writes_nothing(tmp_path):
+    assert _cli_process(tmp_path, "--no-compilation-cache") == 0
+    assert not (tmp_path / "cache" / "lrjax").exists()  # (matplotlib keeps its font list there)

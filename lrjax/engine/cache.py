@@ -345,18 +345,19 @@ def hidden_constants(lowered: Any) -> Sequence[Any] | None:
     """The constants a lowered program receives beside its arguments (not in its HLO text), or
     None when this JAX does not say.
 
-    JAX 0.7 and later can hoist a traced function's constants out of the HLO into arguments
-    (``jax_use_simplified_jaxpr_constants``) and list them as ``const_args`` of the lowering;
-    JAX before 0.7 has neither and always writes constants into the text."""
+    With ``jax_use_simplified_jaxpr_constants`` on, JAX hoists a traced function's large
+    constants out of the HLO into arguments and lists them as ``const_args`` of the lowering
+    (JAX 0.7.1 and later); with it off, or on a JAX without the flag, every constant is written
+    into the text."""
     lowering = getattr(lowered, "_lowering", None)
     if hasattr(lowering, "const_args"):
         return list(lowering.const_args)
-    return None if _may_hoist_constants() else []
+    return None if _hoists_constants() else []
 
 
-def _may_hoist_constants() -> bool:
-    """Whether this JAX can pass constants beside the arguments (it has the flag for it)."""
-    return "jax_use_simplified_jaxpr_constants" in jax.config.values
+def _hoists_constants() -> bool:
+    """Whether this JAX is set to pass large constants beside the arguments."""
+    return bool(jax.config.values.get("jax_use_simplified_jaxpr_constants", False))
 
 
 def traced(what: str, task: Task, optimizer: OptimizerFn, plateau: Any, hp: Any, compute: Callable[[], Any]) -> Any:

@@ -28,13 +28,14 @@ import jax
 import jax.extend.core as jcore
 from jax.extend import source_info_util
 
-__all__ = ["Rule", "bind", "contains", "enabled", "guarded", "interpret", "rewrite", "warn_once"]
+__all__ = ["Rule", "bind", "contains", "enabled", "guarded", "interpret", "jaxprs_in_params", "rewrite", "warn_once"]
 
 # (equation, input values) -> output values, or None to bind the equation as traced.
 Rule = Callable[[jcore.JaxprEqn, list[Any]], "list[Any] | None"]
 
-# `jaxprs_in_params` moved to `jax.extend.core` in JAX 0.9; `jax.core` has it before that.
-_jaxprs_in_params = getattr(jcore, "jaxprs_in_params", None) or jax.core.jaxprs_in_params  # type: ignore[attr-defined]
+# Where a jaxpr holds others (jit, scan, cond, custom_jvp): `jax.extend.core` has it in recent JAX
+# releases (0.10), `jax.core` in older ones (0.6 to 0.8).
+jaxprs_in_params = getattr(jcore, "jaxprs_in_params", None) or jax.core.jaxprs_in_params  # type: ignore[attr-defined]
 
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
@@ -82,7 +83,7 @@ def contains(jaxpr: jcore.Jaxpr, wanted: Callable[[jcore.JaxprEqn], bool]) -> bo
     for eqn in jaxpr.eqns:
         if wanted(eqn):
             return True
-        if any(contains(getattr(sub, "jaxpr", sub), wanted) for sub in _jaxprs_in_params(eqn.params)):
+        if any(contains(getattr(sub, "jaxpr", sub), wanted) for sub in jaxprs_in_params(eqn.params)):
             return True
     return False
 

@@ -16,6 +16,7 @@ told trials in all.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -108,6 +109,17 @@ def _told(study: Any) -> int:
     )
 
 
+def _default_sampler(seed: int) -> Any:
+    """TPE with ``constant_liar``: a batch's trials, asked before any is told, are spread out
+    instead of piling onto the same region. Optuna before 5.0 marks the argument experimental;
+    its warning would be about lrjax's choice, not the user's, so it is not shown."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
 def bayesian(
     task: Task,
     optimizer: OptimizerFn,
@@ -178,7 +190,7 @@ def bayesian(
     if study is None:
         study = optuna.create_study(
             storage=storage,
-            sampler=sampler or optuna.samplers.TPESampler(seed=seed, constant_liar=True),
+            sampler=sampler or _default_sampler(seed),
             study_name=study_name,
             direction=direction,
             load_if_exists=True,

@@ -86,12 +86,15 @@ def test_an_error_of_the_users_own_is_not_swallowed_by_a_rewrite():
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_rewrites_off_and_on_agree(digits, optimizer, request, monkeypatch):
+    """Within 1e-5: losses entry by entry, parameters in norm (float32 summation order differs
+    between the rewritten and the plain matmuls, and an entry near zero has no meaningful
+    relative error)."""
     opt = request.getfixturevalue(optimizer)
     on = run(digits, opt, CONFIGS, steps=40, batch_size=32, seeds=2)
     off = _plain(digits, opt, monkeypatch, steps=40, batch_size=32, seeds=2)
     np.testing.assert_allclose(on.train_loss, off.train_loss, rtol=1e-5, atol=1e-6)
     for a, b in zip(jax.tree.leaves(on.final_params), jax.tree.leaves(off.final_params), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+        assert np.linalg.norm(a - b) <= 1e-5 * np.linalg.norm(b)
 
 
 def test_rewrites_off_trace_the_users_computation_as_written(digits, adam, monkeypatch):
@@ -125,23 +128,30 @@ x, devices = jnp.ones(3000), jax.devices("cpu")[:1]
 first = np.arange(3000.0, dtype=np.float32)
 lower = lambda c: jax.jit(lambda x: x + c).lower(x)
 a, b, again = lower(first), lower(first[::-1].copy()), lower(first.copy())
-assert len(cache.hidden_constants(a)) == 1 and a.as_text() == b.as_text()
-assert cache.hlo_key(a, {}, devices) != cache.hlo_key(b, {}, devices)
-assert cache.hlo_key(a, {}, devices) == cache.hlo_key(again, {}, devices)
-print("keyed by value")
+if cache.hidden_constants(a) is None:  # JAX 0.7.0: the flag, but no list of what it hoists
+    assert cache.hlo_key(a, {}, devices) is None
+    print("not shared")
+else:
+    assert len(cache.hidden_constants(a)) == 1 and a.as_text() == b.as_text()
+    assert cache.hlo_key(a, {}, devices) != cache.hlo_key(b, {}, devices)
+    assert cache.hlo_key(a, {}, devices) == cache.hlo_key(again, {}, devices)
+    print("keyed by value")
 """
 
 
 def test_hidden_constants_enter_the_executable_key():
     """With JAX hoisting constants out of the HLO (a flag read when JAX starts), two programs
-    of the same text and other constants get other executables."""
+    of the same text and other constants get other executables (or, where JAX does not list
+    the constants it hoists, none is shared)."""
     if "jax_use_simplified_jaxpr_constants" not in jax.config.values:
         lowered = jax.jit(lambda x: x + np.arange(3000.0)).lower(jnp.ones(3000))
         assert cache.hidden_constants(lowered) == []  # this JAX writes every constant into the text
         return
     env = dict(os.environ, JAX_USE_SIMPLIFIED_JAXPR_CONSTANTS="1", JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-c", HOISTED], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and "keyed by value" in proc.stdout, proc.stdout + proc.stderr
+    newer = hasattr(getattr(jax.jit(lambda x: x).lower(1.0), "_lowering", None), "const_args")
+    expected = "keyed by value" if newer else "not shared"
+    assert proc.returncode == 0 and expected in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_executables_are_not_shared_when_jax_does_not_say_which_constants_it_passes(monkeypatch):
@@ -152,6 +162,6 @@ def test_executables_are_not_shared_when_jax_does_not_say_which_constants_it_pas
             return "module"
 
     monkeypatch.setattr(rewrite, "_warned", set())
-    monkeypatch.setattr(cache, "_may_hoist_constants", lambda: True)
+    monkeypatch.setattr(cache, "_hoists_constants", lambda: True)
     with pytest.warns(RuntimeWarning, match="compiled again instead of shared"):
         assert cache.hlo_key(Lowered(), {}, jax.devices("cpu")[:1]) is None

@@ -11,7 +11,7 @@ import pytest
 from jax import lax
 
 from lrjax.engine.dots import COMPILE_OPTIONS, canonical_dot, canonical_dots
-from lrjax.engine.rewrite import rewrite
+from lrjax.engine.rewrite import jaxprs_in_params, rewrite
 
 # (lhs shape, rhs shape, ((lhs contracting, rhs contracting), (lhs batch, rhs batch)))
 CASES = [
@@ -30,7 +30,7 @@ def _equations(jaxpr):
     """Every equation of ``jaxpr`` and of the jaxprs nested in it."""
     for eqn in jaxpr.eqns:
         yield eqn
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+        for sub in jaxprs_in_params(eqn.params):
             yield from _equations(getattr(sub, "jaxpr", sub))
 
 

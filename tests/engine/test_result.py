@@ -155,8 +155,8 @@ def test_nnx_task_trains_like_its_linen_twin():
     # Same initial weights: copy the linen init into the NNX state.
     linen_params = linen_task.init(init_key(0, 1, 0))
     nnx_params = nnx_task.init(init_key(0, 1, 0))
-    nnx_params["dense"]["kernel"].set_value(linen_params["Dense_0"]["kernel"])
-    nnx_params["dense"]["bias"].set_value(linen_params["Dense_0"]["bias"])
+    nnx_params["dense"]["kernel"].value = linen_params["Dense_0"]["kernel"]
+    nnx_params["dense"]["bias"].value = linen_params["Dense_0"]["bias"]
     np.testing.assert_allclose(nnx_task.loss(nnx_params, (x, y)), linen_task.loss(linen_params, (x, y)), rtol=1e-6)
     opt = lambda hp: optax.sgd(hp["learning_rate"])
     out = run(nnx_task, opt, {"learning_rate": [0.5, 2.0]}, steps=30)

@@ -1,6 +1,7 @@
 """One process of a 2-process lrjax run over jax.distributed on local CPU devices (used by
 tests/test_multihost.py): ``python worker.py PROCESS_ID PORT MODE OUT_DIR``."""
 
+import inspect
 import sys
 
 import jax
@@ -8,13 +9,15 @@ import jax
 process_id, port, mode, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 jax.config.update("jax_num_cpu_devices", 2)  # 4 devices in all: 6 configurations are padded to 8
+# A dead peer is noticed within seconds where this JAX lets one say so (0.7 and later).
+timeouts = {"heartbeat_timeout_seconds": 10, "shutdown_timeout_seconds": 10}
+known = inspect.signature(jax.distributed.initialize).parameters
 jax.distributed.initialize(
     f"127.0.0.1:{port}",
     num_processes=2,
     process_id=process_id,
     initialization_timeout=60,
-    heartbeat_timeout_seconds=10,
-    shutdown_timeout_seconds=10,
+    **{name: value for name, value in timeouts.items() if name in known},
 )
 
 import numpy as np  # noqa: E402
