@@ -14,8 +14,8 @@ STAMP   = $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,7 +33,7 @@ quick: lint
 	$(BIN)/python -m pytest -q -n 2
 
 notebooks: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[notebook]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[notebook]'
 	$(BIN)/jupyter lab notebooks
 
 clean:

@@ -121,6 +121,30 @@ def batch_index(steps: int, batch: int):
     return np.stack([order[(t // per_epoch) * n + (t % per_epoch) * batch :][:batch] for t in range(steps)])
 
 
+def matmul_rate() -> float:
+    """The f32 matmul rate of this process's default device, FLOP/s: the best of 5 products of
+    two 2048² matrices after a warm-up."""
+    import jax
+
+    square = jax.random.normal(jax.random.key(0), (2048, 2048))
+    matmul = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(matmul(square))
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        jax.block_until_ready(matmul(square))
+        best = min(best, time.perf_counter() - started)
+    return 2 * 2048**3 / best
+
+
+def step_flops(task, shapes) -> float:
+    """FLOPs of one member's training step: 3 × the forward pass's, from XLA's cost analysis of
+    ``task.loss`` on ``shapes`` (parameters, batch)."""
+    import jax
+
+    return 3 * jax.jit(task.loss).lower(*shapes).compile().cost_analysis().get("flops", float("nan"))
+
+
 def plain_optax(task, make, lr: float, index, data, eval_data):
     """One configuration trained as users write it: the learning rate a Python float (a compile
     per value), a Python loop over the steps, NumPy batches (``index``: each step's rows of
@@ -177,10 +201,7 @@ def worker(devices: int) -> dict:
         "builtin CNN, SGD-momentum": (lrjax.datasets.digits_cnn(), momentum, *SIZES["CNN"]),
         "user CNN, SGD-momentum": (users["user CNN, SGD-momentum"], momentum, *SIZES["CNN"]),
     }
-    square = jax.random.normal(jax.random.key(0), (2048, 2048))
-    matmul = jax.jit(lambda a: a @ a)
-    timed(lambda: matmul(square))
-    rate = max(2 * 2048**3 / timed(lambda: matmul(square)) for _ in range(5))
+    rate = matmul_rate()
 
     def measure(task, make, n: int, steps: int, batch: int) -> dict:
         lrs = lrjax.search.log_grid(1e-4, 1.0, n)
@@ -224,8 +245,7 @@ def worker(devices: int) -> dict:
         loop_rewritten = loop_with(rewrite_convs(task.loss, *shapes), engine=True)
 
         plain = timed(lambda: [plain_optax(task, make, float(lr), index, (x, y), (xv, yv)) for lr in lrs])
-        macs = jax.jit(task.loss).lower(*shapes).compile().cost_analysis().get("flops", float("nan"))
-        flops = 3 * macs * steps * n  # forward FLOPs from XLA's cost analysis, ×3 with the backward pass
+        flops = step_flops(task, shapes) * steps * n
         return dict(
             n=n,
             steps=steps,

@@ -25,6 +25,13 @@ def run_on_devices(script: str, devices: int, done: str) -> None:
     assert done in proc.stdout
 
 
+@pytest.fixture(params=["rewrites on", "rewrites off"])
+def rewrites(request, monkeypatch):
+    """Run the test with the engine's jaxpr rewrites on and with ``LRJAX_REWRITES=0``."""
+    monkeypatch.setenv("LRJAX_REWRITES", "1" if request.param == "rewrites on" else "0")
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def members():
     """Four members' parameters (stacked) of a 12-16-5 MLP, and a batch all of them read."""

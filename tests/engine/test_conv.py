@@ -57,9 +57,10 @@ def test_only_plain_convolutions_are_replaced():
     np.testing.assert_allclose(rewrite_convs(nested, x, k)(x, k), nested(x, k), rtol=1e-6)
 
 
-def test_a_cnn_member_of_a_sweep_equals_plain_optax():
+def test_a_cnn_member_of_a_sweep_equals_plain_optax(rewrites):
     """A user-written CNN calling lax.conv_general_dilated directly: each member of a sweep
-    (whose engine rewrites the convolutions) follows plain Optax within float32 rounding."""
+    (whose engine rewrites the convolutions, or with ``LRJAX_REWRITES=0`` does not) follows
+    plain Optax within float32 rounding."""
     (x, y), (xv, yv) = lrjax.datasets.load_digits()
     x, xv = x[:256, ..., None], xv[..., None]
     y = y[:256]

@@ -66,7 +66,7 @@ def train_alone(task, optimizer, hp, key):
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_member_equals_plain_optax_loop(digits, name):
+def test_member_equals_plain_optax_loop(digits, name, rewrites):
     optimizer, configs = OPTIMIZERS[name]
     result = run(digits, optimizer, configs, steps=STEPS, seed=3)
     key = init_key(3, 1, 0)
