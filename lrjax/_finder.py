@@ -76,8 +76,10 @@ class Verification:
       >>> finder = lrjax.find_lr(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
       ...                        min_lr=1e-3, max_lr=10.0, progress=False)
       >>> check = finder.verify(steps=100, progress=False)
-      >>> check.lrs.shape, bool(check.regret >= 0)
-      ((1, 7), True)
+      >>> (check.lrs / check.lrs[:, 3:4]).round(3).tolist()  # the suggestion × 2^-3 … 2^3
+      [[0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]]
+      >>> bool(check.regret == check.values[0, 3] - check.values[0].min())  # above the best of the seven
+      True
     """
 
     lrs: np.ndarray

@@ -44,6 +44,11 @@ DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of member state, see `state_bytes`
 Members = int | Sequence[int] | np.ndarray
 
 
+class _Missing(KeyError):
+    """A hyperparameter that the configs do not have, asked of `_Reads` (told apart from a
+    ``KeyError`` of the user's or Optax's own code)."""
+
+
 class _Reads(dict):
     """A dict of hyperparameters that records which of them a function reads."""
 
@@ -53,6 +58,8 @@ class _Reads(dict):
 
     def __getitem__(self, key: str) -> Any:
         self.read.add(key)
+        if key not in self:
+            raise _Missing(key)
         return super().__getitem__(key)
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -72,22 +79,43 @@ class _Reads(dict):
         return super().values()
 
 
+def _shown(hp: Mapping[str, Any]) -> str:
+    """``hp`` as a short dict literal: scalars by value, anything else by shape."""
+
+    def one(value: Any) -> str:
+        if isinstance(value, np.ndarray | np.generic | jax.Array | float | int) and np.ndim(value) == 0:
+            return f"{np.asarray(value).item():.6g}"
+        return f"<{type(value).__name__} {tuple(np.shape(value)) if hasattr(value, 'shape') else ''}>"
+
+    return "{" + ", ".join(f"{k!r}: {one(v)}" for k, v in hp.items()) + "}"
+
+
 def _probe(name: str, fn: Any, hp: Mapping[str, Any], params: Any) -> tuple[Any, set[str] | None]:
     """``fn(hp)`` on the host, then its transformation's ``init`` and ``update`` traced on the
     parameters' shapes (``jax.eval_shape``: nothing runs), recording the names read on the way,
-    also those read lazily inside ``update``. A missing name is a `ValueError`; if tracing fails
-    otherwise, the reads are unknown (None) and the engine reports the error later."""
+    also those read lazily inside ``update``. A name the configs lack is a `ValueError`; an
+    error of ``fn``'s own reaches the caller as it is, with a note naming ``hp``; if only the
+    tracing of ``update`` fails, the reads are unknown (None) and the engine reports the error
+    when it traces the training step."""
     reads = _Reads(hp)
+
+    def missing(err: _Missing) -> ValueError:
+        return ValueError(f"{name}(hp) reads hp[{err.args[0]!r}], which configs do not have (they have {sorted(hp)})")
+
     try:
         out = fn(reads)
-        if not isinstance(out, optax.GradientTransformation):
-            return out, None
+    except _Missing as err:
+        raise missing(err) from err
+    except Exception as err:
+        err.add_note(f"lrjax: raised by {name}(hp) with hp = {_shown(hp)} (the first configuration)")
+        raise
+    if not isinstance(out, optax.GradientTransformation):
+        return out, None
+    try:
         tx = optax.with_extra_args_support(out)
         jax.eval_shape(lambda p: tx.update(p, tx.init(p), p, value=jnp.zeros((), jnp.float32)), params)
-    except KeyError as err:
-        raise ValueError(
-            f"{name}(hp) reads hp[{err.args[0]!r}], which configs do not have (they have {sorted(hp)})"
-        ) from err
+    except _Missing as err:
+        raise missing(err) from err
     except Exception:
         return out, None
     return out, reads.read

@@ -20,7 +20,12 @@ def test_the_range_test_snippet(capsys):
     exec(_snippet("## Choosing a learning rate"), scope)
     finder, check = scope["finder"], scope["check"]
     assert finder.losses.shape == (16, 100) and finder.suggestions["valley"].shape == (2,)
-    assert check.lrs.shape == (2, 7) and (np.asarray(check.regret) >= 0).all()
+    # The suggestion (the middle column) and its neighbours × 2^-3 … 2^3; the regret is how far
+    # the suggestion's final loss is above the best of the seven, per weight decay.
+    np.testing.assert_allclose(check.lrs[:, 3], finder.suggestions["valley"], rtol=1e-6)
+    np.testing.assert_allclose(check.lrs / check.lrs[:, 3:4], np.broadcast_to(2.0 ** np.arange(-3, 4), (2, 7)))
+    np.testing.assert_allclose(check.regret, check.values[:, 3] - check.values.min(axis=1))
+    np.testing.assert_allclose(check.best_lr, check.lrs[[0, 1], check.values.argmin(axis=1)])
     assert "minimum_spread" in capsys.readouterr().out
 
 

@@ -153,6 +153,20 @@ def test_configs_the_optimizer_never_reads_or_reads_but_lack(digits, sgd):
     assert result.plateau_scale.shape == (1, 1)
 
 
+def test_an_error_of_the_optimizers_own_reaches_the_user_with_the_hyperparameters(digits):
+    wrong_argument = lambda hp: optax.adam(hp["learning_rate"], bogus=1)
+    with count_compiles() as log, pytest.raises(TypeError, match="bogus") as raised:
+        run(digits, wrong_argument, {"learning_rate": [0.1, 0.2]}, steps=1)
+    assert log.count == 0
+    assert any("optimizer(hp) with hp = {'learning_rate': 0.1}" in note for note in raised.value.__notes__)
+
+    def own_lookup(hp):  # a KeyError of the user's own code is not a missing hyperparameter
+        return optax.sgd({"sgd": hp["learning_rate"]}["adam"])
+
+    with pytest.raises(KeyError, match="adam"):
+        run(digits, own_lookup, {"learning_rate": [0.1]}, steps=1)
+
+
 def test_a_config_read_lazily_inside_update_counts_as_read(digits):
     def lazy(hp):  # reads "scale" only when update is traced
         tx = optax.sgd(hp["learning_rate"])
