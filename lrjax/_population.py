@@ -592,8 +592,11 @@ class Population:
         """Checkpoint everything that decides the future to the directory ``path`` (orbax-checkpoint):
         parameters, optimizer and plateau states, hyperparameters, per-member steps and flags, the
         data-order keys and position, and the recorded history. Saving again replaces the
-        checkpoint only once the new one is complete. See `restore`."""
-        self._save(os.fspath(path), {})
+        checkpoint only once the new one is complete. See `restore`.
+
+        Raises:
+          ValueError: ``path`` is an existing file (checked before anything is written)."""
+        self._save(v.directory("path", path), {})
 
     def _save(self, path: str, extra: Mapping[str, Any]) -> None:
         names = sorted(self._configs)

@@ -162,6 +162,7 @@ def sweep(
     if checkpoint is not None:
         if not isinstance(checkpoint, (str, os.PathLike)):
             raise TypeError(f"checkpoint must be a directory path, got {checkpoint!r}")
+        checkpoint = v.directory("checkpoint", checkpoint)
         checkpoint_every = checkpoint_every or eval_every
     devices = tuple(devices or hosts.default_devices())
     one_member = one_member_bytes(task, optimizer, _configs.take(hps, 0))

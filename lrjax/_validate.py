@@ -10,6 +10,7 @@ values are checked eagerly, before anything is compiled, and a bad one raises `V
 from __future__ import annotations
 
 import operator
+import os
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -134,3 +135,22 @@ def check_greater(name: str, value: Any, other_name: str, other: Any) -> None:
     a, b = concrete(name, value), concrete(other_name, other)
     if a is not None and b is not None and np.any(a <= b):
         raise ValueError(f"{name} must be > {other_name} ({b.tolist()!r}), got {a.tolist()!r}")
+
+
+def directory(name: str, path: Any) -> str:
+    """``path`` as a string, or a `ValueError` naming the argument ``name`` if it cannot be a
+    directory: it, or a folder above it, is an existing file. For paths written to later
+    (checkpoints, output), so that the error comes before the work.
+
+    Example:
+      >>> directory("out_dir", "results/run-1")
+      'results/run-1'
+    """
+    path = os.fspath(path)
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        inside = "" if probe == os.path.abspath(path) else f" (inside {probe!r})"
+        raise ValueError(f"{name} must be a directory, new or existing; {path!r} is an existing file{inside}")
+    return path

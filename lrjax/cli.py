@@ -533,6 +533,9 @@ def _check(args: argparse.Namespace) -> None:
         v.check("--peak", args.peak, gt=0)
         return
     v.integer("--cpu-devices", args.cpu_devices)
+    for flag in ("out_dir", "checkpoint"):  # paths written after training: checked before it
+        if getattr(args, flag, None) is not None:
+            v.directory(f"--{flag.replace('_', '-')}", getattr(args, flag))
     if args.command == "find-lr":
         v.check("--min-lr", args.min_lr, gt=0)
         v.check_greater("--max-lr", args.max_lr, "--min-lr", args.min_lr)

@@ -189,6 +189,21 @@ def test_a_corrupt_or_partial_checkpoint_raises(saved, digits, tmp_path):
         lrjax.Population.restore(tmp_path / "missing", digits, scheduled, configs=like, plateau=plateau)
 
 
+def test_saving_onto_an_existing_file_raises_before_writing(tmp_path, digits, sgd):
+    pop = lrjax.Population(digits, sgd, {"learning_rate": [0.1]}, batch_size=32)
+    pop.advance(3)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    for path in (a_file, a_file / "ckpt"):
+        with pytest.raises(
+            ValueError, match=r"path must be a directory, new or existing; .*notes.txt.* is an existing file"
+        ):
+            pop.save(path)
+    assert a_file.read_text() == "mine" and sorted(os.listdir(tmp_path)) == ["notes.txt"]
+    with pytest.raises(ValueError, match="checkpoint must be a directory"):
+        lrjax.sweep(digits, sgd, {"learning_rate": [0.1]}, steps=2, checkpoint=a_file, progress=False)
+
+
 def test_a_sweep_refuses_the_checkpoint_of_another_sweep(tmp_path, digits, sgd):
     kw = dict(steps=20, batch_size=32, checkpoint=tmp_path / "ckpt", progress=False)
     lrjax.sweep(digits, sgd, {"learning_rate": [0.1, 0.2]}, **kw)

@@ -12,6 +12,7 @@ import pytest
 import lrjax
 import lrjax.schedules as S
 from lrjax import cli, plot
+from lrjax.engine import count_compiles
 
 
 def test_plot_draws_each_schedule_with_its_label():
@@ -104,6 +105,17 @@ def test_cli_reports_bad_flags_as_usage_errors_not_tracebacks(argv, message, cap
     err = capsys.readouterr().err
     assert re.search("lrjax: error: " + message, err) and "Traceback" not in err
     assert len(err.strip().splitlines()) == 2  # argparse's usage line and one line of error
+
+
+def test_cli_checks_its_output_directory_before_training(tmp_path, capsys):
+    a_file = tmp_path / "results"
+    a_file.write_text("")
+    for flag in ("--out-dir", "--checkpoint"):
+        with count_compiles() as log, pytest.raises(SystemExit) as exit_info:
+            cli.main(["sweep", "--steps", "20", flag, str(a_file)])
+        assert exit_info.value.code == 2 and log.count == 0
+        err = capsys.readouterr().err
+        assert f"lrjax: error: {flag} must be a directory, new or existing" in err and "Traceback" not in err
 
 
 def test_cli_find_lr_prints_suggestions_and_writes_curves_and_png(tmp_path, capsys):
