@@ -121,6 +121,26 @@ def _probe(name: str, fn: Any, hp: Mapping[str, Any], params: Any) -> tuple[Any,
     return out, reads.read
 
 
+def _state_difference(saved: Mapping[str, Any], given: Mapping[str, Any], most: int = 5) -> str:
+    """Where a checkpoint's member state and the given task's and optimizer's differ, a few
+    lines: the state leaves (path, dtype and shape) only one side has, and the example count."""
+    lines = []
+    if saved.get("examples") != given["examples"]:
+        lines.append(f"  training examples: {saved.get('examples')} in the checkpoint, {given['examples']} given")
+    if "paths" in saved:
+        for side, mine, other in (
+            ("checkpoint", saved["paths"], given["paths"]),
+            ("given", given["paths"], saved["paths"]),
+        ):
+            only = [leaf for leaf in mine if leaf not in other]
+            shown = ", ".join(only[:most]) + (f", … ({len(only) - most} more)" if len(only) > most else "")
+            if only:
+                lines.append(f"  only in the {side} state: {shown}")
+    elif saved.get("structure") != given["structure"] or saved.get("leaves") != given["leaves"]:
+        lines.append(f"  member state of {len(saved.get('leaves', []))} leaves saved, {len(given['leaves'])} given")
+    return "\n".join(lines)
+
+
 def check_task_and_optimizer(task: Any, optimizer: Any, hp: Mapping[str, Any], plateau: Any = None) -> None:
     """`TypeError` unless ``task`` is a `Task` and ``optimizer(hp)`` an Optax transformation;
     `ValueError` if it reads a hyperparameter the configs lack, or if a config is read by
@@ -663,10 +683,13 @@ class Population:
         (from shapes; nothing runs), the number of training examples and the batch size."""
         programs = Programs(task, optimizer, plateau, Layout(1, 1, batch_size, tuple(jax.local_devices()[:1])))
         one = programs.member_shapes(_configs.take(configs, 0))
+        with_paths = jax.tree_util.tree_flatten_with_path(one)[0]
         return {
             "structure": str(jax.tree.structure(one)),
             "leaves": [[list(x.shape), np.dtype(x.dtype).str] for x in jax.tree.leaves(one)],
             "examples": task.num_train,
+            # For the error message only (checkpoints written before it lack it):
+            "paths": [f"{jax.tree_util.keystr(k)} {np.dtype(x.dtype).name}{list(x.shape)}" for k, x in with_paths],
         }
 
     @classmethod
@@ -725,15 +748,11 @@ class Population:
                 f"restore it {'with' if 'plateau_scale' in arrays else 'without'} one"
             )
         fingerprint = cls._fingerprint(task, optimizer, plateau_fn, member_configs, meta["batch_size"])
-        if fingerprint != meta["fingerprint"]:
-            short = lambda value: (str(value)[:200] + "…") if len(str(value)) > 200 else value
-            diff = {
-                k: (short(meta["fingerprint"].get(k)), short(fingerprint[k]))
-                for k in fingerprint
-                if fingerprint[k] != meta["fingerprint"].get(k)
-            }
+        saved = meta["fingerprint"]
+        if any(fingerprint[k] != saved.get(k) for k in ("structure", "leaves", "examples")):
             raise ValueError(
-                f"the checkpoint in {path!r} was written for a different task, optimizer or plateau: (saved, given) {diff}"
+                f"the checkpoint in {path!r} was written for a different task, optimizer or plateau:\n"
+                + _state_difference(saved, fingerprint)
             )
         seeds = meta["seeds"]
         pop = cls(

@@ -137,10 +137,17 @@ def test_a_restored_population_continues_bitwise(saved, digits):
 def test_a_checkpoint_for_another_optimizer_config_structure_or_plateau_raises(saved, digits):
     _, path, plateau = saved
     like = {"learning_rate": schedules([1.0, 1.0, 1.0])}
-    with pytest.raises(ValueError, match="written for a different task, optimizer or plateau"):
+    with pytest.raises(ValueError, match="written for a different task, optimizer or plateau") as raised:
         lrjax.Population.restore(
             path, digits, lambda hp: optax.sgd(hp["learning_rate"], momentum=0.9), configs=like, plateau=plateau
         )
+    # Where the states differ, by path, in a few lines: Adam's moments saved, SGD's trace given.
+    lines = str(raised.value).splitlines()
+    assert len(lines) == 3 and "… (4 more)" in lines[1]
+    assert lines[1].startswith(
+        "  only in the checkpoint state: .opt_state[0].count int32[], .opt_state[0].mu['Dense_0']"
+    )
+    assert lines[2].startswith("  only in the given state: .opt_state[0].trace['Dense_0']['bias'] float32[16]")
     with pytest.raises(
         ValueError,
         match=r"config 'learning_rate' in .* has structure .*Warmup.*Anneal.*, got PyTreeDef\(\*\); pass configs= with that structure",
