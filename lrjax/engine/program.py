@@ -221,9 +221,14 @@ def trace_metric_names(task: Task, batch_size: int | None) -> list[str]:
     b = batch_size or task.num_train
     batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype), task.train_data)
     try:
-        jax.eval_shape(lambda p, b: task_loss(task, p, b), params, batch)
+        value = jax.eval_shape(lambda p, b: task_loss(task, p, b), params, batch)[0]
     except Exception as err:
         raise ValueError(f"task.loss fails on a batch of train_data: {_first_line(err)}") from err
+    if value.shape != ():
+        raise ValueError(
+            f"task.loss must return a scalar (or (scalar, aux)), got shape {value.shape} from a batch of {b} "
+            "train_data examples: average the per-example losses (e.g. .mean())"
+        )
     name = "train_data" if task.eval_data is None else "eval_data"
     data = task.train_data if task.eval_data is None else task.eval_data
     try:

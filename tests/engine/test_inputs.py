@@ -135,6 +135,18 @@ def test_eval_data_that_does_not_fit_the_model_is_named_before_compiling(sgd):
     )
 
 
+def test_a_loss_returning_a_vector_is_named(digits, sgd):
+    per_example = lrjax.Task(
+        digits.init, lambda p, b: jax.vmap(lambda x, y: digits.loss(p, (x[None], y[None])))(*b), digits.train_data
+    )
+    raises_before_compiling(
+        ValueError,
+        r"task.loss must return a scalar \(or \(scalar, aux\)\), got shape \(32,\) from a batch of 32 train_data "
+        r"examples: average the per-example losses",
+        lambda: run(per_example, sgd, {"learning_rate": [0.1]}, steps=1, batch_size=32),
+    )
+
+
 def test_configs_the_optimizer_never_reads_or_reads_but_lack(digits, sgd):
     raises_before_compiling(
         ValueError,
