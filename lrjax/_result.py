@@ -86,17 +86,30 @@ class SweepResult:
     info: dict[str, Any]
     plateau_scale: np.ndarray | None = None
 
+    def _canonical(self, metric: str) -> str:
+        """``metric`` by its own name: the table's ``final_train_loss`` and ``eval_<name>``
+        columns (`to_pandas`) name ``train_loss`` and the eval metric ``<name>``."""
+        if metric == "final_train_loss":
+            return "train_loss"
+        if metric.startswith("eval_") and metric[len("eval_") :] in self.eval_metrics:
+            return metric[len("eval_") :]
+        return metric
+
     def final(self, metric: str = "loss") -> np.ndarray:
         """Each member's final value of an eval metric, or of ``train_loss`` (mean of the last
         5% of steps); NaN for diverged members. float32 values come as the float64 numbers they
-        print as, so tables and CSV files show one precision."""
+        print as, so tables and CSV files show one precision. The table's column names
+        (``eval_loss``, ``eval_accuracy``, ``final_train_loss``) name the same values."""
+        metric = self._canonical(metric)
         if metric == "train_loss":
             window = max(1, self.train_loss.shape[1] // 20)
             values = _readable(self.train_loss[:, -window:].mean(axis=1))
         elif metric in self.eval_metrics:
             values = _readable(self.eval_metrics[metric][:, -1]).astype(np.float64)
         else:
-            raise ValueError(f"metric must be 'train_loss' or one of {sorted(self.eval_metrics)}, got {metric!r}")
+            names = ["train_loss", *sorted(self.eval_metrics)]
+            columns = ["final_train_loss", *(f"eval_{n}" for n in sorted(self.eval_metrics))]
+            raise ValueError(f"metric must be one of {names} (or the table's {columns}), got {metric!r}")
         return np.where(self.diverged, np.nan, values)
 
     def best(self, metric: str = "loss", mode: str | None = None) -> dict[str, Any]:
@@ -105,7 +118,8 @@ class SweepResult:
         A configuration with a diverged seed ranks last.
 
         Args:
-          metric: ``"train_loss"`` or an evaluation metric.
+          metric: ``"train_loss"`` or an evaluation metric, by its name or its `to_pandas`
+            column (``"final_train_loss"``, ``"eval_loss"``, ``"eval_accuracy"``).
           mode: ``"min"`` or ``"max"``. Default: as the task declares it
             (``Task(metric_modes={"f1": "max"})``), else from `METRIC_MODES` (``loss`` min,
             ``accuracy`` max, ...); any other metric needs it.
@@ -139,7 +153,7 @@ class SweepResult:
         return jax.tree.map(lambda x: np.asarray(x)[pick], self.final_params)
 
     def _mode(self, metric: str, mode: str | None) -> str:
-        return metric_mode(metric, mode, self.info.get("metric_modes", {}))
+        return metric_mode(self._canonical(metric), mode, self.info.get("metric_modes", {}))
 
     def to_pandas(self) -> Any:
         """One row per member: configuration, seed, final losses and metrics, divergence."""

@@ -34,8 +34,17 @@ def test_best_averages_seeds_and_skips_diverged(result):
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b[member]), result.best_params(), result.final_params)
     accuracy = result.best("accuracy")
     assert accuracy["accuracy"] == pytest.approx(np.nanmax(result.final("accuracy").reshape(3, 2).mean(1)))
-    with pytest.raises(ValueError, match="metric must be 'train_loss' or one of"):
+    with pytest.raises(
+        ValueError,
+        match=r"metric must be one of \['train_loss', 'accuracy', 'loss'\] \(or the table's \['final_train_loss', "
+        r"'eval_accuracy', 'eval_loss'\]\), got 'f1'",
+    ):
         result.best("f1")
+    # The table's column names name the same values, with the same directions.
+    frame = result.to_pandas()
+    for column, name in (("eval_accuracy", "accuracy"), ("eval_loss", "loss"), ("final_train_loss", "train_loss")):
+        assert result.best(column)[column] == pytest.approx(result.best(name)[name])
+        np.testing.assert_array_equal(result.final(column), frame[column].to_numpy())
     assert result.best("accuracy", mode="min")["accuracy"] == pytest.approx(
         np.nanmin(result.final("accuracy").reshape(3, 2).mean(1))
     )
