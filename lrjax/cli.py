@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
 import os
 import pathlib
 import sys
@@ -61,12 +60,14 @@ def gallery(total_steps: int, peak: float = 0.1) -> dict[str, S.Schedule]:
 
 def format_table(schedules: dict[str, S.Schedule], steps: Sequence[int]) -> str:
     """A plain-text table of each schedule's value at ``steps``."""
+    from lrjax import plot
+
     width = max(len(name) for name in schedules)
     head = f"{'schedule':<{width}}" + "".join(f"{'t=' + str(t):>11}" for t in steps)
     rows = [head, "-" * len(head)]
-    for name, s in schedules.items():
-        values = np.asarray(s(np.asarray(steps)))
-        rows.append(f"{name:<{width}}" + "".join(f"{v:>11.4g}" for v in values))
+    # Evaluated at every step up to the last one asked, as the catalogue figure is: one program.
+    for name, values in plot.values(list(schedules.items()), np.arange(max(steps) + 1)).items():
+        rows.append(f"{name:<{width}}" + "".join(f"{values[t]:>11.4g}" for t in steps))
     return "\n".join(rows)
 
 
@@ -77,17 +78,7 @@ def _schedules_command(args: argparse.Namespace) -> int:
     if args.out:
         from lrjax import plot
 
-        plt = plot._pyplot()
-        cols = 4
-        rows = math.ceil(len(schedules) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), sharex=True, constrained_layout=True)
-        for ax, (name, s) in zip(axes.flat, schedules.items(), strict=False):
-            plot.schedule(s, n, ax=ax, title=name)
-            ax.set_xlabel("step" if ax in axes[-1] else "")
-            ax.set_ylabel("")
-        for ax in list(axes.flat)[len(schedules) :]:
-            ax.set_visible(False)
-        fig.suptitle(f"lrjax schedules over {n} steps (peak {args.peak:g})")
+        fig = plot.catalogue(schedules, n, title=f"lrjax schedules over {n} steps (peak {args.peak:g})")
         fig.savefig(args.out, dpi=110)
         print(f"\nwrote {args.out}")
     return 0

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 Schedules = Schedule | Sequence[Schedule] | Mapping[str, Schedule]
 
 
-__all__ = ["batch_size", "finder", "heatmap", "moving_average", "schedule", "search", "sweep"]
+__all__ = ["batch_size", "catalogue", "finder", "heatmap", "moving_average", "schedule", "search", "sweep"]
 
 
 def _pyplot() -> Any:
@@ -43,6 +43,35 @@ def _labelled(schedules: Schedules, labels: Sequence[str] | None) -> list[tuple[
         if not isinstance(s, Schedule):
             raise TypeError(f"schedule {name!r} must be an lrjax schedule, got {s!r}")
     return items
+
+
+def _steps(steps: int | Sequence[int] | np.ndarray) -> np.ndarray:
+    if isinstance(steps, (int, np.integer)):
+        if steps <= 0:
+            raise ValueError(f"steps must be > 0, got {steps}")
+        return np.arange(int(steps))
+    return np.asarray(steps)
+
+
+def _evaluate(schedules: list[Schedule], steps: Any) -> list[Any]:
+    return [s(steps) for s in schedules]
+
+
+_evaluated: Any = None
+
+
+def values(items: Sequence[tuple[str, Schedule]], steps: np.ndarray) -> dict[str, np.ndarray]:
+    """Every schedule's values at ``steps``, computed as one compiled program (evaluated one
+    by one, eagerly, a catalogue of 16 schedules dispatched and compiled 150-odd small
+    operations). The schedules are arguments of the program (their numbers are pytree
+    leaves), so schedules of the same kinds at the same steps reuse it."""
+    global _evaluated
+    import jax
+
+    if _evaluated is None:
+        _evaluated = jax.jit(_evaluate)
+    computed = _evaluated([s for _, s in items], np.asarray(steps))
+    return {name: np.asarray(v) for (name, _), v in zip(items, computed, strict=True)}
 
 
 def schedule(
@@ -74,15 +103,11 @@ def schedule(
       ['cosine']
     """
     items = _labelled(schedules, labels)
-    if isinstance(steps, (int, np.integer)):
-        if steps <= 0:
-            raise ValueError(f"steps must be > 0, got {steps}")
-        steps = np.arange(int(steps))
-    steps = np.asarray(steps)
+    steps = _steps(steps)
     if ax is None:
         _, ax = _pyplot().subplots(figsize=(7, 4))
-    for name, s in items:
-        ax.plot(steps, np.asarray(s(steps)), label=name)
+    for name, value in values(items, steps).items():
+        ax.plot(steps, value, label=name)
     ax.set_xlabel("step (optimizer updates applied)")
     ax.set_ylabel("learning rate")
     if log_scale:
@@ -93,6 +118,48 @@ def schedule(
     if len(items) > 1 or labels is not None or isinstance(schedules, Mapping):
         ax.legend(fontsize="small")
     return ax
+
+
+def catalogue(
+    schedules: Mapping[str, Schedule], steps: int = 1000, *, columns: int = 4, title: str | None = None
+) -> Any:
+    """Draw each schedule in a panel of its own, on a grid (the command line's ``lrjax
+    schedules --out``); all values are computed as one compiled program.
+
+    Args:
+      schedules: a mapping label -> schedule.
+      steps: a number of steps (drawn at 0 .. steps − 1).
+      columns: panels per row.
+      title: the figure's title.
+
+    Returns:
+      The matplotlib figure.
+
+    Example:
+      >>> import lrjax, lrjax.schedules as S
+      >>> fig = lrjax.plot.catalogue({"cosine": S.cosine_decay(0.1, decay_steps=100),
+      ...                             "linear": S.linear(0.1, end_value=0.0, steps=100)}, 100, columns=2)
+      >>> [ax.get_title() for ax in fig.axes]
+      ['cosine', 'linear']
+    """
+    items = _labelled(schedules, None)
+    v.integer("columns", columns)
+    points = _steps(steps)
+    computed = values(items, points)
+    rows = -(-len(items) // columns)
+    fig, axes = _pyplot().subplots(
+        rows, columns, figsize=(4 * columns, 2.8 * rows), sharex=True, constrained_layout=True, squeeze=False
+    )
+    for i, (ax, (name, value)) in enumerate(zip(axes.flat, computed.items(), strict=False)):
+        ax.plot(points, value)
+        ax.set_title(name)
+        ax.grid(True, alpha=0.3)
+        ax.set_xlabel("step" if i // columns == rows - 1 else "")
+    for ax in list(axes.flat)[len(items) :]:
+        fig.delaxes(ax)
+    if title:
+        fig.suptitle(title)
+    return fig
 
 
 def _varying(result: Any) -> list[str]:

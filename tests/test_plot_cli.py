@@ -40,7 +40,9 @@ def test_plot_accepts_explicit_steps_and_checks_labels():
 
 def test_cli_prints_table_and_writes_png(tmp_path, capsys):
     out = tmp_path / "schedules.png"
-    assert cli.main(["schedules", "--steps", "200", "--peak", "0.5", "--out", str(out)]) == 0
+    with count_compiles() as log:
+        assert cli.main(["schedules", "--steps", "200", "--peak", "0.5", "--out", str(out)]) == 0
+    assert log.count <= 3  # one program for the table and figure, two that stage arrays (was 158)
     text = capsys.readouterr().out
     rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()[2:] if line.strip() and "wrote" not in line}
     assert rows["cosine_decay"][0] == "0.5" and float(rows["cosine_decay"][3]) == pytest.approx(0.25, rel=1e-3)
@@ -105,6 +107,15 @@ def test_cli_reports_bad_flags_as_usage_errors_not_tracebacks(argv, message, cap
     err = capsys.readouterr().err
     assert re.search("lrjax: error: " + message, err) and "Traceback" not in err
     assert len(err.strip().splitlines()) == 2  # argparse's usage line and one line of error
+
+
+def test_the_catalogue_draws_each_schedule_in_its_panel():
+    schedules = cli.gallery(300)
+    fig = plot.catalogue(schedules, 300, title="all")
+    assert [ax.get_title() for ax in fig.axes] == list(schedules) and fig._suptitle.get_text() == "all"
+    for ax, s in zip(fig.axes, schedules.values(), strict=True):
+        x, y = ax.get_lines()[0].get_data()
+        np.testing.assert_allclose(y, np.asarray(s(np.asarray(x))), rtol=1e-6)
 
 
 def test_cli_checks_its_output_directory_before_training(tmp_path, capsys):
