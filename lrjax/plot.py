@@ -133,7 +133,8 @@ def catalogue(
       title: the figure's title.
 
     Returns:
-      The matplotlib figure.
+      The matplotlib figure, closed in pyplot (as every figure of this module): Jupyter shows
+      it once.
 
     Example:
       >>> import lrjax, lrjax.schedules as S
@@ -147,7 +148,8 @@ def catalogue(
     points = _steps(steps)
     computed = values(items, points)
     rows = -(-len(items) // columns)
-    fig, axes = _pyplot().subplots(
+    plt = _pyplot()
+    fig, axes = plt.subplots(
         rows, columns, figsize=(4 * columns, 2.8 * rows), sharex=True, constrained_layout=True, squeeze=False
     )
     for i, (ax, (name, value)) in enumerate(zip(axes.flat, computed.items(), strict=False)):
@@ -159,6 +161,7 @@ def catalogue(
         fig.delaxes(ax)
     if title:
         fig.suptitle(title)
+    plt.close(fig)
     return fig
 
 
