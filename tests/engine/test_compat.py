@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from jax.extend import source_info_util
 
+import lrjax
 from lrjax.engine import cache, dots, options, rewrite
+from lrjax.engine.conv import has_convs
 from lrjax.engine.sink import sink_transposes
 from tests.engine.conftest import run
 
@@ -105,6 +107,28 @@ def test_rewrites_off_trace_the_users_computation_as_written(digits, adam, monke
     assert not Programs(digits, adam, None, layout).rewrites
     monkeypatch.setenv("LRJAX_REWRITES", "1")
     assert Programs(digits, adam, None, layout).rewrites
+
+
+def test_off_the_cpu_the_users_loss_is_not_rewritten(digits, adam, monkeypatch):
+    """The rewrites were measured on XLA:CPU only (on a GPU the convolution rewrite would take
+    the place of cuDNN at k² times the memory): a layout on another platform keeps the task's
+    own loss and metrics, and the chunk compiles with no CPU options."""
+    from lrjax.engine.program import Layout, Programs
+
+    task = lrjax.datasets.digits_cnn()
+    layout = Layout(1, 1, 32, tuple(jax.local_devices()[:1]))
+    params = jax.eval_shape(task.init, jax.random.key(0))
+    batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((32, *x.shape[1:]), x.dtype), task.train_data)
+
+    def convolves(programs):
+        return has_convs(jax.make_jaxpr(programs._loss)(params, batch).jaxpr)
+
+    monkeypatch.setattr(Layout, "on_cpu", property(lambda self: False))
+    elsewhere = Programs(task, adam, None, layout)
+    assert not elsewhere.rewrites and convolves(elsewhere)  # XLA's own convolutions
+    monkeypatch.undo()
+    on_cpu = Programs(task, adam, None, layout)
+    assert on_cpu.rewrites and not convolves(on_cpu)  # as slices and a matmul
 
 
 def _user_step(w, x):  # the line the rewritten equations must name
