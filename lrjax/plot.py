@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import jax
 import numpy as np
 
 from lrjax import _validate as v
@@ -53,11 +54,9 @@ def _steps(steps: int | Sequence[int] | np.ndarray) -> np.ndarray:
     return np.asarray(steps)
 
 
+@jax.jit
 def _evaluate(schedules: list[Schedule], steps: Any) -> list[Any]:
     return [s(steps) for s in schedules]
-
-
-_evaluated: Any = None
 
 
 def values(items: Sequence[tuple[str, Schedule]], steps: np.ndarray) -> dict[str, np.ndarray]:
@@ -65,12 +64,7 @@ def values(items: Sequence[tuple[str, Schedule]], steps: np.ndarray) -> dict[str
     by one, eagerly, a catalogue of 16 schedules dispatched and compiled 150-odd small
     operations). The schedules are arguments of the program (their numbers are pytree
     leaves), so schedules of the same kinds at the same steps reuse it."""
-    global _evaluated
-    import jax
-
-    if _evaluated is None:
-        _evaluated = jax.jit(_evaluate)
-    computed = _evaluated([s for _, s in items], np.asarray(steps))
+    computed = _evaluate([s for _, s in items], np.asarray(steps))
     return {name: np.asarray(v) for (name, _), v in zip(items, computed, strict=True)}
 
 
