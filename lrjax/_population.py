@@ -155,7 +155,7 @@ def check_task_and_optimizer(task: Any, optimizer: Any, hp: Mapping[str, Any], p
 
 
 def _check_reads(task: Task, optimizer: Any, hp: Mapping[str, Any], plateau: Any) -> bool:
-    params = jax.eval_shape(task.init, jax.random.key(0))
+    params = jax.eval_shape(task.initial, jax.random.key(0))[0]
     probe, read = _probe("optimizer", optimizer, hp, params)
     if not isinstance(probe, optax.GradientTransformation):
         raise TypeError(f"optimizer(hp) must return an optax.GradientTransformation, got {type(probe).__name__}")
@@ -401,6 +401,12 @@ class Population:
         """Every member's parameters as host arrays with a leading (size,) axis."""
         return jax.tree.map(lambda x: self._to_members(self._to_slots_host(x)), self._state.members.params)
 
+    @property
+    def model_state(self) -> Any:
+        """Every member's model state (`lrjax.Task`'s ``stateful``) as host arrays with a leading
+        (size,) axis; None for a task without."""
+        return jax.tree.map(lambda x: self._to_members(self._to_slots_host(x)), self._state.members.model_state)
+
     def __repr__(self) -> str:
         return (
             f"Population(task={self.task.name!r}, size={self.size}, seeds={self.seeds}, clock={self._clock}, "
@@ -448,7 +454,8 @@ class Population:
           name -> (size,) values; always ``loss``. A diverged member is evaluated at its last
           finite parameters.
         """
-        metrics = self._run("evaluate", self._state.members.params, self._eval_data)
+        members = self._state.members
+        metrics = self._run("evaluate", members.params, members.model_state, self._eval_data)
         if self.plateau is not None:
             values = metrics[self.plateau_metric]
             self._state = self._run("observe", self._state, self._device_hps, values, self._device_active)
@@ -610,7 +617,7 @@ class Population:
 
     def save(self, path: str) -> None:
         """Checkpoint everything that decides the future to the directory ``path`` (orbax-checkpoint):
-        parameters, optimizer and plateau states, hyperparameters, per-member steps and flags, the
+        parameters, model states, optimizer and plateau states, hyperparameters, per-member steps and flags, the
         data-order keys and position, and the recorded history. Saving again replaces the
         checkpoint only once the new one is complete. See `restore`.
 
@@ -630,6 +637,7 @@ class Population:
             "data": {
                 "order": hosts.host(self._state.order),
                 "shuffle": hosts.host(self._state.shuffle),
+                "keys": hosts.host(self._state.keys),
                 "clock": hosts.host(self._state.clock),
             },
             "active": self._active,
@@ -793,7 +801,7 @@ class Population:
             members,
             *(
                 hosts.put(data[k], like.sharding)
-                for k, like in zip(("order", "shuffle", "clock"), shapes[1:], strict=True)
+                for k, like in zip(("order", "shuffle", "keys", "clock"), shapes[1:], strict=True)
             ),
         )
         self._clock = int(meta["clock"])

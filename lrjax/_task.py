@@ -1,8 +1,10 @@
-"""`Task`: what a sweep trains. An init function, a loss, data, and optional metrics."""
+"""`Task`: what a sweep trains. An init function, a loss, data, and optional metrics; optionally
+a random key per step (dropout) and model state carried between steps (BatchNorm)."""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -14,9 +16,10 @@ import optax
 from lrjax import _validate as v
 
 Params = Any
+ModelState = Any
 Batch = Any
-LossFn = Callable[[Params, Batch], Any]
-MetricsFn = Callable[[Params, Batch], Mapping[str, jax.Array]]
+LossFn = Callable[..., Any]
+MetricsFn = Callable[..., Mapping[str, jax.Array]]
 
 
 def _check_data(name: str, data: Any) -> Any:
@@ -44,18 +47,38 @@ def _check_data(name: str, data: Any) -> Any:
 class Task:
     """A training problem for `lrjax.sweep`.
 
+    The functions' signatures follow the two flags, which the task states (lrjax does not
+    guess them from signatures)::
+
+        init(key) -> params                                   (stateful: (params, model_state))
+        loss(params, [model_state,] batch, [key]) -> scalar   (stateful: (scalar, new_model_state))
+        metrics(params, [model_state,] data) -> {name: scalar}
+
     Attributes:
-      init: ``init(rng) -> params``, any pytree of arrays.
+      init: ``init(key) -> params``, any pytree of arrays; with ``stateful``, ``(params,
+        model_state)``.
       loss: ``loss(params, batch) -> scalar`` or ``(scalar, aux)``; ``batch`` has the structure
-        of ``train_data`` with a leading batch axis.
+        of ``train_data`` with a leading batch axis. With ``rng`` a key comes last; with
+        ``stateful`` the model state comes second and the loss returns ``(scalar,
+        new_model_state)``.
       train_data: a pytree of arrays whose leading axes (examples) agree.
       eval_data: optional held-out data with the same structure.
       metrics: optional ``metrics(params, data) -> {name: scalar}`` evaluated on ``eval_data``
-        (or ``train_data``) at each evaluation; the mean ``loss`` is always reported too.
+        (or ``train_data``) at each evaluation; the mean ``loss`` is always reported too. With
+        ``rng`` or ``stateful`` it is required and reports ``loss`` itself, computed as the
+        model is evaluated (no dropout, running statistics): the engine cannot switch the
+        training loss to evaluation.
       name: used in tables and plots.
       info: facts about the problem (e.g. a quadratic's Hessian and eigenvalues).
       metric_modes: ``{name: "min" | "max"}`` for metrics whose direction lrjax does not know
         by name (`lrjax.SweepResult.best` knows ``loss``, ``accuracy``, ...).
+      rng: the loss takes a key last, for dropout and other noise. A member's key at a step is
+        ``fold_in(fold_in(seed_key, 2), step)`` with its seed's key and its own step count
+        (`lrjax.engine.step_key`): members that share a seed draw the same masks (common random
+        numbers, as they share batches), and `lrjax.Population.replace` restarts the sequence.
+      stateful: the task carries non-trainable model state per member (BatchNorm's running
+        statistics, EMA weights, counters): ``init`` returns it beside the parameters, the loss
+        takes it and returns its new value, the optimizer never sees it, and evaluation reads it.
 
     Equality is identity. Compiled programs live in the engine's bounded cache
     (`lrjax.engine.cache`), keyed by the task; a new task whose programs lower to the same XLA
@@ -79,6 +102,8 @@ class Task:
     name: str = "task"
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     metric_modes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    rng: bool = dataclasses.field(default=False, kw_only=True)
+    stateful: bool = dataclasses.field(default=False, kw_only=True)
 
     def __post_init__(self) -> None:
         for field in ("init", "loss"):
@@ -86,6 +111,10 @@ class Task:
                 raise TypeError(f"{field} must be callable, got {getattr(self, field)!r}")
         if self.metrics is not None and not callable(self.metrics):
             raise TypeError(f"metrics must be callable or None, got {self.metrics!r}")
+        for flag in ("rng", "stateful"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+        self._check_signatures()
         if not isinstance(self.metric_modes, Mapping):
             raise TypeError(f"metric_modes must be a dict of metric name -> 'min' or 'max', got {self.metric_modes!r}")
         for name, mode in self.metric_modes.items():
@@ -98,6 +127,98 @@ class Task:
         # Only now, with everything checked, move the data to the device (once per task).
         object.__setattr__(self, "train_data", jax.tree.map(jnp.asarray, train_data))
         object.__setattr__(self, "eval_data", None if eval_data is None else jax.tree.map(jnp.asarray, eval_data))
+
+    def _check_signatures(self) -> None:
+        """The loss and metrics take the arguments the flags say, or a `ValueError` says what
+        to change (a function whose signature Python cannot read is not checked)."""
+        state = ["model_state"] if self.stateful else []
+        loss_args = ["params", *state, "batch"] + (["key"] if self.rng else [])
+        flags = f"Task(rng={self.rng}, stateful={self.stateful})"
+        if not _binds(self.loss, len(loss_args)):
+            hints = []
+            if _binds(self.loss, len(loss_args) + 1):
+                hints += [] if self.rng else ["if it takes a random key last, pass rng=True"]
+                hints += [] if self.stateful else ["if it takes model state second, pass stateful=True"]
+            elif _binds(self.loss, len(loss_args) - 1):
+                hints += ["if it takes no key, drop rng=True"] if self.rng else []
+                hints += ["if it takes no model state, drop stateful=True"] if self.stateful else []
+            hint = f": {'; '.join(hints)}" if hints else ""
+            raise ValueError(f"loss must take ({', '.join(loss_args)}) as {flags} calls it{hint}")
+        if self.metrics is None:
+            if self.rng or self.stateful:
+                raise ValueError(
+                    f"metrics is required with {flags}: give metrics(params, {'model_state, ' * self.stateful}data) "
+                    "reporting 'loss' as the model is evaluated (no dropout, running statistics)"
+                )
+        elif not _binds(self.metrics, 2 + self.stateful):
+            raise ValueError(f"metrics must take (params, {'model_state, ' * self.stateful}data) as {flags} calls it")
+
+    def initial(self, key: jax.Array) -> tuple[Params, ModelState]:
+        """A member's starting point: ``(params, model_state)``, ``model_state`` None unless the
+        task is ``stateful``.
+
+        Args:
+          key: the member's initialization key (`lrjax.engine.init_key`).
+
+        Returns:
+          ``(params, model_state)``.
+        """
+        out = self.init(key)
+        if not self.stateful:
+            return out, None
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise ValueError(
+                f"init must return (params, model_state) for a stateful Task, got {type(out).__name__}: "
+                "return the model state beside the parameters, or drop stateful=True"
+            )
+        return out
+
+    def step_loss(self, params: Params, model_state: ModelState, batch: Batch, key: jax.Array | None) -> tuple:
+        """The training loss of one step and the model state after it.
+
+        Args:
+          params: the parameters.
+          model_state: the model state (None unless ``stateful``).
+          batch: a batch of ``train_data``.
+          key: the member's key at this step (unused unless ``rng``).
+
+        Returns:
+          ``(loss, new_model_state)``: a scalar and, unless ``stateful``, None.
+        """
+        args = (params, *([model_state] if self.stateful else []), batch, *([key] if self.rng else []))
+        out = self.loss(*args)
+        if not self.stateful:
+            return (out[0] if isinstance(out, tuple) else out), None
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise ValueError(
+                f"loss must return (scalar, new_model_state) for a stateful Task, got {type(out).__name__}: "
+                "return the model state after the step (the same state if nothing changes)"
+            )
+        return out
+
+    def evaluate(self, params: Params, model_state: ModelState, data: Any) -> dict[str, jax.Array]:
+        """The metrics on ``data`` as float32 scalars, always with ``loss``.
+
+        Args:
+          params: the parameters.
+          model_state: the model state (None unless ``stateful``).
+          data: evaluation data, like ``eval_data``.
+
+        Returns:
+          ``{name: float32 scalar}``: ``metrics``' values, and the loss on ``data`` as ``loss``
+          unless ``metrics`` reports it.
+        """
+        out = {}
+        if self.metrics is not None:
+            out = dict(self.metrics(params, *([model_state] if self.stateful else []), data))
+        if "loss" not in out:
+            if self.rng or self.stateful:
+                raise ValueError(
+                    f"metrics must report 'loss' for a Task with rng={self.rng}, stateful={self.stateful} "
+                    f"(it reports {sorted(out)}): the training loss cannot be switched to evaluation"
+                )
+            out["loss"] = self.step_loss(params, None, data, None)[0]
+        return {k: jnp.asarray(value, jnp.float32) for k, value in out.items()}
 
     def __repr__(self) -> str:
         shapes = lambda data: [tuple(x.shape[1:]) for x in jax.tree.leaves(data)]
@@ -198,6 +319,19 @@ class Task:
         if loss_name == "cross_entropy":
             _check_labels(init, apply, train_data, eval_data)
         return cls(init, loss_fn, tuple(train_data), tuple(eval_data) if eval_data is not None else None, metrics, name)
+
+
+def _binds(fn: Callable, count: int) -> bool:
+    """Whether ``fn`` accepts ``count`` positional arguments (True where Python cannot tell)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        return False
+    return True
 
 
 def _check_labels(init: Callable, apply: Callable, train_data: Any, eval_data: Any) -> None:

@@ -34,7 +34,8 @@ import numpy as np
 
 from lrjax import _validate as v
 from lrjax._task import Task
-from lrjax.engine.program import init_key, order_words, seed_keys
+from lrjax.engine import program
+from lrjax.engine.program import init_key, key_words, order_words, seed_keys
 from lrjax.engine.shuffle import epoch_order
 
 __all__ = ["NoiseScale", "gradient_noise_scale"]
@@ -87,6 +88,7 @@ def gradient_noise_scale(
     micro_batches: int = 8,
     steps: int = 20,
     seed: int = 0,
+    model_state: Any = None,
 ) -> NoiseScale:
     """Estimate the simple gradient noise scale B_simple = tr(Σ)/|G|² at ``params``.
 
@@ -105,7 +107,11 @@ def gradient_noise_scale(
       batch_size: B, examples per batch, a multiple of ``micro_batches``, at most the data size.
       micro_batches: >= 2 micro-batches per batch.
       steps: >= 1 batches to average over.
-      seed: the data order's (and default parameters') seed.
+      seed: the data order's (and default parameters' and keys') seed.
+      model_state: a ``stateful`` task's model state at ``params`` (default: ``task.init``'s,
+        as a sweep starts). Each micro-batch's loss runs as in training (batch statistics, and
+        dropout with micro-batch ``j`` of step ``t`` drawing ``fold_in(step_key(t), j)``); the
+        state it returns is not kept.
 
     Returns:
       A `NoiseScale`.
@@ -129,10 +135,14 @@ def gradient_noise_scale(
             "the micro-batches split each batch evenly"
         )
     small = batch_size // micro_batches
+    start = task.initial(init_key(seed, 1, 0)) if params is None or (task.stateful and model_state is None) else None
     if params is None:
-        params = task.init(init_key(seed, 1, 0))
+        params = start[0]
+    if task.stateful and model_state is None:
+        model_state = start[1]
+    seed_key = seed_keys(seed, 1)[0]
     per_step = _estimates(task, batch_size, micro_batches, steps)(
-        params, task.train_data, order_words(seed_keys(seed, 1)[0])
+        params, model_state, task.train_data, order_words(seed_key), key_words(seed_key)
     )
     per_step = {k: np.asarray(x, np.float64) for k, x in per_step.items()}
     g2, trace = float(per_step["gradient_norm_sq"].mean()), float(per_step["trace"].mean())
@@ -154,23 +164,24 @@ def _spread(b: int, n: int) -> float:
 
 @functools.lru_cache(maxsize=16)
 def _estimates(task: Task, big: int, micro: int, steps: int) -> Any:
-    """The jitted program: (params, data, key words) -> per-step estimates of |G|² and tr(Σ).
+    """The jitted program: (params, model state, data, order words, key words) -> per-step
+    estimates of |G|² and tr(Σ).
     Kept for the task (by identity) and sizes, so measuring again, e.g. at other parameters
     along training, compiles nothing."""
     small, n = big // micro, task.num_train
     per_epoch = n // big
 
-    def loss(params: Any, batch: Any) -> jax.Array:
-        out = task.loss(params, batch)
-        return out[0] if isinstance(out, tuple) else out
-
     @jax.jit
-    def run(params: Any, data: Any, key_words: jax.Array) -> dict[str, jax.Array]:
+    def run(params: Any, model_state: Any, data: Any, order: jax.Array, words: jax.Array) -> dict[str, jax.Array]:
+        def loss(params: Any, batch: Any, j: jax.Array, t: jax.Array) -> jax.Array:
+            key = jax.random.fold_in(program.step_key_of(words, t), j) if task.rng else None
+            return task.step_loss(params, model_state, batch, key)[0]
+
         def step(_: None, t: jax.Array) -> tuple[None, dict[str, jax.Array]]:
-            order = epoch_order(key_words, t // per_epoch, task.num_train)
-            idx = jax.lax.dynamic_slice_in_dim(order, (t % per_epoch) * big, big).reshape(micro, small)
+            epoch = epoch_order(order, t // per_epoch, task.num_train)
+            idx = jax.lax.dynamic_slice_in_dim(epoch, (t % per_epoch) * big, big).reshape(micro, small)
             batches = jax.tree.map(lambda x: jnp.take(x, idx, axis=0), data)
-            grads = jax.vmap(jax.grad(loss), in_axes=(None, 0))(params, batches)
+            grads = jax.vmap(jax.grad(loss), in_axes=(None, 0, 0, None))(params, batches, jnp.arange(micro), t)
             small_sq = jnp.mean(jax.vmap(_sq_norm)(grads))
             big_sq = _sq_norm(jax.tree.map(lambda g: jnp.mean(g, 0), grads))
             trace = (small_sq - big_sq) / (_spread(small, n) - _spread(big, n))

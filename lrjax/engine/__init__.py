@@ -2,7 +2,7 @@
 
 from lrjax.engine import cache
 from lrjax.engine.compiles import CompileLog, count_compiles
-from lrjax.engine.program import CHUNK, Layout, MemberState, PopulationState, Programs, init_key
+from lrjax.engine.program import CHUNK, Layout, MemberState, PopulationState, Programs, init_key, step_key
 
 __all__ = [
     "CHUNK",
@@ -14,4 +14,5 @@ __all__ = [
     "cache",
     "count_compiles",
     "init_key",
+    "step_key",
 ]

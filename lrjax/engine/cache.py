@@ -252,7 +252,13 @@ class ProgramSet:
             "init": (p.init, (), shardings, _RARE, (hps, keys)),
             "reset": (p.reset, 0, shardings, _RARE, (state, hps, keys, slots(p, hps, bool))),
             "copy": (p.copy, 0, shardings, _DEFAULT, (state, slots(p, hps, np.int32), slots(p, hps, np.int32))),
-            "evaluate": (p.evaluate, (), p.slots, _DEFAULT, (state.members.params, eval_data)),
+            "evaluate": (
+                p.evaluate,
+                (),
+                p.slots,
+                _DEFAULT,
+                (state.members.params, state.members.model_state, eval_data),
+            ),
             "observe": (
                 p.observe,
                 0,

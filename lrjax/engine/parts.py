@@ -135,7 +135,8 @@ def split(layout: Layout, state: PopulationState, hps: Any, active: jax.Array) -
     def part(k: int) -> tuple:
         cut = lambda x, axis: x if axis is None else _take(x, axis, blocks, count, k)
         members = jax.tree.map(cut, state.members, member_axes)
-        cut_state = PopulationState(members, cut(state.order, order_axis), cut(state.shuffle, order_axis), state.clock)
+        per_seed = [cut(x, order_axis) for x in (state.order, state.shuffle, state.keys)]
+        cut_state = PopulationState(members, *per_seed, state.clock)
         return (cut_state, *jax.tree.map(lambda x: cut(x, slot_axis), (hps, active)))
 
     return [part(k) for k in range(count)]
@@ -152,6 +153,7 @@ def join(layout: Layout, outs: Sequence[tuple[PopulationState, jax.Array]]) -> t
         members,
         glue(order_axis, *(s.order for s, _ in outs)),
         glue(order_axis, *(s.shuffle for s, _ in outs)),
+        glue(order_axis, *(s.keys for s, _ in outs)),
         first.clock,
     )
     return state, glue(loss_axis, *(losses for _, losses in outs))

@@ -10,10 +10,13 @@ transposes around it.
 
 Each training step of member m, with ``run = active[m] & ~diverged[m]``:
 
-    loss, g  = value_and_grad(loss)(params, batch)             batch: the seed's batch at the clock
+    key      = fold_in(fold_in(seed_key, 2), steps)            only for a task with ``rng``
+    (loss, model_state'), g = value_and_grad(loss)(params, model_state, batch, key)
+                                                               batch: the seed's batch at the clock
     u, opt   = optimizer(hp).update(g, opt_state, params, value=loss)
     u        = scale · u                                       (plateau on evaluations, else 1)
     params   = params + u         if run and loss and u are finite, else unchanged
+    model_state = model_state'    likewise (a task's model state, if it is ``stateful``)
     opt      = opt                if active, else unchanged   (a frozen member's is never read)
     steps   += 1                  if the update was applied
     diverged = True, diverged_at = steps   the first time loss or u is non-finite
@@ -54,6 +57,7 @@ class MemberState(NamedTuple):
 
     Attributes:
       params, opt_state: the task's parameters and the optimizer's state.
+      model_state: the task's model state (None unless it is ``stateful``).
       diverged: whether the loss or an update turned non-finite (the member is then frozen).
       diverged_at: the member's step count when it did, or −1.
       steps: updates applied to the member.
@@ -62,6 +66,7 @@ class MemberState(NamedTuple):
     """
 
     params: Any
+    model_state: Any
     opt_state: Any
     diverged: jax.Array
     diverged_at: jax.Array
@@ -71,13 +76,15 @@ class MemberState(NamedTuple):
 
 
 class PopulationState(NamedTuple):
-    """Members' state; per seed, the current epoch's example order (seeds, examples) and the key
-    words (seeds, 2) that draw it (see `lrjax.engine.shuffle`); and the clock, the number of
-    steps taken by the population, which decides the batches."""
+    """Members' state; per seed, the current epoch's example order (seeds, examples), the key
+    words (seeds, 2) that draw it (see `lrjax.engine.shuffle`) and the key words (seeds, 2) of
+    the members' per-step keys (`step_key`); and the clock, the number of steps taken by the
+    population, which decides the batches."""
 
     members: MemberState
     order: jax.Array
     shuffle: jax.Array
+    keys: jax.Array
     clock: jax.Array
 
 
@@ -159,9 +166,9 @@ def _where_members(mask: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree.map(select, new, old)
 
 
-def _keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Per-seed keys: one for parameter init, one for batch order."""
-    return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+def _keys(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per-seed keys: one for parameter init, one for batch order, one for the loss's keys."""
+    return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
 
 
 def seed_keys(seed: int, seeds: int) -> jax.Array:
@@ -179,12 +186,49 @@ def order_words(key: jax.Array) -> jax.Array:
     return jax.random.key_data(_keys(key)[1]).astype(jnp.uint32)
 
 
+def key_words(key: jax.Array) -> jax.Array:
+    """The uint32[2] words of the key a seed's members' per-step keys are folded from."""
+    return jax.random.key_data(_keys(key)[2]).astype(jnp.uint32)
+
+
+def step_key_of(words: jax.Array, steps: jax.Array) -> jax.Array:
+    """The per-step key at ``steps`` from a seed's `key_words` (traced): see `step_key`."""
+    return jax.random.fold_in(jax.random.wrap_key_data(words, impl="threefry2x32"), steps)
+
+
+def step_key(seed: int, seeds: int, index: int, step: int) -> jax.Array:
+    """The key passed to the loss of a task with ``rng`` (`lrjax.Task`) at a member's ``step``
+    (updates it had applied before), for seed ``index`` of a population with ``seed`` and
+    ``seeds``: ``fold_in(fold_in(seed_key, 2), step)``, where ``seed_key =
+    jax.random.split(jax.random.key(seed), seeds)[index]``. It depends on the member's seed and
+    its own step count only, so members sharing a seed draw the same dropout masks (common
+    random numbers), and training split across calls draws what one call would.
+
+    Args:
+      seed: the population's base seed.
+      seeds: its seeds per configuration.
+      index: the member's seed index, in ``[0, seeds)``.
+      step: the member's step count.
+
+    Returns:
+      A typed key (threefry2x32).
+
+    Example:
+      >>> import jax
+      >>> from lrjax.engine import step_key
+      >>> k = step_key(0, 1, 0, 5)
+      >>> bool((jax.random.key_data(k) == jax.random.key_data(step_key(0, 1, 0, 5))).all())
+      True
+    """
+    return step_key_of(key_words(seed_keys(seed, seeds)[index]), jnp.int32(step))
+
+
 def member_bytes(task: Task, optimizer: OptimizerFn, hp: Any) -> int:
-    """Bytes of one member's parameters and optimizer state (from shapes; nothing runs)."""
+    """Bytes of one member's parameters, model state and optimizer state (from shapes; nothing runs)."""
 
     def state(hp: Any) -> tuple[Any, Any]:
-        params = task.init(jax.random.key(0))
-        return params, optimizer(hp).init(params)
+        params, model_state = task.initial(jax.random.key(0))
+        return params, model_state, optimizer(hp).init(params)
 
     return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(jax.eval_shape(state, hp)))
 
@@ -198,30 +242,45 @@ def _with_value(tx: optax.GradientTransformation) -> optax.GradientTransformatio
     return optax.with_extra_args_support(tx)
 
 
-def task_loss(task: Task, params: Any, batch: Any) -> tuple[jax.Array, Any]:
-    """The task's loss as (loss, aux), aux None for a loss without one."""
-    out = task.loss(params, batch)
-    return (out[0], out[1]) if isinstance(out, tuple) else (out, None)
+def _signature(tree: Any) -> list[str]:
+    """A state tree's leaves as ``path: dtype[shape]`` lines (weak types aside)."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return [f"model_state{jax.tree_util.keystr(path)}: {x.dtype}{list(x.shape)}" for path, x in leaves]
 
 
-def task_metrics(task: Task, params: Any, data: Any) -> dict[str, jax.Array]:
-    """The task's metrics on ``data`` as float32 scalars, with ``loss`` (the task's loss) unless
-    the metrics report their own."""
-    out = dict(task.metrics(params, data)) if task.metrics is not None else {}
-    if "loss" not in out:
-        out["loss"] = task_loss(task, params, data)[0]
-    return {k: jnp.asarray(v, jnp.float32) for k, v in out.items()}
+def _check_model_state(before: Any, after: Any, b: int) -> None:
+    """A stateful loss returns model state like the one it took, or a `ValueError` names the
+    first leaf that differs."""
+    if jax.tree.structure(before) != jax.tree.structure(after):
+        raise ValueError(
+            f"task.loss must return model state with the structure init gives, got {jax.tree.structure(after)} "
+            f"for {jax.tree.structure(before)} (on a batch of {b} train_data examples)"
+        )
+    for was, now in zip(_signature(before), _signature(after), strict=True):
+        if was != now:
+            raise ValueError(
+                f"task.loss must return model state with the shapes and dtypes init gives: {was} became "
+                f"{now.split(': ')[1]} (on a batch of {b} train_data examples); cast it back, or keep it fixed"
+            )
 
 
 def trace_metric_names(task: Task, batch_size: int | None) -> list[str]:
     """Names of the metrics an evaluation reports, after checking from shapes (nothing runs)
-    that the loss takes a batch of ``batch_size`` training examples and the metrics the eval
-    data: a `ValueError` names the data that does not fit."""
-    params = jax.eval_shape(task.init, jax.random.key(0))
+    that the loss takes a batch of ``batch_size`` training examples and returns a scalar (and,
+    for a stateful task, model state like its input), and that the metrics take the eval data:
+    a `ValueError` names what does not fit."""
+    try:
+        params, model_state = jax.eval_shape(task.initial, jax.random.key(0))
+    except ValueError:
+        raise
+    except Exception as err:
+        raise ValueError(f"task.init fails: {_first_line(err)}") from err
     b = batch_size or task.num_train
     batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype), task.train_data)
     try:
-        value = jax.eval_shape(lambda p, b: task_loss(task, p, b), params, batch)[0]
+        value, new_state = jax.eval_shape(task.step_loss, params, model_state, batch, jax.random.key(0))
+    except ValueError:
+        raise
     except Exception as err:
         raise ValueError(f"task.loss fails on a batch of train_data: {_first_line(err)}") from err
     if value.shape != ():
@@ -229,10 +288,16 @@ def trace_metric_names(task: Task, batch_size: int | None) -> list[str]:
             f"task.loss must return a scalar (or (scalar, aux)), got shape {value.shape} from a batch of {b} "
             "train_data examples: average the per-example losses (e.g. .mean())"
         )
+    if task.stateful:
+        _check_model_state(model_state, new_state, b)
     name = "train_data" if task.eval_data is None else "eval_data"
     data = task.train_data if task.eval_data is None else task.eval_data
     try:
-        return sorted(jax.eval_shape(lambda p, d: task_metrics(task, p, d), params, data))
+        return sorted(jax.eval_shape(task.evaluate, params, model_state, data))
+    except ValueError as err:
+        if str(err).startswith("metrics must report"):
+            raise
+        raise ValueError(f"{name} does not fit the task's model, loss or metrics: {_first_line(err)}") from err
     except Exception as err:
         raise ValueError(f"{name} does not fit the task's model, loss or metrics: {_first_line(err)}") from err
 
@@ -263,7 +328,7 @@ class Programs:
 
     def member_shapes(self, hp: Any) -> MemberState:
         """Shapes and dtypes of one member's state for a hyperparameter tree like ``hp``."""
-        return jax.eval_shape(lambda hp: self._fresh_member(self.task.init(jax.random.key(0)), hp), hp)
+        return jax.eval_shape(lambda hp: self._fresh_member(self.task.initial(jax.random.key(0)), hp), hp)
 
     def state_shapes(self, hps: Any) -> PopulationState:
         """The population state's shapes, dtypes and shardings for hyperparameters like ``hps``
@@ -283,6 +348,7 @@ class Programs:
             jax.tree.map(stacked, self.member_shapes(hp)),
             jax.ShapeDtypeStruct((seeds, self.examples), jnp.int32, sharding=self.per_seed),
             jax.ShapeDtypeStruct((seeds, 2), jnp.uint32, sharding=self.per_seed),
+            jax.ShapeDtypeStruct((seeds, 2), jnp.uint32, sharding=self.per_seed),
             jax.ShapeDtypeStruct((), jnp.int32, sharding=self.replicated),
         )
 
@@ -293,32 +359,34 @@ class Programs:
 
     # -- the traced functions -------------------------------------------------------------
 
-    def _fresh_member(self, params: Any, hp: Any) -> MemberState:
+    def _fresh_member(self, start: tuple[Any, Any], hp: Any) -> MemberState:
+        params, model_state = start
         plateau, scale = None, None
         if self.plateau is not None:
             plateau, scale = self.plateau(hp).init(jnp.ones((), jnp.float32)), jnp.ones((), jnp.float32)
         opt_state = _with_value(self.optimizer(hp)).init(params)
         zero = jnp.zeros((), jnp.int32)
-        return MemberState(params, opt_state, jnp.zeros((), bool), zero - 1, zero, plateau, scale)
+        return MemberState(params, model_state, opt_state, jnp.zeros((), bool), zero - 1, zero, plateau, scale)
 
     def _fresh_members(self, hps: Any, keys: jax.Array) -> MemberState:
         def per_seed(key: jax.Array, hps: Any) -> MemberState:
-            params = self.task.init(_keys(key)[0])
-            one = jax.eval_shape(self._fresh_member, params, jax.tree.map(lambda x: x[0], hps))
+            start = self.task.initial(_keys(key)[0])
+            one = jax.eval_shape(self._fresh_member, start, jax.tree.map(lambda x: x[0], hps))
             out_axes = jax.tree.map(lambda x: member_axis(x.ndim), one)
-            return jax.vmap(self._fresh_member, in_axes=(None, 0), out_axes=out_axes)(params, hps)
+            return jax.vmap(self._fresh_member, in_axes=(None, 0), out_axes=out_axes)(start, hps)
 
         return jax.vmap(per_seed)(keys, hps)
 
     def init(self, hps: Any, keys: jax.Array) -> PopulationState:
         """Fresh members (each seed's initial parameters), the clock at 0."""
         order = jnp.zeros((self.layout.seeds, self.examples), jnp.int32)  # drawn at the first step
-        shuffle = jax.vmap(order_words)(keys)
-        return PopulationState(self._fresh_members(hps, keys), order, shuffle, jnp.zeros((), jnp.int32))
+        shuffle, words = jax.vmap(order_words)(keys), jax.vmap(key_words)(keys)
+        return PopulationState(self._fresh_members(hps, keys), order, shuffle, words, jnp.zeros((), jnp.int32))
 
     def reset(self, state: PopulationState, hps: Any, keys: jax.Array, mask: jax.Array) -> PopulationState:
-        """Members where ``mask`` start afresh with ``hps``: their seed's initial parameters, a
-        new optimizer (and plateau) state, no steps, not diverged."""
+        """Members where ``mask`` start afresh with ``hps``: their seed's initial parameters and
+        model state, a new optimizer (and plateau) state, no steps (so their keys restart), not
+        diverged."""
         members = _where_members(mask, self._fresh_members(hps, keys), state.members)
         return state._replace(members=members)
 
@@ -336,22 +404,22 @@ class Programs:
         """The task's loss and metrics with their convolutions as slices and matmuls
         (`lrjax.engine.conv`: XLA:CPU's convolution is slow under a vmap over members), traced
         once from shapes; the task's own functions when they have none or `rewrites` is off."""
-        loss = lambda p, x: task_loss(self.task, p, x)
-        metrics = lambda p, x: task_metrics(self.task, p, x)
+        loss, metrics = self.task.step_loss, self.task.evaluate
         if not self.rewrites:
             self._loss_fn, self._metrics_fn = loss, metrics
             return
-        params = jax.eval_shape(self.task.init, jax.random.key(0))
+        params, model_state = jax.eval_shape(self.task.initial, jax.random.key(0))
         b = self.layout.batch_size or self.task.num_train
         batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype), self.task.train_data)
         data = self.task.train_data if self.task.eval_data is None else self.task.eval_data
-        self._loss_fn = rewrite_convs(loss, params, batch)
-        self._metrics_fn = rewrite_convs(metrics, params, data)
+        key = jax.random.key(0) if self.task.rng else None
+        self._loss_fn = rewrite_convs(loss, params, model_state, batch, key)
+        self._metrics_fn = rewrite_convs(metrics, params, model_state, data)
 
-    def _loss(self, params: Any, batch: Any) -> tuple[jax.Array, Any]:
+    def _loss(self, params: Any, model_state: Any, batch: Any, key: Any) -> tuple[jax.Array, Any]:
         if self._loss_fn is None:
             self._rewritten()
-        return self._loss_fn(params, batch)
+        return self._loss_fn(params, model_state, batch, key)
 
     def batch(self, order: jax.Array, t: jax.Array, data: Any) -> Any:
         """Batch ``t`` of one seed's epoch ``order``; the last partial batch of an epoch is dropped."""
@@ -359,8 +427,13 @@ class Programs:
         idx = jax.lax.dynamic_slice_in_dim(order, (t % (self.task.num_train // b)) * b, b)
         return jax.tree.map(lambda x: jnp.take(x, idx, axis=0), data)
 
-    def _member_step(self, state: MemberState, hp: Any, active: jax.Array, batch: Any) -> tuple[MemberState, jax.Array]:
-        (loss, _), grads = jax.value_and_grad(self._loss, has_aux=True)(state.params, batch)
+    def _member_step(
+        self, state: MemberState, hp: Any, active: jax.Array, batch: Any, words: jax.Array
+    ) -> tuple[MemberState, jax.Array]:
+        key = step_key_of(words, state.steps) if self.task.rng else None
+        (loss, model_state), grads = jax.value_and_grad(self._loss, has_aux=True)(
+            state.params, state.model_state, batch, key
+        )
         updates, opt_state = _with_value(self.optimizer(hp)).update(grads, state.opt_state, state.params, value=loss)
         if state.scale is not None:
             updates = jax.tree.map(lambda u: (state.scale * u).astype(u.dtype), updates)
@@ -374,6 +447,7 @@ class Programs:
         newly = run & ~healthy
         new_state = state._replace(
             params=jax.tree.map(lambda new, old: jnp.where(applied, new, old), params, state.params),
+            model_state=jax.tree.map(lambda new, old: jnp.where(applied, new, old), model_state, state.model_state),
             # A frozen member's optimizer state is never read for anything kept, so it is written
             # through; an inactive member's is held, since it may be activated again.
             opt_state=jax.tree.map(lambda new, old: jnp.where(active, new, old), opt_state, state.opt_state),
@@ -397,9 +471,9 @@ class Programs:
         step, draw, batch = self._member_step, epoch_order, self.batch
         if members > 1:
             axes = _per_seed_axes(state.members)
-            step = jax.vmap(step, in_axes=(axes, 0, 0, None), out_axes=(axes, 0))
+            step = jax.vmap(step, in_axes=(axes, 0, 0, None, None), out_axes=(axes, 0))
         if seeds > 1:
-            step = jax.vmap(step, in_axes=(0, 0, 0, None if full_batch else 0))
+            step = jax.vmap(step, in_axes=(0, 0, 0, None if full_batch else 0, 0))
             draw = jax.vmap(draw, in_axes=(0, None, None))
             batch = jax.vmap(batch, in_axes=(0, None, None))
         if self.rewrites:
@@ -418,7 +492,7 @@ class Programs:
             return x.reshape(tuple(d for i, d in enumerate(x.shape) if i not in drop))
 
         hps, active = jax.tree.map(lambda x: squeeze(x, 1), (hps, active))  # (seeds, members) arrays
-        shuffle = squeeze(state.shuffle, None)
+        shuffle, words = squeeze(state.shuffle, None), squeeze(state.keys, None)
 
         def body(i: jax.Array, carry: tuple[Any, jax.Array, jax.Array, jax.Array]):
             members_state, order, t, losses = carry
@@ -428,7 +502,7 @@ class Programs:
                 new_epoch = lambda: draw(shuffle, t // per_epoch, self.task.num_train)
                 order = jax.lax.cond(t % per_epoch == 0, new_epoch, lambda: order)
                 batches = batch(order, t, data)
-            members_state, loss = step(members_state, hps, active, batches)
+            members_state, loss = step(members_state, hps, active, batches, words)
             losses = jax.lax.dynamic_update_index_in_dim(losses, loss.reshape(seeds, members), i, 0)
             return members_state, order, t + 1, losses
 
@@ -437,7 +511,7 @@ class Programs:
         carry = (members_in, squeeze(state.order, None), state.clock, losses)
         members_out, order, clock, losses = jax.lax.fori_loop(0, n, body, carry)
         restored = jax.tree.map(lambda new, old: new.reshape(old.shape), members_out, state.members)
-        return PopulationState(restored, order.reshape(state.order.shape), state.shuffle, clock), losses
+        return state._replace(members=restored, order=order.reshape(state.order.shape), clock=clock), losses
 
     def metric_names(self) -> list[str]:
         """Names of the metrics `evaluate` reports, after checking from shapes (nothing runs)
@@ -447,16 +521,16 @@ class Programs:
             self._metric_names = trace_metric_names(self.task, self.layout.batch_size)
         return list(self._metric_names)
 
-    def _metrics(self, params: Any, data: Any) -> dict[str, jax.Array]:
+    def _metrics(self, params: Any, model_state: Any, data: Any) -> dict[str, jax.Array]:
         if self._metrics_fn is None:
             self._rewritten()
-        return self._metrics_fn(params, data)
+        return self._metrics_fn(params, model_state, data)
 
-    def evaluate(self, params: Any, data: Any) -> dict[str, jax.Array]:
-        """Every member's metrics on ``data``: name -> (seeds, members)."""
-        return jax.vmap(jax.vmap(self._metrics, in_axes=(_per_seed_axes(params), None)), in_axes=(0, None))(
-            params, data
-        )
+    def evaluate(self, params: Any, model_state: Any, data: Any) -> dict[str, jax.Array]:
+        """Every member's metrics on ``data`` with its parameters and model state: name ->
+        (seeds, members)."""
+        axes = (_per_seed_axes(params), _per_seed_axes(model_state), None)
+        return jax.vmap(jax.vmap(self._metrics, in_axes=axes), in_axes=(0, 0, None))(params, model_state, data)
 
     def observe(self, state: PopulationState, hps: Any, values: jax.Array, active: jax.Array) -> PopulationState:
         """Each active, not diverged member's plateau observes its value (seeds, members); its

@@ -121,7 +121,7 @@ def test_off_the_cpu_the_users_loss_is_not_rewritten(digits, adam, monkeypatch):
     batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((32, *x.shape[1:]), x.dtype), task.train_data)
 
     def convolves(programs):
-        return has_convs(jax.make_jaxpr(programs._loss)(params, batch).jaxpr)
+        return has_convs(jax.make_jaxpr(programs._loss)(params, None, batch, None).jaxpr)
 
     monkeypatch.setattr(Layout, "on_cpu", property(lambda self: False))
     elsewhere = Programs(task, adam, None, layout)

@@ -66,10 +66,18 @@ def test_split_then_join_is_the_identity_and_cuts_device_blocks():
     kernel = jnp.arange(1 * 5 * 12 * 3, dtype=jnp.float32).reshape(1, 5, 12, 3)  # (seeds, in, members, out)
     state = lrjax.engine.PopulationState(
         lrjax.engine.MemberState(
-            {"w": kernel}, (), jnp.zeros((1, 12), bool), jnp.zeros((1, 12), jnp.int32), 0, None, None
+            {"w": kernel},
+            {"count": jnp.arange(12)[None]},
+            (),
+            jnp.zeros((1, 12), bool),
+            jnp.zeros((1, 12), jnp.int32),
+            0,
+            None,
+            None,
         ),
         jnp.zeros((1, 7), jnp.int32),
         jnp.zeros((1, 2), jnp.uint32),
+        jnp.ones((1, 2), jnp.uint32),
         jnp.int32(3),
     )
     state = state._replace(members=state.members._replace(steps=jnp.arange(12)[None]))
