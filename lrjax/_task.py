@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from lrjax import _validate as v
 
@@ -242,27 +241,70 @@ class Task:
         loss: str | Callable[[jax.Array, jax.Array], jax.Array] = "cross_entropy",
         eval_data: tuple[Any, Any] | None = None,
         name: str | None = None,
+        rngs: Sequence[str] = (),
+        mutable: Sequence[str] | None = None,
+        train_kwargs: Mapping[str, Any] | None = None,
+        eval_kwargs: Mapping[str, Any] | None = None,
     ) -> Task:
-        """A supervised task from a stateless ``flax.linen`` module and ``(inputs, targets)`` data.
+        """A supervised task from a ``flax.linen`` module and ``(inputs, targets)`` data.
 
-        Parameters are ``module.init(rng, inputs[:1])["params"]``; predictions are
-        ``module.apply({"params": params}, inputs)``. ``loss`` is ``"cross_entropy"``
-        (logits and integer labels; accuracy is reported too), ``"mse"``, or a function
-        ``loss(predictions, targets) -> scalar``.
+        Parameters are ``module.init({"params": key}, inputs[:1], **eval_kwargs)["params"]``;
+        every other collection it creates (``batch_stats``) is model state. Training computes
+        ``module.apply(variables, inputs, rngs={stream: key}, mutable=mutable, **train_kwargs)``
+        with the member's key at the step (`lrjax.engine.step_key`; several streams split it in
+        the order given) and keeps the updated collections; evaluation computes
+        ``module.apply(variables, inputs, **eval_kwargs)``, no dropout, running statistics.
+
+        Args:
+          module: the ``flax.linen.Module``.
+          train_data: ``(inputs, targets)`` with a leading examples axis.
+          loss: ``"cross_entropy"`` (logits against integer labels of the outputs' shape less
+            the class axis; accuracy is reported too), ``"mse"`` (targets of the outputs'
+            shape), or ``loss(predictions, targets) -> scalar``.
+          eval_data: held-out ``(inputs, targets)``.
+          name: the task's name (default: the module's class name).
+          rngs: the rng streams the module draws from in training, e.g. ``("dropout",)``.
+          mutable: the collections training updates (default: every collection besides
+            ``params``); the others are carried unchanged.
+          train_kwargs, eval_kwargs: the module's train/eval switch as keyword arguments of its
+            ``__call__``, e.g. ``{"train": True}`` and ``{"train": False}``, or
+            ``{"deterministic": False}`` and ``{"deterministic": True}``.
+
+        Returns:
+          A `Task` with ``rng`` when ``rngs`` names a stream and ``stateful`` when the module has
+          collections besides ``params``.
+
+        Raises:
+          ValueError: targets of a shape that does not fit the outputs; a stream the module
+            draws from that ``rngs`` lacks; a collection it updates that ``mutable`` lacks; a
+            switch that does not switch (training that never updates ``batch_stats``, or an
+            evaluation that never reads it).
+
+        Example:
+          >>> import flax.linen as nn, lrjax
+          >>> class Net(nn.Module):
+          ...     @nn.compact
+          ...     def __call__(self, x, train: bool):
+          ...         x = nn.Dense(32)(x.reshape(x.shape[0], -1))
+          ...         x = nn.BatchNorm(use_running_average=not train)(x)
+          ...         x = nn.Dropout(0.2, deterministic=not train)(nn.relu(x))
+          ...         return nn.Dense(10)(x)
+          >>> train, held_out = lrjax.datasets.load_digits()
+          >>> task = lrjax.Task.from_linen(Net(), train, eval_data=held_out, rngs=("dropout",),
+          ...                              train_kwargs={"train": True}, eval_kwargs={"train": False})
+          >>> task.rng, task.stateful
+          (True, True)
         """
-        example = train_data[0][:1]
+        from lrjax import _flax, _supervised
 
-        def init(rng: jax.Array) -> Params:
-            variables = module.init(rng, example)
-            extra = set(variables) - {"params"}
-            if extra:
-                raise ValueError(f"module must be stateless (only 'params'), it also has collections {sorted(extra)}")
-            return variables["params"]
-
-        def apply(params: Params, inputs: jax.Array) -> jax.Array:
-            return module.apply({"params": params}, inputs)
-
-        return cls._supervised(init, apply, train_data, eval_data, loss, name or type(module).__name__)
+        _supervised.resolve_loss(loss)
+        example = np.asarray(train_data[0][:1])
+        model = _flax.linen_model(
+            module, example, rngs=rngs, mutable=mutable, train_kwargs=train_kwargs, eval_kwargs=eval_kwargs
+        )
+        return _supervised.supervised(
+            model, train_data, eval_data, loss, name or type(module).__name__, adapter="Task.from_linen"
+        )
 
     @classmethod
     def from_nnx(
@@ -273,52 +315,111 @@ class Task:
         loss: str | Callable[[jax.Array, jax.Array], jax.Array] = "cross_entropy",
         eval_data: tuple[Any, Any] | None = None,
         name: str | None = None,
+        rngs: Sequence[str] = (),
     ) -> Task:
         """A supervised task from a ``flax.nnx`` module: ``make_model(rngs: nnx.Rngs) -> Module``.
 
-        Parameters are the module's ``nnx.State`` (a pytree); predictions are
-        ``nnx.merge(graphdef, params)(inputs)``. ``loss`` as in `from_linen`.
+        ``make_model`` receives ``nnx.Rngs(params=key, **{stream: ...})`` for each stream in
+        ``rngs``. The module's ``nnx.Param`` variables are the parameters; its other variables
+        (``nnx.BatchStat``, counters) are model state. Training runs the module after
+        ``model.train()``, each stream reseeded with the member's key at the step (as
+        ``nnx.reseed(model, dropout=key)``; several streams split it in the order given);
+        evaluation runs it after ``model.eval()``.
+
+        Args:
+          make_model: builds the module from its ``nnx.Rngs``.
+          train_data: ``(inputs, targets)`` with a leading examples axis.
+          loss: as in `from_linen`.
+          eval_data: held-out ``(inputs, targets)``.
+          name: the task's name (default ``"nnx"``).
+          rngs: the streams the module draws from in training, e.g. ``("dropout",)``.
+
+        Returns:
+          A `Task` with ``rng`` when ``rngs`` names a stream and ``stateful`` when the module has
+          variables besides its parameters and rng state.
+
+        Raises:
+          ValueError: targets of a shape that does not fit the outputs; a stream the module
+            asks for or holds that ``rngs`` lacks; a BatchNorm that ``train()`` / ``eval()`` do
+            not switch.
+
+        Example:
+          >>> from flax import nnx
+          >>> import lrjax
+          >>> class Net(nnx.Module):
+          ...     def __init__(self, rngs):
+          ...         self.hidden = nnx.Linear(64, 32, rngs=rngs)
+          ...         self.norm = nnx.BatchNorm(32, rngs=rngs)
+          ...         self.drop = nnx.Dropout(0.2, rngs=rngs)
+          ...         self.out = nnx.Linear(32, 10, rngs=rngs)
+          ...     def __call__(self, x):
+          ...         x = self.norm(self.hidden(x.reshape(x.shape[0], -1)))
+          ...         return self.out(self.drop(nnx.relu(x)))
+          >>> train, held_out = lrjax.datasets.load_digits()
+          >>> task = lrjax.Task.from_nnx(Net, train, eval_data=held_out, rngs=("dropout",))
+          >>> task.rng, task.stateful
+          (True, True)
         """
-        from flax import nnx
+        from lrjax import _flax, _supervised
 
-        graphdef, _ = nnx.split(nnx.eval_shape(lambda: make_model(nnx.Rngs(0))))
-
-        def init(rng: jax.Array) -> Params:
-            return nnx.split(make_model(nnx.Rngs(params=rng)))[1]
-
-        def apply(params: Params, inputs: jax.Array) -> jax.Array:
-            return nnx.merge(graphdef, params)(inputs)
-
-        return cls._supervised(init, apply, train_data, eval_data, loss, name or "nnx")
+        _supervised.resolve_loss(loss)
+        model = _flax.nnx_model(make_model, rngs=rngs)
+        return _supervised.supervised(model, train_data, eval_data, loss, name or "nnx", adapter="Task.from_nnx")
 
     @classmethod
-    def _supervised(cls, init, apply, train_data, eval_data, loss, name) -> Task:
-        if not (isinstance(train_data, (tuple, list)) and len(train_data) == 2):
-            raise ValueError("train_data must be an (inputs, targets) pair for a Flax task")
-        if isinstance(loss, str):
-            if loss not in SUPERVISED_LOSSES:
-                raise ValueError(f"loss must be one of {tuple(SUPERVISED_LOSSES)} or a callable, got {loss!r}")
-            loss_name, loss = loss, SUPERVISED_LOSSES[loss]
-        elif callable(loss):
-            loss_name = None
-        else:
-            raise TypeError(f"loss must be a name or a callable, got {loss!r}")
+    def from_equinox(
+        cls,
+        make_model: Callable[[jax.Array], Any],
+        train_data: tuple[Any, Any],
+        *,
+        loss: str | Callable[[jax.Array, jax.Array], jax.Array] = "cross_entropy",
+        eval_data: tuple[Any, Any] | None = None,
+        name: str | None = None,
+        rng: bool = False,
+    ) -> Task:
+        """A supervised task from an ``equinox.Module`` (``pip install 'lrjax[equinox]'``).
 
-        def loss_fn(params: Params, batch: tuple[Any, Any]) -> jax.Array:
-            inputs, targets = batch
-            return loss(apply(params, inputs), targets)
+        ``make_model(key)`` returns the module, or ``(module, state)`` for stateful layers
+        (``lambda key: equinox.nn.make_with_state(Net)(key=key)``). The module's floating-point
+        arrays are the parameters (``equinox.filter(module, equinox.is_inexact_array)``), the
+        rest is static, and the ``equinox.nn.State`` is model state. The module takes one
+        example, as Equinox modules do: training computes ``jax.vmap(module, axis_name="batch")``
+        over the batch (``module(x, state)`` with state, returning ``(y, state)``; ``key=`` of
+        ``jax.random.split(key, batch)`` with ``rng``), so a BatchNorm is given
+        ``axis_name="batch"``; evaluation runs ``equinox.nn.inference_mode(module)``.
 
-        def metrics(params: Params, data: tuple[Any, Any]) -> dict[str, jax.Array]:
-            inputs, targets = data
-            predictions = apply(params, inputs)
-            out = {"loss": loss(predictions, targets)}
-            if loss_name == "cross_entropy":
-                out["accuracy"] = jnp.mean(jnp.argmax(predictions, -1) == targets)
-            return out
+        Args:
+          make_model: builds the module (and state) from a key.
+          train_data: ``(inputs, targets)`` with a leading examples axis.
+          loss: as in `from_linen`.
+          eval_data: held-out ``(inputs, targets)``.
+          name: the task's name (default ``"equinox"``).
+          rng: the module takes ``key=`` in training (``equinox.nn.Dropout``).
 
-        if loss_name == "cross_entropy":
-            _check_labels(init, apply, train_data, eval_data)
-        return cls(init, loss_fn, tuple(train_data), tuple(eval_data) if eval_data is not None else None, metrics, name)
+        Returns:
+          A `Task` with ``rng`` as given and ``stateful`` when ``make_model`` returns a state.
+
+        Raises:
+          ValueError: targets of a shape that does not fit the outputs; a non-float array in the
+            module (lrjax cannot train it or carry it there); a stateful layer that
+            ``inference_mode`` does not switch.
+
+        Example:
+          >>> import equinox as eqx, jax, lrjax
+          >>> train, held_out = lrjax.datasets.load_digits()
+          >>> make = lambda key: eqx.nn.Sequential([eqx.nn.Lambda(lambda x: x.reshape(-1)),
+          ...                                       eqx.nn.Linear(64, 10, key=key)])
+          >>> task = lrjax.Task.from_equinox(make, train, eval_data=held_out)
+          >>> task.rng, task.stateful
+          (False, False)
+        """
+        from lrjax import _equinox, _supervised
+
+        _supervised.resolve_loss(loss)
+        model = _equinox.equinox_model(make_model, rng=rng)
+        return _supervised.supervised(
+            model, train_data, eval_data, loss, name or "equinox", adapter="Task.from_equinox"
+        )
 
 
 def _binds(fn: Callable, count: int) -> bool:
@@ -332,42 +433,3 @@ def _binds(fn: Callable, count: int) -> bool:
     except TypeError:
         return False
     return True
-
-
-def _check_labels(init: Callable, apply: Callable, train_data: Any, eval_data: Any) -> None:
-    """Cross-entropy's targets must be integer classes the model has outputs for (a label past
-    them gives a silent loss of 0 through the one-hot encoding). The number of classes comes from
-    the model's output shape (``jax.eval_shape``: nothing runs)."""
-    example = np.asarray(train_data[0][:1])
-    classes = jax.eval_shape(lambda key: apply(init(key), example), jax.random.key(0)).shape[-1]
-    for where, data in (("train_data", train_data), ("eval_data", eval_data)):
-        if data is None:
-            continue
-        labels = np.asarray(data[1])
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise TypeError(
-                f"{where}[1] must hold integer class labels for loss='cross_entropy', got dtype {labels.dtype}"
-            )
-        bad = (labels < 0) | (labels >= classes)
-        if bad.any():
-            raise ValueError(
-                f"{where}[1] must hold class labels in [0, {classes}) (the model's outputs), "
-                f"got {labels[bad].flat[0]} ({int(bad.sum())} such labels)"
-            )
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Mean softmax cross-entropy of ``logits`` against integer ``labels``: mean_i(-log softmax(z_i)[y_i]).
-
-    Written with one-hot targets: its gradient (softmax - one_hot) is elementwise, where the
-    integer-label gather's gradient is a scatter-add, which XLA:CPU runs as a loop over the
-    batch (10% of a digits sweep step)."""
-    return jnp.mean(optax.softmax_cross_entropy(logits, jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)))
-
-
-def mse(predictions: jax.Array, targets: jax.Array) -> jax.Array:
-    """Mean squared error."""
-    return jnp.mean((predictions - targets) ** 2)
-
-
-SUPERVISED_LOSSES = {"cross_entropy": cross_entropy, "mse": mse}

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lrjax._task import cross_entropy, mse
+from lrjax._supervised import cross_entropy, mse
 
 
 def test_cross_entropy_closed_form_and_gradient():
