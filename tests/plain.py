@@ -6,7 +6,10 @@ from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 
+import lrjax
 from lrjax.engine.program import order_words, seed_keys
 from lrjax.engine.shuffle import epoch_order
 
@@ -21,3 +24,33 @@ def batches(data, batch_size: int, steps: int, *, seed: int = 0, seeds: int = 1,
         order = epoch_order(words, t // per_epoch, n)
         idx = order[(t % per_epoch) * batch_size : (t % per_epoch + 1) * batch_size]
         yield jax.tree.map(lambda x: jnp.take(x, idx, axis=0), data)
+
+
+STEPS, BATCH, LR = 12, 32, (0.02, 0.1)  # the adapters' comparisons: members' learning rates
+
+
+def sgd(hp):
+    return optax.sgd(hp["learning_rate"], momentum=0.9)
+
+
+def cross_entropy(logits, labels):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def close(a, b):
+    """Equal within 1e-5 in norm (float32 summation order differs between a member of a sweep
+    and a loop of its own)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert np.linalg.norm(a - b) <= 1e-5 * max(np.linalg.norm(b), 1e-6), np.linalg.norm(a - b)
+
+
+def take(tree, i):
+    """Member ``i`` of a tree with a leading member axis."""
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+def sweep(task):
+    """``STEPS`` of members with learning rates ``LR`` on batches of ``BATCH``, then an evaluation."""
+    pop = lrjax.Population(task, sgd, {"learning_rate": list(LR)}, batch_size=BATCH)
+    pop.advance(STEPS)
+    return pop, pop.evaluate()

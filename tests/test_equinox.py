@@ -4,23 +4,11 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 import pytest
 
 import lrjax
 from lrjax.engine import init_key, step_key
-from tests.plain import batches
-
-STEPS, BATCH, LR = 12, 32, (0.02, 0.1)
-
-
-def sgd(hp):
-    return optax.sgd(hp["learning_rate"], momentum=0.9)
-
-
-def cross_entropy(logits, labels):
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+from tests.plain import BATCH, LR, STEPS, batches, close, cross_entropy, sgd, sweep, take
 
 
 class Net(eqx.Module):
@@ -48,21 +36,6 @@ def mlp(key):
 @pytest.fixture(scope="module")
 def digits():
     return lrjax.datasets.load_digits()
-
-
-def close(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert np.linalg.norm(a - b) <= 1e-5 * max(np.linalg.norm(b), 1e-6), np.linalg.norm(a - b)
-
-
-def take(tree, i):
-    return jax.tree.map(lambda x: x[i], tree)
-
-
-def sweep(task):
-    pop = lrjax.Population(task, sgd, {"learning_rate": list(LR)}, batch_size=BATCH)
-    pop.advance(STEPS)
-    return pop, pop.evaluate()
 
 
 def plain_loop(model, state, lr, train):
@@ -134,5 +107,5 @@ def test_what_the_equinox_adapter_cannot_carry_raises(digits):
         lrjax.Task.from_equinox(Counted, train)
     with pytest.raises(ValueError, match=r"train_data\[1\] has shape \(1438, 1\)"):
         lrjax.Task.from_equinox(mlp, (train[0], train[1][:, None]))
-    with pytest.raises(TypeError, match="must return an equinox.Module"):
+    with pytest.raises(TypeError, match=r"must return an equinox\.Module"):
         lrjax.Task.from_equinox(lambda key: jnp.zeros(3), train)

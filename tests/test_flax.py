@@ -12,17 +12,7 @@ from flax import nnx
 
 import lrjax
 from lrjax.engine import init_key, step_key
-from tests.plain import batches
-
-STEPS, BATCH, LR = 12, 32, (0.02, 0.1)
-
-
-def sgd(hp):
-    return optax.sgd(hp["learning_rate"], momentum=0.9)
-
-
-def cross_entropy(logits, labels):
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+from tests.plain import BATCH, LR, STEPS, batches, close, cross_entropy, sgd, sweep, take
 
 
 class LinenNet(nn.Module):
@@ -49,21 +39,6 @@ class NNXNet(nnx.Module):
 @pytest.fixture(scope="module")
 def digits():
     return lrjax.datasets.load_digits()
-
-
-def close(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert np.linalg.norm(a - b) <= 1e-5 * max(np.linalg.norm(b), 1e-6), np.linalg.norm(a - b)
-
-
-def take(tree, i):
-    return jax.tree.map(lambda x: x[i], tree)
-
-
-def sweep(task):
-    pop = lrjax.Population(task, sgd, {"learning_rate": list(LR)}, batch_size=BATCH)
-    pop.advance(STEPS)
-    return pop, pop.evaluate()
 
 
 def test_a_linen_member_equals_the_plain_flax_loop_with_mutable_batch_stats(digits):

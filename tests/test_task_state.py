@@ -10,7 +10,7 @@ import pytest
 
 import lrjax
 from lrjax.engine import count_compiles, init_key, step_key
-from tests.plain import batches
+from tests.plain import batches, close, take
 
 STEPS, BATCH = 20, 32
 CONFIGS = {"learning_rate": [0.05, 0.2]}
@@ -84,15 +84,6 @@ def plain(task, hp, index, steps=STEPS):
         params, state, opt, loss = step(params, state, opt, batch, step_key(3, 2, index, t))
         losses.append(loss)
     return params, state, np.asarray(losses)
-
-
-def close(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert np.linalg.norm(a - b) <= 1e-5 * max(np.linalg.norm(b), 1e-6), np.linalg.norm(a - b)
-
-
-def take(tree, i):
-    return jax.tree.map(lambda x: x[i], tree)
 
 
 def test_each_member_equals_a_plain_optax_loop_with_the_same_keys(task):
