@@ -45,7 +45,7 @@ def test_every_public_function_and_class_has_a_runnable_example(module):
 
 
 def test_importing_lrjax_or_its_schedules_imports_no_optional_library():
-    heavy = ("flax", "matplotlib", "orbax", "optuna", "pandas")
+    heavy = ("equinox", "flax", "matplotlib", "orbax", "optuna", "pandas")
     for module in ("lrjax", "lrjax.schedules"):
         code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy}))"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
