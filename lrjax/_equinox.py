@@ -12,6 +12,7 @@ from typing import Any
 import jax
 
 from lrjax._supervised import Model
+from lrjax._task import key_shape
 
 BATCH_AXIS = "batch"
 
@@ -32,7 +33,7 @@ def equinox_model(make_model: Callable[[jax.Array], Any], *, rng: bool) -> Model
     calls ``equinox.nn.inference_mode(module)`` without keys."""
     eqx = _equinox()
     try:
-        shapes = eqx.filter_eval_shape(make_model, jax.random.key(0))
+        shapes = eqx.filter_eval_shape(make_model, key_shape())
     except Exception as err:
         raise ValueError(f"make_model(key) fails: {type(err).__name__}: {str(err).strip()[:300]}") from err
     stateful = isinstance(shapes, tuple) and len(shapes) == 2 and isinstance(shapes[1], eqx.nn.State)

@@ -11,6 +11,7 @@ from typing import Any
 import jax
 
 from lrjax._supervised import Model
+from lrjax._task import key_shape
 
 
 def _first_line(err: Exception) -> str:
@@ -62,7 +63,7 @@ def linen_model(
         return dict(module.init({"params": key}, example, **eval_kwargs))
 
     try:
-        shapes = jax.eval_shape(variables_of, jax.random.key(0))
+        shapes = jax.eval_shape(variables_of, key_shape())
     except Exception as err:
         raise ValueError(
             f"module.init fails on train_data[0][:1] with eval_kwargs={eval_kwargs}: {_first_line(err)}"

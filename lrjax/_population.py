@@ -23,7 +23,7 @@ import optax
 from lrjax import _checkpoint, _configs
 from lrjax import _validate as v
 from lrjax._result import SweepResult
-from lrjax._task import Task
+from lrjax._task import Task, key_shape
 from lrjax.engine import cache, hosts
 from lrjax.engine import parts as engine_parts
 from lrjax.engine.program import (
@@ -155,7 +155,7 @@ def check_task_and_optimizer(task: Any, optimizer: Any, hp: Mapping[str, Any], p
 
 
 def _check_reads(task: Task, optimizer: Any, hp: Mapping[str, Any], plateau: Any) -> bool:
-    params = jax.eval_shape(task.initial, jax.random.key(0))[0]
+    params = jax.eval_shape(task.initial, key_shape())[0]
     probe, read = _probe("optimizer", optimizer, hp, params)
     if not isinstance(probe, optax.GradientTransformation):
         raise TypeError(f"optimizer(hp) must return an optax.GradientTransformation, got {type(probe).__name__}")
@@ -598,6 +598,7 @@ class Population:
             eval_steps=np.asarray(self._eval_steps, np.int64),
             eval_metrics=self._eval_history(),
             final_params=self.params,
+            final_model_state=self.model_state,
             diverged=self.diverged,
             diverged_at=self.diverged_at,
             plateau_scale=self._by_evaluation(self._plateau_scale) if self.plateau is not None else None,

@@ -57,6 +57,8 @@ class SweepResult:
       eval_steps: (E,) numbers of updates applied at each evaluation.
       eval_metrics: name -> (M, E); always includes ``loss``.
       final_params: the parameters pytree with a leading M axis.
+      final_model_state: the model state (a ``stateful`` `lrjax.Task`'s running statistics)
+        with a leading M axis, or None.
       diverged: (M,) whether the member's loss or update turned non-finite.
       diverged_at: (M,) the step at which it did, or −1.
       info: task name, steps, batch size, seeds, devices, memory groups, XLA compilations,
@@ -85,6 +87,7 @@ class SweepResult:
     diverged_at: np.ndarray
     info: dict[str, Any]
     plateau_scale: np.ndarray | None = None
+    final_model_state: Any = None
 
     def _canonical(self, metric: str) -> str:
         """``metric`` by its own name: the table's ``final_train_loss`` and ``eval_<name>``
@@ -146,11 +149,23 @@ class SweepResult:
         Returns:
           The parameters pytree of one member.
         """
+        return self._of_best(self.final_params, metric, mode)
+
+    def best_model_state(self, metric: str = "loss", mode: str | None = None) -> Any:
+        """The final model state of the member `best_params` picks (None without model state):
+        with those parameters, what evaluates the model (a BatchNorm's running statistics).
+
+        Returns:
+          The model state pytree of one member, or None.
+        """
+        return None if self.final_model_state is None else self._of_best(self.final_model_state, metric, mode)
+
+    def _of_best(self, tree: Any, metric: str, mode: str | None) -> Any:
         mode = self._mode(metric, mode)
         members = self.best(metric, mode)["members"]
         values = self.final(metric)[members]
         pick = members[int(np.nanargmin(values) if mode == "min" else np.nanargmax(values))]
-        return jax.tree.map(lambda x: np.asarray(x)[pick], self.final_params)
+        return jax.tree.map(lambda x: np.asarray(x)[pick], tree)
 
     def _mode(self, metric: str, mode: str | None) -> str:
         return metric_mode(self._canonical(metric), mode, self.info.get("metric_modes", {}))
@@ -182,13 +197,15 @@ class SweepResult:
         return plot.sweep(self, hyperparameter=hyperparameter, metric=metric)
 
     def save(self, path: str) -> None:
-        """Write the result to a ``.npz`` file (parameters are stored by their pytree paths)."""
+        """Write the result to a ``.npz`` file (parameters and model state are stored by their
+        pytree paths)."""
         arrays = {f"config/{k}": v for k, v in self.configs.items()}
         arrays.update({f"eval/{k}": v for k, v in self.eval_metrics.items()})
         if self.plateau_scale is not None:
             arrays["plateau_scale"] = self.plateau_scale
-        for p, leaf in jax.tree_util.tree_flatten_with_path(self.final_params)[0]:
-            arrays[f"params/{jax.tree_util.keystr(p)}"] = np.asarray(leaf)
+        for section, tree in (("params", self.final_params), ("model_state", self.final_model_state)):
+            for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+                arrays[f"{section}/{jax.tree_util.keystr(p)}"] = np.asarray(leaf)
         np.savez_compressed(
             path,
             train_loss=self.train_loss,
@@ -200,22 +217,29 @@ class SweepResult:
         )
 
     @classmethod
-    def load(cls, path: str, like: Any = None) -> SweepResult:
+    def load(cls, path: str, like: Any = None, model_state_like: Any = None) -> SweepResult:
         """Read a saved result. ``final_params`` is a dict keyed by pytree path, or, given
-        ``like`` (any pytree with the parameters' structure), that structure."""
+        ``like`` (any pytree with the parameters' structure), that structure;
+        ``final_model_state`` likewise with ``model_state_like`` (None if none was saved)."""
         with np.load(path) as f:
             data = {k: f[k] for k in f.files}
         section = lambda prefix: {k[len(prefix) :]: v for k, v in data.items() if k.startswith(prefix)}
-        params = section("params/")
-        if like is not None:
+
+        def tree(prefix: str, like: Any) -> Any:
+            flat = section(prefix)
+            if like is None:
+                return flat
             paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(like)[0]]
-            params = jax.tree.unflatten(jax.tree.structure(like), [params[p] for p in paths])
+            return jax.tree.unflatten(jax.tree.structure(like), [flat[p] for p in paths])
+
+        state = tree("model_state/", model_state_like) if any(k.startswith("model_state/") for k in data) else None
         return cls(
             configs=section("config/"),
             train_loss=data["train_loss"],
             eval_steps=data["eval_steps"],
             eval_metrics=section("eval/"),
-            final_params=params,
+            final_params=tree("params/", like),
+            final_model_state=state,
             diverged=data["diverged"],
             diverged_at=data["diverged_at"],
             info=json.loads(str(data["info"])),

@@ -15,7 +15,7 @@ import numpy as np
 import optax
 
 from lrjax._dataflow import flow
-from lrjax._task import Task
+from lrjax._task import Task, key_shape
 
 Predictions = jax.Array
 LossArg = str | Callable[[jax.Array, jax.Array], jax.Array]
@@ -142,7 +142,7 @@ def _check_targets(model: Model, loss_name: str, train_data: Any, eval_data: Any
     shape less their class axis, each below the number of classes (a label past them gives a
     silent loss of 0 through the one-hot encoding)."""
     example = np.asarray(train_data[0][:1])
-    out = jax.eval_shape(lambda key: model.eval(*model.init(key), example), jax.random.key(0)).shape
+    out = jax.eval_shape(lambda key: model.eval(*model.init(key), example), key_shape()).shape
     for where, data in (("train_data", train_data), ("eval_data", eval_data)):
         if data is None:
             continue
@@ -186,8 +186,8 @@ def _check_switch(model: Model, train_data: Any) -> None:
     mode for both (a BatchNorm that never updates its statistics, or one that evaluates with
     the eval batch's own), a silent wrong result."""
     example = jax.tree.map(lambda x: jax.ShapeDtypeStruct((2, *np.shape(x)[1:]), np.asarray(x).dtype), train_data[0])
-    params, state = jax.eval_shape(model.init, jax.random.key(0))
-    key = jax.random.key(0) if model.rng else None
+    params, state = jax.eval_shape(model.init, key_shape())
+    key = key_shape() if model.rng else None
     n_params = len(jax.tree.leaves(params))
     labels = sorted(set(model.switched.values()))
     leaves = {label: [n_params + i for i, name in model.switched.items() if name == label] for label in labels}

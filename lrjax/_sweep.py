@@ -68,16 +68,17 @@ def _signature(hps: Mapping[str, Any], **arguments: Any) -> dict[str, Any]:
 def _join(parts: Sequence[SweepResult], counts: Sequence[int], info: dict[str, Any]) -> SweepResult:
     """One result from the first ``counts[g]`` members of each group's result."""
     rows = lambda get: np.concatenate([get(p)[:n] for p, n in zip(parts, counts, strict=True)])
+    members = lambda get: jax.tree.map(
+        lambda *xs: np.concatenate([x[:n] for x, n in zip(xs, counts, strict=True)]), *[get(p) for p in parts]
+    )
     scales = None if parts[0].plateau_scale is None else rows(lambda p: p.plateau_scale)
     return SweepResult(
         configs={k: rows(lambda p, k=k: p.configs[k]) for k in parts[0].configs},
         train_loss=rows(lambda p: p.train_loss),
         eval_steps=parts[0].eval_steps,
         eval_metrics={k: rows(lambda p, k=k: p.eval_metrics[k]) for k in parts[0].eval_metrics},
-        final_params=jax.tree.map(
-            lambda *xs: np.concatenate([x[:n] for x, n in zip(xs, counts, strict=True)]),
-            *[p.final_params for p in parts],
-        ),
+        final_params=members(lambda p: p.final_params),
+        final_model_state=members(lambda p: p.final_model_state),
         diverged=rows(lambda p: p.diverged),
         diverged_at=rows(lambda p: p.diverged_at),
         plateau_scale=scales,

@@ -21,6 +21,17 @@ LossFn = Callable[..., Any]
 MetricsFn = Callable[..., Mapping[str, jax.Array]]
 
 
+def key_shape() -> jax.ShapeDtypeStruct:
+    """The shape and dtype of a key from ``jax.random.key``, to trace a function that takes one
+    (``jax.eval_shape``) without making one: a concrete key is an eager computation, which
+    compiles the first time a process makes it.
+
+    Returns:
+      A scalar `jax.ShapeDtypeStruct` of the default key dtype.
+    """
+    return jax.eval_shape(lambda: jax.random.key(0))
+
+
 def _check_data(name: str, data: Any) -> Any:
     """``data`` as a pytree of host arrays sharing a leading (examples) axis, all finite."""
     leaves, treedef = jax.tree.flatten(data)

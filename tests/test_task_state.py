@@ -172,6 +172,20 @@ def test_copy_moves_the_model_state_and_replace_resets_it(task):
     jax.tree.map(np.testing.assert_array_equal, take(pop.params, 0), take(pop.params, 2))
 
 
+def test_the_result_keeps_each_members_model_state_and_saves_it(task, tmp_path):
+    pop = population(task)
+    pop.advance(4)
+    pop.evaluate()
+    result = pop.result()
+    jax.tree.map(np.testing.assert_array_equal, result.final_model_state, pop.model_state)
+    member = result.best()["members"][int(np.argmin(result.final("loss")[result.best()["members"]]))]
+    jax.tree.map(np.testing.assert_array_equal, result.best_model_state(), take(pop.model_state, member))
+    result.save(tmp_path / "result.npz")
+    like = take(pop.model_state, 0)
+    loaded = lrjax.SweepResult.load(tmp_path / "result.npz", model_state_like=like)
+    jax.tree.map(np.testing.assert_array_equal, loaded.final_model_state, result.final_model_state)
+
+
 def test_a_diverged_member_keeps_its_last_finite_state(task):
     pop = lrjax.Population(task, sgd, {"learning_rate": [0.05, 1e30]}, batch_size=BATCH)
     pop.advance(5)

@@ -38,7 +38,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from lrjax._task import Task
+from lrjax._task import Task, key_shape
 from lrjax.engine import rewrite
 from lrjax.engine.conv import rewrite_convs
 from lrjax.engine.dots import canonical_dots
@@ -270,7 +270,7 @@ def trace_metric_names(task: Task, batch_size: int | None) -> list[str]:
     for a stateful task, model state like its input), and that the metrics take the eval data:
     a `ValueError` names what does not fit."""
     try:
-        params, model_state = jax.eval_shape(task.initial, jax.random.key(0))
+        params, model_state = jax.eval_shape(task.initial, key_shape())
     except ValueError:
         raise
     except Exception as err:
@@ -278,7 +278,7 @@ def trace_metric_names(task: Task, batch_size: int | None) -> list[str]:
     b = batch_size or task.num_train
     batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype), task.train_data)
     try:
-        value, new_state = jax.eval_shape(task.step_loss, params, model_state, batch, jax.random.key(0))
+        value, new_state = jax.eval_shape(task.step_loss, params, model_state, batch, key_shape())
     except ValueError:
         raise
     except Exception as err:
@@ -408,11 +408,11 @@ class Programs:
         if not self.rewrites:
             self._loss_fn, self._metrics_fn = loss, metrics
             return
-        params, model_state = jax.eval_shape(self.task.initial, jax.random.key(0))
+        params, model_state = jax.eval_shape(self.task.initial, key_shape())
         b = self.layout.batch_size or self.task.num_train
         batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype), self.task.train_data)
         data = self.task.train_data if self.task.eval_data is None else self.task.eval_data
-        key = jax.random.key(0) if self.task.rng else None
+        key = key_shape() if self.task.rng else None
         self._loss_fn = rewrite_convs(loss, params, model_state, batch, key)
         self._metrics_fn = rewrite_convs(metrics, params, model_state, data)
 
