@@ -516,8 +516,9 @@ class Population:
         return new
 
     def replace(self, members: Members, configs: Mapping[str, Any]) -> None:
-        """Start ``members`` afresh with new hyperparameters: their seed's initial parameters, a
-        new optimizer state, steps at 0, not diverged. Configs not named keep their values.
+        """Start ``members`` afresh with new hyperparameters: their seed's initial parameters and
+        model state, a new optimizer state, steps at 0 (so a task's per-step keys restart), not
+        diverged. Configs not named keep their values.
 
         Args:
           members: member indices.
@@ -539,9 +540,10 @@ class Population:
             raise
 
     def copy(self, dst: Members, src: Members) -> None:
-        """Copy members ``src`` into ``dst``: parameters, optimizer state, steps, divergence flags
-        and hyperparameters (all reads happen before any write). ``dst`` keeps its seed's data
-        stream and its active flag.
+        """Copy members ``src`` into ``dst``: parameters, model state, optimizer state, steps,
+        divergence flags and hyperparameters (all reads happen before any write). ``dst`` keeps its
+        seed's data stream and per-step keys (drawn at the step count it takes from ``src``) and its
+        active flag.
 
         Args:
           dst: member indices to overwrite (no repeats).

@@ -38,27 +38,26 @@ def digits():
     return lrjax.datasets.load_digits()
 
 
+@eqx.filter_jit
+def _step(model, state, opt, x, y, key, lr):
+    def loss(model, state):
+        if state is None:
+            return cross_entropy(jax.vmap(model)(x), y), None
+        keys = jax.random.split(key, x.shape[0])
+        call = lambda xi, s, k: model(xi, s, key=k)
+        logits, state = jax.vmap(call, axis_name="batch", in_axes=(0, None, 0), out_axes=(0, None))(x, state, keys)
+        return cross_entropy(logits, y), state
+
+    (_, state), grads = eqx.filter_value_and_grad(loss, has_aux=True)(model, state)
+    updates, opt = sgd({"learning_rate": lr}).update(grads, opt, eqx.filter(model, eqx.is_inexact_array))
+    return eqx.apply_updates(model, updates), state, opt
+
+
 def plain_loop(model, state, lr, train):
     """The loop an Equinox user writes; ``state`` None for a stateless model."""
-    tx = sgd({"learning_rate": lr})
-    opt = tx.init(eqx.filter(model, eqx.is_inexact_array))
-
-    @eqx.filter_jit
-    def step(model, state, opt, x, y, key):
-        def loss(model, state):
-            if state is None:
-                return cross_entropy(jax.vmap(model)(x), y), None
-            keys = jax.random.split(key, x.shape[0])
-            call = lambda xi, s, k: model(xi, s, key=k)
-            logits, state = jax.vmap(call, axis_name="batch", in_axes=(0, None, 0), out_axes=(0, None))(x, state, keys)
-            return cross_entropy(logits, y), state
-
-        (_, state), grads = eqx.filter_value_and_grad(loss, has_aux=True)(model, state)
-        updates, opt = tx.update(grads, opt, eqx.filter(model, eqx.is_inexact_array))
-        return eqx.apply_updates(model, updates), state, opt
-
+    opt = sgd({"learning_rate": lr}).init(eqx.filter(model, eqx.is_inexact_array))
     for t, (x, y) in enumerate(batches(train, BATCH, STEPS)):
-        model, state, opt = step(model, state, opt, x, y, step_key(0, 1, 0, t))
+        model, state, opt = _step(model, state, opt, x, y, step_key(0, 1, 0, t), jnp.float32(lr))
     return model, state
 
 

@@ -41,6 +41,33 @@ def digits():
     return lrjax.datasets.load_digits()
 
 
+@jax.jit
+def _linen_step(params, batch_stats, opt, batch, key, lr):
+    def loss(params):
+        logits, updates = LinenNet().apply(
+            {"params": params, "batch_stats": batch_stats},
+            batch[0],
+            train=True,
+            mutable=["batch_stats"],
+            rngs={"dropout": key},
+        )
+        return cross_entropy(logits, batch[1]), updates["batch_stats"]
+
+    (_, batch_stats), grads = jax.value_and_grad(loss, has_aux=True)(params)
+    updates, opt = sgd({"learning_rate": lr}).update(grads, opt, params)
+    return optax.apply_updates(params, updates), batch_stats, opt
+
+
+@nnx.jit
+def _nnx_step(model, opt, x, y, key, lr):
+    nnx.reseed(model, dropout=key)
+    grads = nnx.grad(lambda m: cross_entropy(m(x), y))(model)  # updates the BatchStats
+    params = nnx.state(model, nnx.Param)
+    updates, opt = sgd({"learning_rate": lr}).update(grads, opt, params)
+    nnx.update(model, optax.apply_updates(params, updates))
+    return opt
+
+
 def test_a_linen_member_equals_the_plain_flax_loop_with_mutable_batch_stats(digits):
     train, held_out = digits
     task = lrjax.Task.from_linen(
@@ -57,27 +84,9 @@ def test_a_linen_member_equals_the_plain_flax_loop_with_mutable_batch_stats(digi
     for member, lr in enumerate(LR):
         variables = module.init(init_key(0, 1, 0), train[0][:1], train=False)
         params, batch_stats = variables["params"], variables["batch_stats"]
-        tx = sgd({"learning_rate": lr})
-        opt = tx.init(params)
-
-        @jax.jit
-        def step(params, batch_stats, opt, batch, key):
-            def loss(params):
-                logits, updates = module.apply(
-                    {"params": params, "batch_stats": batch_stats},
-                    batch[0],
-                    train=True,
-                    mutable=["batch_stats"],
-                    rngs={"dropout": key},
-                )
-                return cross_entropy(logits, batch[1]), updates["batch_stats"]
-
-            (_, batch_stats), grads = jax.value_and_grad(loss, has_aux=True)(params)
-            updates, opt = tx.update(grads, opt, params)
-            return optax.apply_updates(params, updates), batch_stats, opt
-
+        opt = sgd({"learning_rate": lr}).init(params)
         for t, batch in enumerate(batches(train, BATCH, STEPS)):
-            params, batch_stats, opt = step(params, batch_stats, opt, batch, step_key(0, 1, 0, t))
+            params, batch_stats, opt = _linen_step(params, batch_stats, opt, batch, step_key(0, 1, 0, t), lr)
         jax.tree.map(close, take(pop.params, member), params)
         jax.tree.map(close, take(pop.model_state, member)["batch_stats"], batch_stats)
         logits = module.apply({"params": params, "batch_stats": batch_stats}, held_out[0], train=False)
@@ -94,14 +103,9 @@ def test_an_nnx_member_equals_the_plain_nnx_loop_and_evaluates_in_eval_mode(digi
     for member, lr in enumerate(LR):
         model = NNXNet(nnx.Rngs(params=init_key(0, 1, 0), dropout=0))
         model.train()
-        tx = sgd({"learning_rate": lr})
-        opt = tx.init(nnx.state(model, nnx.Param))
+        opt = sgd({"learning_rate": lr}).init(nnx.state(model, nnx.Param))
         for t, (x, y) in enumerate(batches(train, BATCH, STEPS)):
-            nnx.reseed(model, dropout=step_key(0, 1, 0, t))
-            grads = nnx.grad(lambda m: cross_entropy(m(x), y))(model)  # updates the BatchStats
-            params = nnx.state(model, nnx.Param)
-            updates, opt = tx.update(grads, opt, params)
-            nnx.update(model, optax.apply_updates(params, updates))
+            opt = _nnx_step(model, opt, x, y, step_key(0, 1, 0, t), lr)
         jax.tree.map(close, take(pop.params, member), nnx.state(model, nnx.Param))
         jax.tree.map(close, take(pop.model_state, member), nnx.state(model, nnx.BatchStat))
         model.eval()

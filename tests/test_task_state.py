@@ -67,21 +67,20 @@ def population(task, **kwargs):
     return lrjax.Population(task, sgd, CONFIGS, batch_size=BATCH, seeds=2, seed=3, **kwargs)
 
 
+@jax.jit
+def _plain_step(params, state, opt, batch, key, lr):
+    (loss, state), grads = jax.value_and_grad(_loss, has_aux=True)(params, state, batch, key)
+    updates, opt = sgd({"learning_rate": lr}).update(grads, opt, params)
+    return optax.apply_updates(params, updates), state, opt, loss
+
+
 def plain(task, hp, index, steps=STEPS):
     """The loop a user writes: the member's keys are `lrjax.engine.step_key`."""
     params, state = task.init(init_key(3, 2, index))
-    tx = sgd(hp)
-    opt = tx.init(params)
-
-    @jax.jit
-    def step(params, state, opt, batch, key):
-        (loss, state), grads = jax.value_and_grad(_loss, has_aux=True)(params, state, batch, key)
-        updates, opt = tx.update(grads, opt, params)
-        return optax.apply_updates(params, updates), state, opt, loss
-
+    opt = sgd(hp).init(params)
     losses = []
     for t, batch in enumerate(batches(task.train_data, BATCH, steps, seed=3, seeds=2, index=index)):
-        params, state, opt, loss = step(params, state, opt, batch, step_key(3, 2, index, t))
+        params, state, opt, loss = _plain_step(params, state, opt, batch, step_key(3, 2, index, t), hp["learning_rate"])
         losses.append(loss)
     return params, state, np.asarray(losses)
 
