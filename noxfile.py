@@ -30,7 +30,7 @@ nox.options.sessions = ["lowest", "newest", "engine"]
 PYTEST = ("pytest", "-q", "-n", "2", "--durations=10")
 VERSIONS = (
     "import importlib.metadata as m, sys; print('python', sys.version.split()[0], *("
-    "f'{p} {m.version(p)}' for p in ('jax', 'jaxlib', 'optax', 'flax', 'orbax-checkpoint', 'numpy')), sep=' | ')"
+    "f'{p} {m.version(p)}' for p in ('jax', 'jaxlib', 'optax', 'flax', 'equinox', 'orbax-checkpoint', 'numpy')), sep=' | ')"
 )
 
 
