@@ -141,6 +141,17 @@ def _state_difference(saved: Mapping[str, Any], given: Mapping[str, Any], most: 
     return "\n".join(lines)
 
 
+def check_batch_size(task: Task, batch_size: Any) -> int | None:
+    """``batch_size`` as an int in ``[1, task.num_train]``, or None (full batch); a `ValueError`
+    names it otherwise."""
+    if batch_size is None:
+        return None
+    batch_size = v.integer("batch_size", batch_size)
+    if batch_size > task.num_train:
+        raise ValueError(f"batch_size must be <= the number of training examples ({task.num_train}), got {batch_size}")
+    return batch_size
+
+
 def check_task_and_optimizer(task: Any, optimizer: Any, hp: Mapping[str, Any], plateau: Any = None) -> None:
     """`TypeError` unless ``task`` is a `Task` and ``optimizer(hp)`` an Optax transformation;
     `ValueError` if it reads a hyperparameter the configs lack, or if a config is read by
@@ -267,12 +278,7 @@ class Population:
         seeds = v.integer("seeds", seeds)
         seed = v.integer("seed", seed, minimum=0)
         memory_budget = v.integer("memory_budget", memory_budget)
-        if batch_size is not None:
-            batch_size = v.integer("batch_size", batch_size)
-            if batch_size > task.num_train:
-                raise ValueError(
-                    f"batch_size must be <= the number of training examples ({task.num_train}), got {batch_size}"
-                )
+        batch_size = check_batch_size(task, batch_size)
         check_task_and_optimizer(task, optimizer, _configs.take(hps, 0), plateau)
         plateau_fn = _plateau_fn(plateau)
         devices = tuple(devices or hosts.default_devices())

@@ -25,6 +25,7 @@ from lrjax._configs import check_configs
 from lrjax._population import (
     DEFAULT_MEMORY_BUDGET,
     Population,
+    check_batch_size,
     check_task_and_optimizer,
     one_member_bytes,
     state_bytes,
@@ -155,7 +156,9 @@ def sweep(
     memory_budget = v.integer("memory_budget", memory_budget)
     if eval_every is not None:
         eval_every = v.integer("eval_every", eval_every)
+    v.integer("seed", seed, minimum=0)
     check_task_and_optimizer(task, optimizer, _configs.take(hps, 0), plateau)
+    check_batch_size(task, batch_size)  # before the progress bar starts
     if checkpoint_every is not None:
         checkpoint_every = v.integer("checkpoint_every", checkpoint_every)
         if checkpoint is None:

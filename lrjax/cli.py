@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import pathlib
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -452,6 +453,7 @@ def _parser() -> argparse.ArgumentParser:
     se.add_argument("--top", type=int, default=8, help="rows in the table (default 8)")
     se.set_defaults(run=_search_command)
     for command in commands.choices.values():
+        command.set_defaults(command_parser=command)
         command.add_argument(
             "--no-compilation-cache",
             action="store_true",
@@ -488,7 +490,13 @@ def _task_flags(parser: argparse.ArgumentParser, batch_size: bool = True) -> Non
         metavar="TASK",
         help=f"a built-in task ({', '.join(sorted(TASKS))}) or module:function returning an lrjax.Task (default digits_mlp)",
     )
-    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+    parser.add_argument(
+        "--optimizer",
+        choices=sorted(OPTIMIZERS),
+        default="adam",
+        help="the Optax optimizer (default adam); --config can sweep what it reads: "
+        + "; ".join(f"{o} reads {', '.join(n) or 'only the learning rate'}" for o, n in SWEPT.items()),
+    )
     if batch_size:
         parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
@@ -524,6 +532,12 @@ def _check(args: argparse.Namespace) -> None:
         v.check("--peak", args.peak, gt=0)
         return
     v.integer("--cpu-devices", args.cpu_devices)
+    for name, _ in getattr(args, "config", None) or []:
+        if name not in SWEPT[args.optimizer]:
+            readers = [o for o, names in SWEPT.items() if name in names]
+            hint = f"use --optimizer {' or '.join(readers)}" if readers else "no --optimizer reads it"
+            reads = ", ".join(SWEPT[args.optimizer]) or "only the learning rate"
+            raise ValueError(f"--config {name} is not read by --optimizer {args.optimizer} (it reads {reads}): {hint}")
     for flag in ("out_dir", "checkpoint"):  # paths written after training: checked before it
         if getattr(args, flag, None) is not None:
             v.directory(f"--{flag.replace('_', '-')}", getattr(args, flag))
@@ -545,13 +559,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     argparse reports its own errors, not as a traceback."""
     parser = _parser()
     args = parser.parse_args(argv)
+    command = args.command_parser
     try:
         _check(args)
         if not args.no_compilation_cache:
             enable_compilation_cache()
         return args.run(args)
     except (ValueError, TypeError) as err:
-        parser.error(str(err))
+        command.error(_as_typed(str(err), command))
+
+
+def _as_typed(message: str, parser: argparse.ArgumentParser) -> str:
+    """``message`` with the argument it starts with named as the flag a user typed (lrjax's
+    validation says ``batch_size must be ...``; the command line's flag is ``--batch-size``)."""
+    for action in parser._actions:
+        flags = [f for f in action.option_strings if f.startswith("--")]
+        if flags and re.match(rf"{re.escape(action.dest)} ", message):
+            return flags[0] + message[len(action.dest) :]
+    return message
 
 
 if __name__ == "__main__":

@@ -90,14 +90,14 @@ def test_cli_sweep_with_a_checkpoint_resumes_to_the_same_table(tmp_path, capsys)
         (["sweep", "--cpu-devices", "0"], "--cpu-devices must be >= 1, got 0"),
         (["sweep", "--num", "0"], "--num must be >= 1, got 0"),
         (["schedules", "--peak", "-1"], r"--peak must be > 0, got -1.0"),
-        (["sweep", "--steps", "0"], "steps must be >= 1, got 0"),
-        (["sweep", "--batch-size", "0", "--steps", "20"], "batch_size must be >= 1, got 0"),
-        (["sweep", "--seeds", "0", "--steps", "20"], "seeds must be >= 1, got 0"),
-        (["sweep", "--eval-every", "0", "--steps", "20"], "eval_every must be >= 1, got 0"),
+        (["sweep", "--steps", "0"], "--steps must be >= 1, got 0"),
+        (["sweep", "--batch-size", "0", "--steps", "20"], "--batch-size must be >= 1, got 0"),
+        (["sweep", "--seeds", "0", "--steps", "20"], "--seeds must be >= 1, got 0"),
+        (["sweep", "--eval-every", "0", "--steps", "20"], "--eval-every must be >= 1, got 0"),
         (["find-lr", "--min-lr", "1", "--max-lr", "0.5"], r"--max-lr must be > --min-lr \(1.0\), got 0.5"),
-        (["find-lr", "--steps", "5"], "steps must be >= 10, got 5"),
-        (["search", "--method", "pbt", "--population", "1"], "population must be >= 2, got 1"),
-        (["batch-size", "--batch-sizes", "64,32"], r"batch_sizes must be strictly increasing, got \[64, 32\]"),
+        (["find-lr", "--steps", "5"], "--steps must be >= 10, got 5"),
+        (["search", "--method", "pbt", "--population", "1"], "--population must be >= 2, got 1"),
+        (["batch-size", "--batch-sizes", "64,32"], r"--batch-sizes must be strictly increasing, got \[64, 32\]"),
     ],
 )
 def test_cli_reports_bad_flags_as_usage_errors_not_tracebacks(argv, message, capsys):
@@ -105,8 +105,10 @@ def test_cli_reports_bad_flags_as_usage_errors_not_tracebacks(argv, message, cap
         cli.main(argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert re.search("lrjax: error: " + message, err) and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 2  # argparse's usage line and one line of error
+    # The subcommand's usage line and one line of error, naming the flag as typed.
+    assert re.search(f"lrjax {argv[0]}: error: " + message, err) and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert err.startswith(f"usage: lrjax {argv[0]} ") and [line for line in lines if "error:" in line] == lines[-1:]
 
 
 def test_the_catalogue_draws_each_schedule_in_its_panel():
@@ -237,14 +239,21 @@ def test_cli_sweeps_other_hyperparameters_the_optimizer_reads(tmp_path, capsys):
     for argv, message in [
         (
             ["sweep", "--optimizer", "sgd", "--config", "momentum=0,0.9"],
-            r"configs\['momentum'\] is never read by optimizer\(hp\)",
+            r"--config momentum is not read by --optimizer sgd \(it reads only the learning rate\): "
+            r"use --optimizer momentum",
+        ),
+        (
+            ["sweep", "--config", "weight_decay=0,1e-4"],
+            r"--config weight_decay is not read by --optimizer adam \(it reads b1, b2\): use --optimizer adamw",
         ),
         (["sweep", "--config", "b1=x"], r"argument --config: must be NAME=V1,V2,... with numbers, got 'b1=x'"),
+        (["sweep", "--batch-size", "5000"], r"lrjax sweep: error: --batch-size must be <= the number of training"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             cli.main([*argv, "--steps", "20"])
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and re.search(message, err) and "Traceback" not in err
+        assert err.startswith("usage: lrjax sweep ")  # the subcommand's own usage line
 
 
 CACHE_HITS = """
