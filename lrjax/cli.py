@@ -555,7 +555,7 @@ def _check(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lrjax`` command. Bad input (a flag out of range, or one lrjax's
-    validation refuses) is reported as ``lrjax: error: <message>`` with exit status 2, as
+    validation refuses) is reported as ``lrjax <command>: error: <message>`` with exit status 2, as
     argparse reports its own errors, not as a traceback."""
     parser = _parser()
     args = parser.parse_args(argv)

@@ -128,7 +128,7 @@ def test_cli_checks_its_output_directory_before_training(tmp_path, capsys):
             cli.main(["sweep", "--steps", "20", flag, str(a_file)])
         assert exit_info.value.code == 2 and log.count == 0
         err = capsys.readouterr().err
-        assert f"lrjax: error: {flag} must be a directory, new or existing" in err and "Traceback" not in err
+        assert f"lrjax sweep: error: {flag} must be a directory, new or existing" in err and "Traceback" not in err
 
 
 def test_cli_find_lr_prints_suggestions_and_writes_curves_and_png(tmp_path, capsys):
@@ -208,7 +208,7 @@ def test_cli_sweeps_a_users_task_given_as_module_function(tmp_path, monkeypatch,
     ]:
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["sweep", "--task", spec, "--steps", "20"])
-        assert exit_info.value.code == 2 and re.search("lrjax: error: " + message, capsys.readouterr().err)
+        assert exit_info.value.code == 2 and re.search("lrjax sweep: error: " + message, capsys.readouterr().err)
 
 
 def test_cli_sweeps_other_hyperparameters_the_optimizer_reads(tmp_path, capsys):
