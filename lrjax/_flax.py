@@ -12,11 +12,7 @@ import jax
 
 from lrjax._supervised import Model
 from lrjax._task import key_shape
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
+from lrjax._validate import first_line
 
 
 def _streams(name: str, rngs: Sequence[str]) -> tuple[str, ...]:
@@ -66,7 +62,7 @@ def linen_model(
         shapes = jax.eval_shape(variables_of, key_shape())
     except Exception as err:
         raise ValueError(
-            f"module.init fails on train_data[0][:1] with eval_kwargs={eval_kwargs}: {_first_line(err)}"
+            f"module.init fails on train_data[0][:1] with eval_kwargs={eval_kwargs}: {first_line(err)}"
             + (f"; if the module takes a train/eval switch, {switch_hint}" if isinstance(err, TypeError) else "")
         ) from err
     if "params" not in shapes:
@@ -97,12 +93,12 @@ def linen_model(
             out, updates = module.apply(variables, inputs, mutable=mutable, **kwargs)
         except flax.errors.InvalidRngError as err:
             raise ValueError(
-                f"the module draws random numbers in training ({_first_line(err)}): name the stream in rngs, "
+                f"the module draws random numbers in training ({first_line(err)}): name the stream in rngs, "
                 "e.g. rngs=('dropout',)"
             ) from err
         except flax.errors.ModifyScopeVariableError as err:
             raise ValueError(
-                f"the module updates a collection in training that mutable leaves out ({_first_line(err)}): "
+                f"the module updates a collection in training that mutable leaves out ({first_line(err)}): "
                 f"add it to mutable (now {mutable})"
             ) from err
         return out, {**state, **updates}
@@ -115,7 +111,7 @@ def linen_model(
         except flax.errors.ModifyScopeVariableError as err:
             raise ValueError(
                 f"evaluation updates {collections}: the module runs in training mode when it is evaluated "
-                f"({_first_line(err)}); {switch_hint}"
+                f"({first_line(err)}); {switch_hint}"
             ) from err
 
     switched = {}
@@ -172,7 +168,7 @@ def nnx_model(make_model: Callable[[Any], Any], *, rngs: Sequence[str]) -> Model
 
     def missing_stream(err: KeyError) -> ValueError:
         return ValueError(
-            f"the model asks nnx.Rngs for a stream it was not given ({_first_line(err)}): name it in rngs, "
+            f"the model asks nnx.Rngs for a stream it was not given ({first_line(err)}): name it in rngs, "
             "e.g. rngs=('dropout',)"
         )
 

@@ -154,3 +154,9 @@ def directory(name: str, path: Any) -> str:
         inside = "" if probe == os.path.abspath(path) else f" (inside {probe!r})"
         raise ValueError(f"{name} must be a directory, new or existing; {path!r} is an existing file{inside}")
     return path
+
+
+def first_line(err: Exception) -> str:
+    """``err``'s type and the first line of its message, to quote inside an error of our own."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"

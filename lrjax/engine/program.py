@@ -39,6 +39,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lrjax._task import Task, key_shape
+from lrjax._validate import first_line
 from lrjax.engine import rewrite
 from lrjax.engine.conv import rewrite_convs
 from lrjax.engine.dots import canonical_dots
@@ -233,10 +234,6 @@ def member_bytes(task: Task, optimizer: OptimizerFn, hp: Any) -> int:
     return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(jax.eval_shape(state, hp)))
 
 
-def _first_line(err: Exception) -> str:
-    return f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-
-
 def _with_value(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
     """``tx`` accepting ``value=`` in ``update`` (plain transformations ignore it)."""
     return optax.with_extra_args_support(tx)
@@ -274,7 +271,7 @@ def trace_metric_names(task: Task, batch_size: int | None) -> list[str]:
     except ValueError:
         raise
     except Exception as err:
-        raise ValueError(f"task.init fails: {_first_line(err)}") from err
+        raise ValueError(f"task.init fails: {first_line(err)}") from err
     b = batch_size or task.num_train
     batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype), task.train_data)
     try:
@@ -282,7 +279,7 @@ def trace_metric_names(task: Task, batch_size: int | None) -> list[str]:
     except ValueError:
         raise
     except Exception as err:
-        raise ValueError(f"task.loss fails on a batch of train_data: {_first_line(err)}") from err
+        raise ValueError(f"task.loss fails on a batch of train_data: {first_line(err)}") from err
     if value.shape != ():
         raise ValueError(
             f"task.loss must return a scalar (or (scalar, aux)), got shape {value.shape} from a batch of {b} "
@@ -297,9 +294,9 @@ def trace_metric_names(task: Task, batch_size: int | None) -> list[str]:
     except ValueError as err:
         if str(err).startswith("metrics must report"):
             raise
-        raise ValueError(f"{name} does not fit the task's model, loss or metrics: {_first_line(err)}") from err
+        raise ValueError(f"{name} does not fit the task's model, loss or metrics: {first_line(err)}") from err
     except Exception as err:
-        raise ValueError(f"{name} does not fit the task's model, loss or metrics: {_first_line(err)}") from err
+        raise ValueError(f"{name} does not fit the task's model, loss or metrics: {first_line(err)}") from err
 
 
 class Programs:
