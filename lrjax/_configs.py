@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from lrjax import _validate as v
+from lrjax.schedules._base import argument_names
 
 
 def check_values(where: str, name: str, leaf: Any) -> np.ndarray:
@@ -112,7 +113,7 @@ def columns(configs: Mapping[str, Any]) -> dict[str, np.ndarray]:
     the config, else by the leaf's whole path (``learning_rate.schedule.init_value``)."""
     cols = {}
     for name, value in configs.items():
-        labels = dict(getattr(value, "labels", ()))  # a schedule's factory argument names
+        labels = argument_names(value)  # a schedule's factory argument names
         flat = jax.tree_util.tree_flatten_with_path(value)[0]
         fields = [getattr(path[-1], "name", None) if path else None for path, _ in flat]
         for (path, leaf), field in zip(flat, fields, strict=True):

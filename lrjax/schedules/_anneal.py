@@ -12,7 +12,7 @@ from lrjax.schedules._base import (
     Schedule,
     as_float,
     ceildiv,
-    labelled,
+    factory,
     remaining,
     schedule_dataclass,
     static_field,
@@ -63,6 +63,7 @@ class Anneal(Schedule):
         return end + (as_float(self.init_value) - end) * weight
 
 
+@factory()
 def linear(init_value: Numeric, *, end_value: Numeric, steps: Numeric, begin_step: Numeric = 0) -> Anneal:
     """Linear schedule: η(t) = η₀ + (η₁ − η₀) · min(t − t₀, T)/T for t ≥ t₀, η₀ before.
 
@@ -88,6 +89,7 @@ def linear(init_value: Numeric, *, end_value: Numeric, steps: Numeric, begin_ste
     return Anneal(init_value, end_value, steps, 1.0, begin_step, "linear", False)
 
 
+@factory()
 def polynomial(
     init_value: Numeric,
     *,
@@ -123,6 +125,7 @@ def polynomial(
     return Anneal(init_value, end_value, steps, power, begin_step, "linear", cycle)
 
 
+@factory(decay_steps="steps", exponent="power")
 def cosine_decay(
     init_value: Numeric, *, decay_steps: Numeric, end_value: Numeric = 0.0, exponent: Numeric = 1.0
 ) -> Anneal:
@@ -149,6 +152,4 @@ def cosine_decay(
     """
     v.check("decay_steps", decay_steps, gt=0)  # the fields are steps and power: name the arguments
     v.check("exponent", exponent, gt=0)
-    return labelled(
-        Anneal(init_value, end_value, decay_steps, exponent, 0, "cosine", False), decay_steps="steps", exponent="power"
-    )
+    return Anneal(init_value, end_value, decay_steps, exponent, 0, "cosine", False)

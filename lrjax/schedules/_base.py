@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import inspect
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -45,11 +47,11 @@ def schedule_dataclass(cls: type[_T]) -> type[_T]:
     pytrees with placeholders for leaves (tracers, shapes, vmap axes), so its unflattening
     bypasses the constructor and sets the fields directly, as Equinox does.
     """
-    # Every schedule also carries `labels`: (leaf path, argument name) pairs that a factory sets
-    # where its arguments are stored under other field names (see `labelled`).
-    cls.__annotations__ = {**inspect.get_annotations(cls), "labels": "tuple[tuple[str, str], ...]"}
-    cls.labels = static_field(default=())
-    cls = dataclasses.dataclass(frozen=True, eq=False)(cls)
+    # Every schedule also carries the name of the `factory` that built it (None if constructed
+    # directly): its repr and the names of swept columns come from that factory's arguments.
+    cls.__annotations__ = {**inspect.get_annotations(cls), "factory": "str | None"}
+    cls.factory = static_field(default=None, repr=False)
+    cls = dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
     fields = dataclasses.fields(cls)
     meta = tuple(f.name for f in fields if f.metadata.get("static", False))
     data = tuple(f.name for f in fields if not f.metadata.get("static", False))
@@ -106,6 +108,26 @@ class Schedule(abc.ABC):
     @abc.abstractmethod
     def _eval(self, t: Array) -> Array:
         """The schedule's value at step ``t`` (an integer or float array)."""
+
+    def __repr__(self) -> str:
+        """The call that builds this schedule: its factory with the arguments it was given (read
+        from the fields, so a schedule changed by a sweep shows its new values), or the class
+        with its fields if it was constructed directly."""
+        if self.factory is None:
+            fields = [f.name for f in dataclasses.fields(self) if f.repr]
+            return f"{type(self).__name__}({', '.join(f'{n}={_show(getattr(self, n))}' for n in fields)})"
+        signature, paths = _FACTORIES[self.factory]
+        args = []
+        for name, param in signature.parameters.items():
+            where = paths[name]
+            if where is None:
+                continue
+            value = _show(where(self) if callable(where) else _read(self, where[0]))
+            positional = param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD, param.VAR_POSITIONAL)
+            args.append(
+                value[1:-1] if param.kind == param.VAR_POSITIONAL else value if positional else f"{name}={value}"
+            )
+        return f"{self.factory}({', '.join(args)})"
 
 
 _INT32 = np.iinfo(np.int32)
@@ -210,11 +232,112 @@ def interpolate(start: Numeric, end: Numeric, r: Array, shape: str) -> Array:
     return jnp.where(r >= 1, start, between)  # exact at both ends, not 1 ulp off at the start
 
 
-def labelled(schedule: _T, **paths: str) -> _T:
-    """``schedule`` with the names of the factory arguments its leaves hold, e.g.
-    ``labelled(s, peak_value="schedule.init_value")``: tables and plots name a swept leaf by the
-    argument the user wrote, not by the field path it is stored under."""
-    return dataclasses.replace(schedule, labels=tuple((path, name) for name, path in paths.items()))
+# Where a factory's argument is kept: the field paths that hold it (the first is read), a function
+# of the schedule that computes it, or None where it is not kept.
+_Where = tuple[str, ...] | Callable[["Schedule"], Any] | None
+# Each factory's signature, and where each of its arguments is kept.
+_FACTORIES: dict[str, tuple[inspect.Signature, dict[str, _Where]]] = {}
+
+
+def _where(spec: str | _Where) -> _Where:
+    return (spec,) if isinstance(spec, str) else spec
+
+
+def factory(**paths: str | _Where) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
+    """Register a function that builds a schedule, so that the schedule shows as that call.
+
+    The schedule it returns records the function's name (``factory``): its repr is the call with
+    the values of its fields, and tables name a swept leaf by the argument the user wrote. An
+    argument is read from the field of its own name unless ``paths`` gives another path
+    (``"schedule.init_value"``, ``"schedule.boundaries[0]"``), several paths that all hold it
+    (the first is read), a function of the schedule that computes it, or None where the schedule
+    does not keep it (it is left out of the repr). A name that is not an argument labels a leaf
+    that holds no single argument (`warmup_cosine_decay` keeps its decay length T − W as
+    ``decay_steps``). A call with arguments the function does not take is a `TypeError` that lists the
+    ones it does.
+
+    Args:
+      **paths: argument (or leaf) name -> field path(s), function or None, for arguments not
+        stored under their own name.
+
+    Returns:
+      A decorator.
+    """
+
+    def register(fn: Callable[..., _T]) -> Callable[..., _T]:
+        signature = inspect.signature(fn)
+        _FACTORIES[fn.__name__] = (signature, {n: _where(paths.get(n, n)) for n in [*signature.parameters, *paths]})
+
+        @functools.wraps(fn)
+        def build(*args: Any, **kwargs: Any) -> _T:
+            unknown = [k for k in kwargs if k not in signature.parameters]
+            try:
+                if unknown:
+                    raise TypeError(f"got an unexpected keyword argument {unknown[0]!r}")
+                signature.bind(*args, **kwargs)
+            except TypeError as e:
+                raise TypeError(f"{fn.__name__}() {e}; it takes ({_describe(signature)})") from None
+            return dataclasses.replace(fn(*args, **kwargs), factory=fn.__name__)  # type: ignore[type-var]
+
+        return build
+
+    return register
+
+
+def _describe(signature: inspect.Signature) -> str:
+    """``init_value, *, decay_steps, end_value=0.0``: the arguments a call takes."""
+    return str(
+        signature.replace(
+            parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+            return_annotation=signature.empty,
+        )
+    )[1:-1]
+
+
+_STEP = re.compile(r"\.?(\w+)|\[(\d+)\]")
+
+
+def _read(schedule: Schedule, path: str) -> Any:
+    """The value at a field path such as ``schedule.schedules[1].steps`` or ``boundaries[0]``."""
+    value: Any = schedule
+    for attribute, index in _STEP.findall(path):
+        value = getattr(value, attribute) if attribute else value[int(index)]
+    return value
+
+
+def _show(value: Any) -> str:
+    """A field's value as it would be written in a call: numbers in their own precision
+    (``0.003``, not float32's ``0.003000000026``), arrays as lists."""
+    if isinstance(value, (Schedule, str, bool, type(None))) or callable(value):
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_show(x) for x in value) + "]"
+    if isinstance(value, jax.core.Tracer):
+        return repr(value)
+    array = np.asarray(value)
+    if array.ndim == 0:
+        return repr(array.item()) if isinstance(value, (int, float)) else str(array[()])
+    return "[" + ", ".join(str(x) for x in array) + "]"
+
+
+def argument_names(schedule: Any) -> dict[str, str]:
+    """Leaf path -> the factory argument it holds, for leaves stored under another name.
+
+    Args:
+      schedule: a schedule (anything else has no names).
+
+    Returns:
+      ``{"schedule.init_value": "peak_value", ...}``; an index into an array field is dropped
+      (``schedule.boundaries[0]`` names the leaf ``schedule.boundaries``).
+    """
+    if not isinstance(schedule, Schedule) or schedule.factory is None:
+        return {}
+    names = {}
+    for name, where in _FACTORIES[schedule.factory][1].items():
+        for path in where if isinstance(where, tuple) else ():
+            if path != name:
+                names[re.sub(r"\[\d+\]$", "", path)] = name
+    return names
 
 
 def is_schedule(x: object) -> bool:

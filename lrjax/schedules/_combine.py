@@ -13,6 +13,7 @@ from lrjax.schedules._base import (
     Schedule,
     as_array,
     as_float,
+    factory,
     floordiv,
     schedule_dataclass,
     static_field,
@@ -68,6 +69,7 @@ class Join(Schedule):
         return out
 
 
+@factory()
 def join(schedules: Sequence[ScheduleLike], *, boundaries: Sequence[Numeric]) -> Join:
     """Run schedules one after another: η(t) = s_k(t − b_{k−1}) for b_{k−1} ≤ t < b_k.
 
@@ -122,6 +124,7 @@ class Multiply(Schedule):
         return out
 
 
+@factory()
 def multiply(*schedules: ScheduleLike) -> Multiply:
     """Product of schedules: η(t) = Π_k s_k(t) (PyTorch ``ChainedScheduler`` of factors).
 
@@ -171,6 +174,7 @@ class FromEpochFn(Schedule):
         return self.fn(floordiv(jnp.maximum(t, 0), self.steps_per_epoch))
 
 
+@factory()
 def from_epoch_fn(fn: Callable[[Array], Array], *, steps_per_epoch: Numeric) -> FromEpochFn:
     """A schedule given per epoch: η(t) = fn(⌊t / steps_per_epoch⌋).
 
@@ -225,6 +229,7 @@ class BatchScaled(Schedule):
         return self.schedule(t) * (ratio if self.rule == "linear" else jnp.sqrt(ratio))
 
 
+@factory(value="schedule")
 def scale_for_batch_size(
     value: ScheduleLike, *, base_batch_size: Numeric, batch_size: Numeric, rule: str = "linear"
 ) -> BatchScaled:
@@ -248,6 +253,4 @@ def scale_for_batch_size(
       >>> S.scale_for_batch_size(0.1, base_batch_size=256, batch_size=1024, rule='sqrt')(0)
       Array(0.2, dtype=float32)
     """
-    return BatchScaled(
-        as_schedule("value", value), base_batch_size, batch_size, rule, labels=(("schedule.value", "value"),)
-    )
+    return BatchScaled(as_schedule("value", value), base_batch_size, batch_size, rule)

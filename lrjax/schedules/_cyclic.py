@@ -10,6 +10,7 @@ from lrjax.schedules._base import (
     Numeric,
     Schedule,
     as_float,
+    factory,
     floordiv,
     interpolate,
     remaining,
@@ -67,6 +68,7 @@ class Cyclic(Schedule):
         return base + (as_float(self.peak_value) - base) * height
 
 
+@factory()
 def cyclic(
     base_value: Numeric,
     *,
@@ -159,6 +161,7 @@ class OneCycle(Schedule):
         return out
 
 
+@factory()
 def one_cycle(
     peak_value: Numeric,
     *,

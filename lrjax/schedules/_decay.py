@@ -14,8 +14,8 @@ from lrjax.schedules._base import (
     as_array,
     as_float,
     count_le,
+    factory,
     floordiv,
-    labelled,
     schedule_dataclass,
     static_field,
 )
@@ -44,6 +44,7 @@ class Constant(Schedule):
         return jnp.broadcast_to(as_float(self.value), jnp.shape(t))
 
 
+@factory()
 def constant(value: Numeric) -> Constant:
     """A constant schedule: η(t) = value.
 
@@ -91,6 +92,7 @@ class PiecewiseConstant(Schedule):
         return jnp.take(as_float(self.values), count_le(jnp.asarray(self.boundaries), t), axis=-1)
 
 
+@factory()
 def piecewise_constant(values: Sequence[Numeric], *, boundaries: Sequence[Numeric]) -> PiecewiseConstant:
     """Piecewise-constant schedule: η(t) = values[#{b ∈ boundaries : b ≤ t}].
 
@@ -159,6 +161,7 @@ class ExponentialDecay(Schedule):
         return jnp.where(self.decay_rate < 1, jnp.maximum(out, end), jnp.minimum(out, end))
 
 
+@factory()
 def exponential_decay(
     init_value: Numeric,
     *,
@@ -194,6 +197,7 @@ def exponential_decay(
     return ExponentialDecay(init_value, decay_rate, decay_steps, begin_step, end_value, staircase)
 
 
+@factory(step_size="decay_steps")
 def step_decay(init_value: Numeric, *, step_size: Numeric, decay_rate: Numeric = 0.1) -> ExponentialDecay:
     """Step decay: η(t) = η₀ · γ^⌊t / step_size⌋ (PyTorch ``StepLR``).
 
@@ -212,10 +216,7 @@ def step_decay(init_value: Numeric, *, step_size: Numeric, decay_rate: Numeric =
       Array([0.1  , 0.1  , 0.01 , 0.001], dtype=float32)
     """
     v.check("step_size", step_size, gt=0)  # the field is decay_steps: name the argument
-    return labelled(
-        exponential_decay(init_value, decay_rate=decay_rate, decay_steps=step_size, staircase=True),
-        step_size="decay_steps",
-    )
+    return exponential_decay(init_value, decay_rate=decay_rate, decay_steps=step_size, staircase=True)
 
 
 @schedule_dataclass
@@ -246,6 +247,7 @@ class MultistepDecay(Schedule):
         return as_float(self.init_value) * as_float(self.decay_rate) ** as_float(passed)
 
 
+@factory()
 def multistep_decay(init_value: Numeric, *, milestones: Sequence[Numeric], decay_rate: Numeric = 0.1) -> MultistepDecay:
     """Multi-step decay: η(t) = η₀ · γ^#{m ∈ milestones : m ≤ t} (PyTorch ``MultiStepLR``).
 
@@ -302,6 +304,7 @@ class InverseTimeDecay(Schedule):
         return as_float(self.init_value) / (1.0 + as_float(self.decay_rate) * p)
 
 
+@factory()
 def inverse_time_decay(
     init_value: Numeric, *, decay_rate: Numeric, decay_steps: Numeric = 1, staircase: bool = False
 ) -> InverseTimeDecay:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from lrjax import _validate as v
-from lrjax.schedules._base import Array, Numeric, Schedule, as_float, floordiv, schedule_dataclass
+from lrjax.schedules._base import Array, Numeric, Schedule, as_float, factory, floordiv, schedule_dataclass
 
 
 def _cycle_start(i: Array, period: Array, mult: Array, exact: bool) -> Array:
@@ -67,6 +67,7 @@ class CosineRestarts(Schedule):
         return end + peak * 0.5 * (1.0 + jnp.cos(jnp.pi * fraction))
 
 
+@factory()
 def cosine_restarts(
     init_value: Numeric,
     *,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax.numpy as jnp
 
 from lrjax import _validate as v
@@ -13,8 +11,8 @@ from lrjax.schedules._base import (
     Numeric,
     Schedule,
     as_float,
+    factory,
     interpolate,
-    labelled,
     remaining,
     schedule_dataclass,
     static_field,
@@ -58,6 +56,7 @@ class Warmup(Schedule):
         return jnp.where(t < w, ramp, self.schedule(jnp.maximum(t - w, 0)))
 
 
+@factory()
 def warmup(schedule: Schedule, *, warmup_steps: Numeric, init_value: Numeric = 0.0, shape: str = "linear") -> Warmup:
     """Prepend a warmup: a ramp from η_w to s(0) over W steps, then s(t − W).
 
@@ -83,6 +82,18 @@ def warmup(schedule: Schedule, *, warmup_steps: Numeric, init_value: Numeric = 0
     return Warmup(schedule, warmup_steps, init_value, shape)
 
 
+def _total_steps(schedule: Warmup) -> Numeric:
+    """T of `warmup_cosine_decay`, which keeps the decay's length T − W."""
+    return schedule.warmup_steps + schedule.schedule.steps  # type: ignore[attr-defined]
+
+
+@factory(
+    peak_value="schedule.init_value",
+    total_steps=_total_steps,
+    end_value="schedule.end_value",
+    exponent="schedule.power",
+    decay_steps="schedule.steps",
+)
 def warmup_cosine_decay(
     init_value: Numeric,
     *,
@@ -123,21 +134,24 @@ def warmup_cosine_decay(
     v.check("warmup_steps", warmup_steps, ge=0)
     v.check_greater("total_steps", total_steps, "warmup_steps", warmup_steps)
     decay = cosine_decay(peak_value, decay_steps=total_steps - warmup_steps, end_value=end_value, exponent=exponent)
-    return labelled(
-        warmup(decay, warmup_steps=warmup_steps, init_value=init_value),
-        peak_value="schedule.init_value",
-        end_value="schedule.end_value",
-        decay_steps="schedule.steps",
-        exponent="schedule.power",
-    )
+    return warmup(decay, warmup_steps=warmup_steps, init_value=init_value)
 
 
+@factory(
+    peak_value=("schedule.schedules[0].value", "schedule.schedules[1].init_value"),
+    stable_steps="schedule.boundaries[0]",
+    decay_steps="schedule.schedules[1].steps",
+    total_steps=None,
+    end_value="schedule.schedules[1].end_value",
+    decay_shape="schedule.schedules[1].shape",
+)
 def warmup_stable_decay(
     peak_value: Numeric,
     *,
     warmup_steps: Numeric,
-    stable_steps: Numeric,
     decay_steps: Numeric,
+    stable_steps: Numeric | None = None,
+    total_steps: Numeric | None = None,
     init_value: Numeric = 0.0,
     end_value: Numeric = 0.0,
     decay_shape: str = "linear",
@@ -148,13 +162,16 @@ def warmup_stable_decay(
     steps, held after: with f = (t − W − S)/D, ``linear`` η₁ + (η_p − η₁)(1 − f), ``cosine``
     η₁ + (η_p − η₁) · ½(1 + cos πf), ``1-sqrt`` η₁ + (η_p − η₁)(1 − √f). MiniCPM (Hu et al.
     2024); Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed
-    Training Durations" (1-sqrt cooldown).
+    Training Durations" (1-sqrt cooldown). The length is given either by S (``stable_steps``)
+    or, as in `warmup_cosine_decay` and `one_cycle`, by the total T = W + S + D
+    (``total_steps``), as Hugging Face's ``get_wsd_schedule`` does.
 
     Args:
       peak_value: η_p.
       warmup_steps: W >= 0.
-      stable_steps: S >= 0.
       decay_steps: D > 0.
+      stable_steps: S >= 0; give this or ``total_steps``.
+      total_steps: T >= W + D, the whole schedule; give this or ``stable_steps``.
       init_value: η_w.
       end_value: η₁.
       decay_shape: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
@@ -167,25 +184,28 @@ def warmup_stable_decay(
       >>> import lrjax.schedules as S
       >>> S.warmup_stable_decay(0.1, warmup_steps=10, stable_steps=80, decay_steps=10)(jnp.asarray([0, 10, 90, 95, 100]))
       Array([0.  , 0.1 , 0.1 , 0.05, 0.  ], dtype=float32)
+      >>> S.warmup_stable_decay(0.1, warmup_steps=10, decay_steps=10, total_steps=100)
+      warmup_stable_decay(0.1, warmup_steps=10, decay_steps=10, stable_steps=80, init_value=0.0, end_value=0.0, decay_shape='linear')
     """
     v.check_choice("decay_shape", decay_shape, DECAY_SHAPES)
     v.check("peak_value", peak_value)
-    v.check("stable_steps", stable_steps, ge=0)
+    v.check("warmup_steps", warmup_steps, ge=0)
     v.check("decay_steps", decay_steps, gt=0)
+    if (stable_steps is None) == (total_steps is None):
+        raise TypeError(
+            "warmup_stable_decay needs the length of the stable phase: give stable_steps (S) or "
+            "total_steps (T = warmup_steps + S + decay_steps), one of them; got "
+            + ("both" if stable_steps is not None else "neither")
+        )
+    if total_steps is None:
+        v.check("stable_steps", stable_steps, ge=0)
+    else:
+        stable_steps = total_steps - warmup_steps - decay_steps
+        v.check("total_steps - warmup_steps - decay_steps", stable_steps, ge=0)
     v.check("end_value", end_value)
     decay = Anneal(peak_value, end_value, decay_steps, 1.0, 0, decay_shape)
-    schedule = warmup(
+    return warmup(
         join([constant(peak_value), decay], boundaries=[stable_steps]), warmup_steps=warmup_steps, init_value=init_value
-    )
-    return dataclasses.replace(
-        schedule,
-        labels=(
-            ("schedule.schedules[0].value", "peak_value"),
-            ("schedule.schedules[1].init_value", "peak_value"),
-            ("schedule.schedules[1].end_value", "end_value"),
-            ("schedule.schedules[1].steps", "decay_steps"),
-            ("schedule.boundaries", "stable_steps"),
-        ),
     )
 
 
@@ -217,6 +237,7 @@ class InverseSqrt(Schedule):
         return jnp.where(positive, as_float(self.peak_value) * jnp.minimum(t / w, decay), 0.0)
 
 
+@factory()
 def inverse_sqrt(peak_value: Numeric, *, warmup_steps: Numeric) -> InverseSqrt:
     """Inverse-square-root ("Noam") schedule: η(t) = η_p · min(t/W, √(W/t)).
 
