@@ -115,8 +115,54 @@ class SweepResult:
             raise ValueError(f"metric must be one of {names} (or the table's {columns}), got {metric!r}")
         return np.where(self.diverged, np.nan, values)
 
+    def configurations(self) -> list[np.ndarray]:
+        """The members of each configuration: members whose hyperparameters (every config but
+        ``seed``) are all equal are runs of one configuration, wherever they sit. After a sweep
+        these are consecutive blocks of ``seeds`` members; after `lrjax.Population.copy` or
+        ``set_configs`` changed single members, they are whatever members now share values
+        (so different hyperparameters are never averaged together).
+
+        Returns:
+          One array of member indices per configuration, in the order of their first members.
+
+        Example:
+          >>> import numpy as np, lrjax
+          >>> result = lrjax.SweepResult({"learning_rate": np.array([0.1, 0.1, 0.3, 0.1]), "seed": np.array([0, 1, 0, 1])},
+          ...                            np.zeros((4, 1)), np.zeros(0), {}, None, np.zeros(4, bool), -np.ones(4), {"seeds": 2})
+          >>> [m.tolist() for m in result.configurations()]
+          [[0, 1, 3], [2]]
+        """
+        size = len(self.diverged)
+        columns = [_readable(v).reshape(size, -1) for k, v in self.configs.items() if k != "seed"]
+        if not columns:
+            return [np.arange(size)]
+        _, first, which = np.unique(np.concatenate(columns, axis=1), axis=0, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        return [np.flatnonzero(which.reshape(-1) == c) for c in order]
+
+    def by_configuration(self, values: np.ndarray) -> np.ndarray:
+        """Per-member ``values`` (members first) arranged by `configurations`: shape
+        (configurations, most members of one, ...), a configuration's members in order, the
+        rest filled with NaN (False for booleans).
+
+        Args:
+          values: an array with one row per member (``final(...)``, ``train_loss``, ``diverged``).
+
+        Returns:
+          The padded array.
+        """
+        values = np.asarray(values)
+        groups = self.configurations()
+        fill = False if values.dtype == bool else np.nan
+        dtype = bool if values.dtype == bool else np.result_type(values.dtype, np.float32)
+        out = np.full((len(groups), max(len(g) for g in groups), *values.shape[1:]), fill, dtype)
+        for c, members in enumerate(groups):
+            out[c, : len(members)] = values[members]
+        return out
+
     def best(self, metric: str = "loss", mode: str | None = None) -> dict[str, Any]:
-        """The configuration with the best final ``metric``, averaged over its seeds.
+        """The configuration with the best final ``metric``, averaged over its seeds (its
+        members, see `configurations`).
 
         A configuration with a diverged seed ranks last.
 
@@ -133,15 +179,14 @@ class SweepResult:
           ``final_params``, ``train_loss`` and `to_pandas`.
         """
         mode = self._mode(metric, mode)
-        seeds = self.info["seeds"]
-        scores = self.final(metric).reshape(-1, seeds).mean(axis=1)
+        groups = self.configurations()
+        finals = self.final(metric)
+        scores = np.array([finals[members].mean() for members in groups])
         if np.all(np.isnan(scores)):
             raise ValueError("every configuration diverged; there is no best")
-        i = int(np.nanargmin(scores) if mode == "min" else np.nanargmax(scores))
-        row = {
-            k: _readable(value[i * seeds : i * seeds + 1])[0].item() for k, value in self.configs.items() if k != "seed"
-        }
-        return {**row, metric: float(scores[i]), "members": list(range(i * seeds, (i + 1) * seeds))}
+        members = groups[int(np.nanargmin(scores) if mode == "min" else np.nanargmax(scores))]
+        row = {k: _readable(value[members[:1]])[0].item() for k, value in self.configs.items() if k != "seed"}
+        return {**row, metric: float(finals[members].mean()), "members": members.tolist()}
 
     def best_params(self, metric: str = "loss", mode: str | None = None) -> Any:
         """The final parameters of the best configuration's best seed by ``metric`` (see `best`).

@@ -194,12 +194,6 @@ def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
         return np.nanmean(values, axis=axis)
 
 
-def _by_config(result: Any, values: np.ndarray) -> np.ndarray:
-    """(members, ...) -> (configurations, seeds, ...)."""
-    seeds = result.info.get("seeds", 1)
-    return values.reshape((-1, seeds, *values.shape[1:]))
-
-
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     """Trailing mean over ``window`` steps along the last axis (length shrinks by window − 1).
 
@@ -248,7 +242,7 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
 
     name = _hyperparameter(result, hyperparameter)
     others = [k for k in _varying(result) if k != name]
-    x = _by_config(result, np.asarray(result.configs[name], np.float64))[:, 0]
+    x = result.by_configuration(np.asarray(result.configs[name], np.float64))[:, 0]
     positive = bool(np.all(x > 0))
     span = positive and x.max() / x.min() >= 10
     norm = LogNorm(x.min(), x.max()) if span else Normalize(x.min(), x.max() + 1e-12)
@@ -264,12 +258,12 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
     order = np.argsort(x, kind="stable")
     shown = order[:: max(1, -(-len(order) // max_curves))]
     window = max(1, result.train_loss.shape[1] // 50)
-    smooth = moving_average(_nanmean(_by_config(result, result.train_loss), axis=1), window)
+    smooth = moving_average(_nanmean(result.by_configuration(result.train_loss), axis=1), window)
     steps = np.arange(smooth.shape[1]) + window - 1
     for i in shown:
         curves.plot(steps, smooth[i], color=cmap(norm(x[i])), lw=1, alpha=0.8)
     curves.set_yscale("log")
-    calm = ~_by_config(result, np.asarray(result.diverged)).any(axis=1)
+    calm = ~result.by_configuration(np.asarray(result.diverged)).any(axis=1)
     kept = smooth[calm][np.isfinite(smooth[calm]) & (smooth[calm] > 0)]
     if kept.size and not calm.all():  # a diverging curve would squash the others: it leaves the top
         curves.set_ylim(kept.min() / 2, kept.max() * 3)
@@ -280,7 +274,7 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=curves, label=name)
 
     if evals is not None:
-        recorded = _nanmean(_by_config(result, result.eval_metrics[metric]), axis=1)
+        recorded = _nanmean(result.by_configuration(result.eval_metrics[metric]), axis=1)
         for i in shown:
             evals.plot(result.eval_steps, recorded[i], color=cmap(norm(x[i])), marker=".", lw=1)
         evals.set_xlabel("step")
@@ -289,11 +283,11 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
         if metric == "loss" and np.all(recorded[np.isfinite(recorded)] > 0):
             evals.set_yscale("log")
 
-    scores = _by_config(result, result.final(metric))
-    diverged = _by_config(result, np.asarray(result.diverged)).any(axis=1)
+    scores = result.by_configuration(result.final(metric))
+    diverged = result.by_configuration(np.asarray(result.diverged)).any(axis=1)
     groups = {(): np.arange(len(x))} if not others else {}
     if others:
-        keys = np.stack([_by_config(result, np.asarray(result.configs[k]))[:, 0] for k in others], axis=1)
+        keys = np.stack([result.by_configuration(np.asarray(result.configs[k]))[:, 0] for k in others], axis=1)
         for key in sorted({tuple(row) for row in keys.tolist()}):
             groups[key] = np.flatnonzero((keys == np.asarray(key)).all(axis=1))
     colors = plt.get_cmap("tab10")
@@ -316,7 +310,7 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
         )
     try:
         best = result.best(metric)
-        i = best["members"][0] // scores.shape[1]
+        i = next(c for c, members in enumerate(result.configurations()) if best["members"][0] in members)
         where = ", ".join([f"{name}={x[i]:.3g}"] + [f"{k}={best[k]:.3g}" for k in others])
         final.scatter(
             [x[i]],
@@ -368,9 +362,9 @@ def heatmap(result: Any, *, x: str, y: str, metric: str = "loss", ax: Any = None
     for name in (x, y):
         if name not in result.configs:
             raise ValueError(f"{name!r} must be one of the configs {[k for k in result.configs if k != 'seed']}")
-    xs = _by_config(result, np.asarray(result.configs[x]))[:, 0]
-    ys = _by_config(result, np.asarray(result.configs[y]))[:, 0]
-    scores = _nanmean(_by_config(result, result.final(metric)), axis=1)
+    xs = result.by_configuration(np.asarray(result.configs[x]))[:, 0]
+    ys = result.by_configuration(np.asarray(result.configs[y]))[:, 0]
+    scores = _nanmean(result.by_configuration(result.final(metric)), axis=1)
     columns, rows = np.unique(xs), np.unique(ys)
     table = np.full((rows.size, columns.size), np.nan)
     for value, a, b in zip(scores, xs, ys, strict=True):

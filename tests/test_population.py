@@ -138,6 +138,35 @@ def test_set_configs_changes_hyperparameters_and_keeps_parameters(quadratic):
     assert pop.steps.tolist() == [20, 20]
 
 
+def test_results_group_members_by_their_hyperparameters_after_copy_and_set_configs(quadratic, sgd):
+    # A PBT-like step on a population with two seeds per slot: members 0 and 1 (slot 0) end up
+    # with different learning rates and must never be averaged as one configuration.
+    pop = lrjax.Population(quadratic, sgd, {"learning_rate": [0.01, 0.05, 0.2]}, seeds=2)
+    pop.advance(10)
+    pop.copy([0], [4])  # member 0 (slot 0, seed 0) takes slot 2's seed 0: learning rate 0.2
+    pop.set_configs([3], {"learning_rate": [0.02]})
+    pop.advance(10)
+    pop.evaluate()
+    result = pop.result()
+    lrs = result.configs["learning_rate"]
+    assert lrs.tolist() == pytest.approx([0.2, 0.01, 0.05, 0.02, 0.2, 0.2])
+    groups = [m.tolist() for m in result.configurations()]
+    assert groups == [[0, 4, 5], [1], [2], [3]]
+    for members in groups:
+        assert len(set(lrs[members].tolist())) == 1  # one configuration per group
+    best = result.best()
+    finals = result.final("loss")
+    assert best["learning_rate"] == pytest.approx(lrs[best["members"][0]])
+    assert best["loss"] == pytest.approx(finals[best["members"]].mean())
+    scored = {lr: finals[lrs == lr].mean() for lr in set(lrs.tolist())}
+    assert best["learning_rate"] == pytest.approx(min(scored, key=scored.get))
+    search = lrjax.search.SearchResult.from_sweep(result)
+    assert sorted(search.history["learning_rate"]) == pytest.approx([0.01, 0.02, 0.05, 0.2])
+    figure = result.plot()
+    final = figure.axes[-2] if len(figure.axes) > 2 else figure.axes[1]
+    assert sorted(final.lines[0].get_xdata()) == pytest.approx([0.01, 0.02, 0.05, 0.2])
+
+
 def test_inactive_members_hold_their_whole_state(digits, minibatch):
     pop, reference = minibatch(), minibatch()
     pop.advance(10), reference.advance(10)

@@ -76,21 +76,21 @@ class SearchResult:
           0.1
         """
         mode = result._mode(metric, mode)
-        seeds = int(result.info["seeds"])
-        finals = result.final(metric).reshape(-1, seeds)
-        diverged = result.diverged.reshape(-1, seeds).any(1) | ~np.isfinite(finals).all(1)
-        values = np.where(diverged, np.nan, finals.astype(np.float64).mean(1))
+        groups = result.configurations()
+        finals = result.final(metric)
+        diverged = [bool(result.diverged[m].any() or not np.isfinite(finals[m]).all()) for m in groups]
+        values = [np.nan if d else finals[m].astype(np.float64).mean() for m, d in zip(groups, diverged, strict=True)]
         names = [k for k in result.configs if k != "seed"]
         records, configs = [], {}
         for i, value in enumerate(values):
-            hp = {k: _readable(np.asarray(result.configs[k])[i * seeds : i * seeds + 1])[0].item() for k in names}
+            hp = {k: _readable(np.asarray(result.configs[k])[groups[i][:1]])[0].item() for k in names}
             configs[i] = hp
             records.append(
                 {
                     "trial": i,
                     "round": 1,
                     "steps": int(result.train_loss.shape[1]),
-                    "member": i,
+                    "member": int(groups[i][0]) // int(result.info["seeds"]),  # the slot of its first member
                     **hp,
                     metric: float(value),
                     "diverged": bool(diverged[i]),
