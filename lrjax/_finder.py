@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from lrjax import _configs, _suggest
 from lrjax import _validate as v
-from lrjax._population import Population
+from lrjax._population import DIVERGENCE_FACTOR, Population, check_divergence_factor
 from lrjax._result import METRIC_MODES, SweepResult, _readable
 from lrjax._task import Task
 from lrjax.engine.program import CHUNK, OptimizerFn
@@ -320,7 +320,7 @@ class FinderResult:
         """
         from lrjax import plot
 
-        return plot.finder(self).figure
+        return plot.finder(self)
 
     def __repr__(self) -> str:
         stopped = int(np.sum(self.diverged_at >= 0))
@@ -361,6 +361,7 @@ def find_lr(
     seed: int = 0,
     devices: Sequence[Any] | None = None,
     progress: bool = True,
+    divergence_factor: float | None = DIVERGENCE_FACTOR,
 ) -> FinderResult:
     """The learning-rate range test: train while the learning rate grows, and read the loss.
 
@@ -389,6 +390,9 @@ def find_lr(
       devices: devices to shard the members over (default: all local devices; all global
         devices when `jax.distributed` runs several processes).
       progress: show a progress bar.
+      divergence_factor: f > 1 or None: the engine also freezes a curve whose raw loss
+        exceeds its first loss by more than (f − 1)·|first| (`lrjax.Population`), as in a
+        sweep; ``stop_factor`` on the smoothed loss usually stops it earlier.
 
     Returns:
       A `FinderResult`: curves, their median and band, the suggestions and their spread,
@@ -404,6 +408,7 @@ def find_lr(
     """
     steps = _check(min_lr, max_lr, steps, mode, smoothing, stop_factor)
     seeds = v.integer("seeds", seeds)
+    divergence_factor = check_divergence_factor(divergence_factor)
     if configs is None:
         hps, num_configs = {}, 1
     else:
@@ -419,6 +424,7 @@ def find_lr(
         seed=seed,
         seeds=seeds,
         devices=devices,
+        divergence_factor=divergence_factor,
     )
     raw = np.full((pop.size, steps), np.nan)
     stop = np.full(pop.size, -1)

@@ -22,12 +22,13 @@ import optax
 
 from lrjax import _checkpoint, _configs
 from lrjax import _validate as v
-from lrjax._result import SweepResult
+from lrjax._result import SweepResult, evaluated_on
 from lrjax._task import Task, key_shape
 from lrjax.engine import cache, hosts
 from lrjax.engine import parts as engine_parts
 from lrjax.engine.program import (
     CHUNK,
+    DIVERGENCE_FACTOR,
     Layout,
     OptimizerFn,
     PlateauFn,
@@ -42,6 +43,14 @@ from lrjax.engine.program import (
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of member state, see `state_bytes`
 
 Members = int | Sequence[int] | np.ndarray
+
+
+def check_divergence_factor(divergence_factor: Any) -> float | None:
+    """``divergence_factor`` as a float > 1, or None (off); a `ValueError` naming it otherwise."""
+    if divergence_factor is None:
+        return None
+    v.check("divergence_factor", divergence_factor, gt=1)
+    return float(divergence_factor)
 
 
 class _Missing(KeyError):
@@ -247,6 +256,11 @@ class Population:
         each member's ``plateau_metric``, and the member's updates are multiplied by its scale
         until the next.
       plateau_metric: the evaluation metric the plateau observes.
+      divergence_factor: f > 1, or None to switch it off. A member diverges (it is frozen and
+        flagged, as when its loss or update is not finite) when its training loss ℓ exceeds
+        its first loss ℓ₀ (at its own step 0) by more than (f − 1)·|ℓ₀|: with the default
+        f = 100, a loss a hundred times its start, far above any minibatch noise (fastai's range
+        test stops at 4 times its best smoothed loss).
 
     Example:
       >>> import optax, lrjax
@@ -273,8 +287,10 @@ class Population:
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         plateau: Any = None,
         plateau_metric: str = "loss",
+        divergence_factor: float | None = DIVERGENCE_FACTOR,
     ):
         hps, num_configs = _configs.check_configs(configs)
+        divergence_factor = check_divergence_factor(divergence_factor)
         seeds = v.integer("seeds", seeds)
         seed = v.integer("seed", seed, minimum=0)
         memory_budget = v.integer("memory_budget", memory_budget)
@@ -288,7 +304,7 @@ class Population:
         if state_bytes(one_member, seeds * slots) + engine_parts.COPIES * seeds * slots * one_member > memory_budget:
             across = len(devices) // by_seed  # no room for the parts' copies: one part
             cut, slots = (1, 1), math.ceil(num_configs / across) * across
-        layout = Layout(seeds, slots, batch_size, devices, cut, by_seed)
+        layout = Layout(seeds, slots, batch_size, devices, cut, by_seed, divergence_factor)
         programs = cache.program_set(task, optimizer, plateau_fn, layout)
         self._metric_names = programs.programs.metric_names()
         if plateau_fn is not None and plateau_metric not in self._metric_names:
@@ -305,6 +321,7 @@ class Population:
 
         self.task, self.optimizer, self.plateau, self.plateau_metric = task, optimizer, plateau_fn, plateau_metric
         self.batch_size, self.seed, self.seeds, self.devices = batch_size, seed, seeds, devices
+        self.divergence_factor = divergence_factor
         self._programs, self._layout = programs, layout
         self._configs = {k: _configs.take(value, np.repeat(np.arange(num_configs), seeds)) for k, value in hps.items()}
         self._active = np.ones(num_configs * seeds, bool)
@@ -394,7 +411,8 @@ class Population:
 
     @property
     def diverged(self) -> np.ndarray:
-        """(size,) whether each member's loss or update turned non-finite (it is then frozen)."""
+        """(size,) whether each member diverged: its loss or update turned non-finite, or its loss
+        exceeded ``divergence_factor`` times its first loss. It is then frozen."""
         return self._to_members(self._state.members.diverged)
 
     @property
@@ -619,6 +637,7 @@ class Population:
                 "devices": len(self.devices),
                 "compile_seconds": self._compile_seconds,
                 "metric_modes": dict(self.task.metric_modes),
+                "evaluated_on": evaluated_on(self.task),
             },
         )
 
@@ -664,6 +683,7 @@ class Population:
             "batch_size": self.batch_size,
             "clock": self._clock,
             "plateau_metric": self.plateau_metric,
+            "divergence_factor": self.divergence_factor,
             "metrics": self._metric_names,
             "config_names": names,
             "config_structures": [str(jax.tree.structure(self._configs[n])) for n in names],
@@ -783,6 +803,7 @@ class Population:
             memory_budget=memory_budget,
             plateau=plateau,
             plateau_metric=meta["plateau_metric"],
+            divergence_factor=meta["divergence_factor"],
         )
         pop._load(arrays, meta, member_configs)
         return pop

@@ -41,6 +41,32 @@ def metric_mode(metric: str, mode: str | None, task_modes: Mapping[str, str]) ->
     return mode
 
 
+def evaluated_on(task: Any) -> str:
+    """Which data a task's evaluation runs on: ``"eval_data"``, or ``"train_data"`` (the whole
+    training set) when it has none."""
+    return "train_data" if task.eval_data is None else "eval_data"
+
+
+def metric_column(metric: str, data: str = "eval_data") -> str:
+    """The name of a final metric in tables and plots, saying what it was computed on:
+    ``final_train_loss`` for ``train_loss`` (the minibatch training loss, mean of the last 5%
+    of steps); ``eval_<metric>`` for an evaluation on ``eval_data``; ``train_data_<metric>`` for
+    one on the training set of a task without ``eval_data``.
+
+    Example:
+      >>> metric_column("accuracy"), metric_column("accuracy", "train_data"), metric_column("train_loss")
+      ('eval_accuracy', 'train_data_accuracy', 'final_train_loss')
+    """
+    if metric == "train_loss":
+        return "final_train_loss"
+    return ("eval_" if data == "eval_data" else "train_data_") + metric
+
+
+def metric_label(metric: str, data: str = "eval_data") -> str:
+    """`metric_column` in words for axis labels: ``eval loss``, ``train data loss``."""
+    return metric_column(metric, data).replace("_", " ")
+
+
 def _readable(values: Any) -> np.ndarray:
     """float32 values as the float64 numbers they print as (0.1, not 0.10000000149011612)."""
     values = np.asarray(values)
@@ -59,10 +85,13 @@ class SweepResult:
       final_params: the parameters pytree with a leading M axis.
       final_model_state: the model state (a ``stateful`` `lrjax.Task`'s running statistics)
         with a leading M axis, or None.
-      diverged: (M,) whether the member's loss or update turned non-finite.
+      diverged: (M,) whether the member diverged: its loss or update turned non-finite, or its
+        loss exceeded ``divergence_factor`` times its first loss (see `lrjax.Population`).
       diverged_at: (M,) the step at which it did, or −1.
       info: task name, steps, batch size, seeds, devices, memory groups, XLA compilations,
-        seconds spent tracing and compiling (wall clock) and seconds in all.
+        seconds spent tracing and compiling (wall clock) and seconds in all, and
+        ``evaluated_on``: ``"eval_data"``, or ``"train_data"`` for a task without eval data
+        (its evaluation columns are then ``train_data_<metric>``, see `metric_column`).
       plateau_scale: (M, E) each member's plateau scale after each evaluation's observation
         (with ``plateau=``), else None.
 
@@ -89,30 +118,49 @@ class SweepResult:
     plateau_scale: np.ndarray | None = None
     final_model_state: Any = None
 
+    @property
+    def evaluated_on(self) -> str:
+        """``"eval_data"``, or ``"train_data"`` if the task had no eval data."""
+        return self.info.get("evaluated_on", "eval_data")
+
+    def column(self, metric: str) -> str:
+        """The `to_pandas` column of ``metric`` (``eval_loss``, or ``train_data_loss`` without
+        eval data; ``final_train_loss``), see `metric_column`."""
+        return metric_column(self._canonical(metric), self.evaluated_on)
+
+    def _known(self, metric: str) -> str:
+        """``metric`` by its own name (`_canonical`), or a `ValueError` listing the names."""
+        canonical = self._canonical(metric)
+        if canonical == "train_loss" or canonical in self.eval_metrics:
+            return canonical
+        names = ["train_loss", *sorted(self.eval_metrics)]
+        columns = [self.column(n) for n in names]
+        hint = ""
+        if metric.startswith("eval_") and self.evaluated_on == "train_data":
+            hint = "; the task has no eval_data, so its metrics were computed on train_data"
+        raise ValueError(f"metric must be one of {names} (or the table's {columns}), got {metric!r}{hint}")
+
     def _canonical(self, metric: str) -> str:
-        """``metric`` by its own name: the table's ``final_train_loss`` and ``eval_<name>``
-        columns (`to_pandas`) name ``train_loss`` and the eval metric ``<name>``."""
+        """``metric`` by its own name: the table's ``final_train_loss`` and ``eval_<name>`` (or
+        ``train_data_<name>``) columns (`to_pandas`) name ``train_loss`` and the metric ``<name>``."""
         if metric == "final_train_loss":
             return "train_loss"
-        if metric.startswith("eval_") and metric[len("eval_") :] in self.eval_metrics:
-            return metric[len("eval_") :]
+        prefix = metric_column("", self.evaluated_on)
+        if metric.startswith(prefix) and metric[len(prefix) :] in self.eval_metrics:
+            return metric[len(prefix) :]
         return metric
 
     def final(self, metric: str = "loss") -> np.ndarray:
         """Each member's final value of an eval metric, or of ``train_loss`` (mean of the last
         5% of steps); NaN for diverged members. float32 values come as the float64 numbers they
         print as, so tables and CSV files show one precision. The table's column names
-        (``eval_loss``, ``eval_accuracy``, ``final_train_loss``) name the same values."""
-        metric = self._canonical(metric)
+        (``eval_loss``, ``eval_accuracy``, ``final_train_loss``; see `column`) name the same values."""
+        metric = self._known(metric)
         if metric == "train_loss":
             window = max(1, self.train_loss.shape[1] // 20)
             values = _readable(self.train_loss[:, -window:].mean(axis=1))
-        elif metric in self.eval_metrics:
-            values = _readable(self.eval_metrics[metric][:, -1]).astype(np.float64)
         else:
-            names = ["train_loss", *sorted(self.eval_metrics)]
-            columns = ["final_train_loss", *(f"eval_{n}" for n in sorted(self.eval_metrics))]
-            raise ValueError(f"metric must be one of {names} (or the table's {columns}), got {metric!r}")
+            values = _readable(self.eval_metrics[metric][:, -1]).astype(np.float64)
         return np.where(self.diverged, np.nan, values)
 
     def configurations(self) -> list[np.ndarray]:
@@ -213,7 +261,7 @@ class SweepResult:
         return jax.tree.map(lambda x: np.asarray(x)[pick], tree)
 
     def _mode(self, metric: str, mode: str | None) -> str:
-        return metric_mode(self._canonical(metric), mode, self.info.get("metric_modes", {}))
+        return metric_mode(self._known(metric), mode, self.info.get("metric_modes", {}))
 
     def to_pandas(self) -> Any:
         """One row per member: configuration, seed, final losses and metrics, divergence."""
@@ -222,7 +270,7 @@ class SweepResult:
         frame = pd.DataFrame({k: _readable(value) for k, value in self.configs.items()})
         frame["final_train_loss"] = self.final("train_loss")
         for name in self.eval_metrics:
-            frame[f"eval_{name}"] = self.final(name)
+            frame[self.column(name)] = self.final(name)
         frame["diverged"] = self.diverged
         frame["diverged_at"] = self.diverged_at
         return frame

@@ -24,13 +24,15 @@ from lrjax import _validate as v
 from lrjax._configs import check_configs
 from lrjax._population import (
     DEFAULT_MEMORY_BUDGET,
+    DIVERGENCE_FACTOR,
     Population,
     check_batch_size,
+    check_divergence_factor,
     check_task_and_optimizer,
     one_member_bytes,
     state_bytes,
 )
-from lrjax._result import SweepResult
+from lrjax._result import SweepResult, evaluated_on, metric_column
 from lrjax._task import Task
 from lrjax.engine import hosts
 from lrjax.engine.compiles import count_compiles
@@ -55,6 +57,13 @@ def _boundaries(steps: int, eval_every: int | None, checkpoint_every: int | None
     evals, saves = every(eval_every), every(checkpoint_every)
     stops = sorted(evals | saves | set(range(CHUNK, steps, CHUNK)) | {steps})
     return [(t, t in evals or t == steps, t in saves or t == steps) for t in stops]
+
+
+def _lowest(values: np.ndarray, diverged: np.ndarray) -> str:
+    """The lowest of the members' ``values`` that did not diverge, for the progress bar."""
+    kept = np.asarray(values, np.float64)[: len(values)][~diverged[: len(values)]]
+    kept = kept[np.isfinite(kept)]
+    return f"{kept.min():.4g}" if kept.size else "nan"
 
 
 def _signature(hps: Mapping[str, Any], **arguments: Any) -> dict[str, Any]:
@@ -104,6 +113,7 @@ def sweep(
     plateau_metric: str = "loss",
     checkpoint: str | None = None,
     checkpoint_every: int | None = None,
+    divergence_factor: float | None = DIVERGENCE_FACTOR,
 ) -> SweepResult:
     """Train every configuration (× ``seeds``) simultaneously in one compiled, vmapped program.
 
@@ -138,6 +148,9 @@ def sweep(
         uninterrupted sweep on the same devices. Checkpoints from a different sweep raise
         `ValueError`.
       checkpoint_every: steps between checkpoints (default: at each evaluation).
+      divergence_factor: f > 1 or None (off): a member whose training loss exceeds its first
+        loss by more than (f − 1)·|first| diverged, like one whose loss turns non-finite; see
+        `lrjax.Population`.
 
     Returns:
       A `SweepResult` whose member axis is configuration-major: member ``i * seeds + s`` is
@@ -157,6 +170,7 @@ def sweep(
     if eval_every is not None:
         eval_every = v.integer("eval_every", eval_every)
     v.integer("seed", seed, minimum=0)
+    divergence_factor = check_divergence_factor(divergence_factor)
     check_task_and_optimizer(task, optimizer, _configs.take(hps, 0), plateau)
     check_batch_size(task, batch_size)  # before the progress bar starts
     if checkpoint_every is not None:
@@ -182,6 +196,7 @@ def sweep(
         memory_budget=budget,
         plateau=plateau,
         plateau_metric=plateau_metric,
+        divergence_factor=divergence_factor,
     )
 
     signature = _signature(
@@ -193,6 +208,7 @@ def sweep(
         seeds=seeds,
         group_size=size,
         plateau_metric=plateau_metric if plateau is not None else None,
+        divergence_factor=divergence_factor,
     )
 
     started = time.perf_counter()
@@ -202,6 +218,7 @@ def sweep(
         total=len(groups) * steps, desc=f"sweep {task.name} · {members} members", unit="step", disable=not progress
     )
     diverged_before = 0  # in finished groups
+    shown: dict[str, Any] = {}  # the progress bar's numbers
     with count_compiles() as compiles:
         for g, index in enumerate(groups):
             padded = np.concatenate([index, np.full(size - len(index), index[-1])])
@@ -230,14 +247,16 @@ def sweep(
                     continue  # done before the checkpoint this population resumed from
                 losses = pop.advance(clock - pop.clock)
                 if evaluate:
-                    pop.evaluate()
+                    evaluated = pop.evaluate()["loss"][: len(index) * seeds]
+                    shown[f"best_{metric_column('loss', evaluated_on(task))}"] = _lowest(evaluated, pop.diverged)
                 if path is not None and save:
                     pop._save(path, {**signature, "group": g})
                 if progress:
-                    last = losses[: len(index) * seeds, -1]
-                    best = float(np.nanmin(last)) if np.isfinite(last).any() else float("nan")
-                    diverged = diverged_before + int(pop.diverged[: len(index) * seeds].sum())
-                    bar.set_postfix(best_loss=f"{best:.4g}", diverged=diverged, refresh=False)
+                    # The lowest minibatch loss of the last step; with evaluations, the lowest loss
+                    # of the last one (what `best` ranks by): each named for what it is.
+                    shown["best_train_loss"] = _lowest(losses[: len(index) * seeds, -1], pop.diverged)
+                    shown["diverged"] = diverged_before + int(pop.diverged[: len(index) * seeds].sum())
+                    bar.set_postfix(shown, refresh=False)
                 bar.update(g * steps + clock - bar.n)
             diverged_before += int(pop.diverged[: len(index) * seeds].sum())
             parts.append(pop.result())
@@ -255,5 +274,6 @@ def sweep(
         "compile_seconds": compile_seconds,
         "seconds": time.perf_counter() - started,
         "metric_modes": dict(task.metric_modes),
+        "evaluated_on": evaluated_on(task),
     }
     return _join(parts, [len(i) * seeds for i in groups], info)

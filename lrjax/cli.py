@@ -81,6 +81,7 @@ def _schedules_command(args: argparse.Namespace) -> int:
 
         fig = plot.catalogue(schedules, n, title=f"lrjax schedules over {n} steps (peak {args.peak:g})")
         fig.savefig(args.out, dpi=110)
+        _close(fig)
         print(f"\nwrote {args.out}")
     return 0
 
@@ -163,7 +164,15 @@ def _write(args: argparse.Namespace, stem: str, table: Any, figure: Any) -> None
     csv, png = out / f"{stem}.csv", out / f"{stem}.png"
     table.to_csv(csv, index=False)
     figure.savefig(png, dpi=110)
+    _close(figure)
     print(f"wrote {csv} and {png}")
+
+
+def _close(figure: Any) -> None:
+    """Let pyplot forget a figure once it is written (`lrjax.plot` figures live in pyplot)."""
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
 
 
 def _summary_line(task: Task, args: argparse.Namespace, what: str, seconds: float) -> str:
@@ -337,9 +346,10 @@ def _sweep_command(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
     )
     frame = result.to_pandas()
-    means = {c: (c, "mean") for c in frame.columns if c == "final_train_loss" or c.startswith("eval_")}
+    measured = [result.column(n) for n in ["train_loss", *result.eval_metrics]]
+    means = {c: (c, "mean") for c in measured}
     by_config = frame.groupby(swept, as_index=False).agg(**means, diverged=("diverged", "any"))
-    ranked = by_config.sort_values("eval_loss", na_position="last")
+    ranked = by_config.sort_values(result.column("loss"), na_position="last")
     info = result.info
     print(
         f"\n{task.name} · {args.optimizer} · {len(by_config)} configurations ({' × '.join(swept)}) × {args.seeds} seed(s) "
@@ -347,11 +357,12 @@ def _sweep_command(args: argparse.Namespace) -> int:
         f"· batch {args.batch_size} · {info['devices']} device(s): {info['seconds']:.1f} s, {info['compiles']} compilations "
         f"({info['compile_seconds']:.1f} s), {int(result.diverged.sum())} member(s) diverged"
     )
-    print(f"\nbest {min(args.top, len(ranked))} configurations by final eval loss (mean over seeds):")
+    label = result.column("loss").replace("_", " ")
+    print(f"\nbest {min(args.top, len(ranked))} configurations by final {label} (mean over seeds):")
     print(ranked.head(args.top).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     best = result.best()
     chosen = ", ".join(f"{name} {best[name]:.4g}" for name in swept)
-    print(f"\nbest: {chosen} (eval loss {best['loss']:.4f})")
+    print(f"\nbest: {chosen} ({label} {best['loss']:.4f})")
     _write(args, f"lrjax-sweep-{task.name}", frame, result.plot())
     return 0
 

@@ -1,7 +1,15 @@
-"""Matplotlib figures (install the ``plot`` extra: ``pip install 'lrjax[plot]'``)."""
+"""Matplotlib figures (install the ``plot`` extra: ``pip install 'lrjax[plot]'``).
+
+Every function returns a `matplotlib.figure.Figure` made through pyplot, as ``plt.subplots``
+makes one: in a script ``plt.show()`` shows it and ``fig.savefig`` writes it; headless (Agg) it
+stays open until ``plt.close``; in Jupyter it is shown once when the cell ends, whether or not
+the cell's last expression returns it (a figure no longer open in pyplot shows when returned).
+Given ``ax=``, a function draws there and returns that axes' figure.
+"""
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -10,10 +18,12 @@ import jax
 import numpy as np
 
 from lrjax import _validate as v
+from lrjax._result import metric_label
 from lrjax.schedules import Schedule
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 Schedules = Schedule | Sequence[Schedule] | Mapping[str, Schedule]
 
@@ -27,6 +37,63 @@ def _pyplot() -> Any:
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("lrjax.plot needs matplotlib: pip install 'lrjax[plot]'") from err
     return plt
+
+
+def _subplots(*args: Any, **kwargs: Any) -> tuple[Figure, Any]:
+    """``plt.subplots``, with one difference in Jupyter's inline backend: the figure is shown
+    once when the cell ends, or when the cell returns it, not twice (see `_figure_class`)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(*args, FigureClass=_figure_class(), **kwargs)
+    if _inline():
+        plt.close(fig)  # not drawn again by the inline backend's own pass when the cell ends
+        _show_when_the_cell_ends(fig)
+    return fig, axes
+
+
+def _inline() -> bool:
+    """Whether pyplot draws into Jupyter's output (the inline backend)."""
+    import matplotlib
+
+    return "inline" in matplotlib.get_backend()
+
+
+def _show_when_the_cell_ends(fig: Any) -> None:
+    from IPython import get_ipython
+    from IPython.display import display
+
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def show(*_: Any) -> None:
+        shell.events.unregister("post_execute", show)
+        if not fig.shown:
+            display(fig)
+
+    shell.events.register("post_execute", show)
+
+
+@functools.cache
+def _figure_class() -> type:
+    from matplotlib.figure import Figure as Base
+
+    class Figure(Base):
+        """A matplotlib figure that Jupyter's inline backend shows once: as the cell's value if
+        it is returned, else when the cell ends."""
+
+        shown = False
+
+        def _ipython_display_(self) -> None:
+            from IPython.core.pylabtools import print_figure
+            from IPython.display import Image, display
+
+            if not _inline():
+                display({"text/plain": repr(self)}, raw=True)
+                return
+            self.shown = True
+            display(Image(print_figure(self, "png")))
+
+    return Figure
 
 
 def _labelled(schedules: Schedules, labels: Sequence[str] | None) -> list[tuple[str, Schedule]]:
@@ -76,7 +143,7 @@ def schedule(
     ax: Axes | None = None,
     log_scale: bool = False,
     title: str | None = None,
-) -> Axes:
+) -> Figure:
     """Draw one or several schedules against the step count.
 
     Args:
@@ -88,18 +155,18 @@ def schedule(
       title: the axes title.
 
     Returns:
-      The matplotlib axes.
+      The matplotlib figure (of ``ax`` if given).
 
     Example:
       >>> import lrjax, lrjax.schedules as S
-      >>> ax = lrjax.plot.schedule({"cosine": S.cosine_decay(0.1, decay_steps=100)}, 100)
-      >>> [line.get_label() for line in ax.get_lines()]
+      >>> fig = lrjax.plot.schedule({"cosine": S.cosine_decay(0.1, decay_steps=100)}, 100)
+      >>> [line.get_label() for line in fig.axes[0].get_lines()]
       ['cosine']
     """
     items = _labelled(schedules, labels)
     steps = _steps(steps)
     if ax is None:
-        _, ax = _pyplot().subplots(figsize=(7, 4))
+        _, ax = _subplots(figsize=(7, 4))
     for name, value in values(items, steps).items():
         ax.plot(steps, value, label=name)
     ax.set_xlabel("step (optimizer updates applied)")
@@ -111,12 +178,12 @@ def schedule(
     ax.grid(True, alpha=0.3)
     if len(items) > 1 or labels is not None or isinstance(schedules, Mapping):
         ax.legend(fontsize="small")
-    return ax
+    return ax.figure
 
 
 def catalogue(
     schedules: Mapping[str, Schedule], steps: int = 1000, *, columns: int = 4, title: str | None = None
-) -> Any:
+) -> Figure:
     """Draw each schedule in a panel of its own, on a grid (the command line's ``lrjax
     schedules --out``); all values are computed as one compiled program.
 
@@ -127,8 +194,7 @@ def catalogue(
       title: the figure's title.
 
     Returns:
-      The matplotlib figure, closed in pyplot (as every figure of this module): Jupyter shows
-      it once.
+      The matplotlib figure.
 
     Example:
       >>> import lrjax, lrjax.schedules as S
@@ -142,8 +208,7 @@ def catalogue(
     points = _steps(steps)
     computed = values(items, points)
     rows = -(-len(items) // columns)
-    plt = _pyplot()
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         rows, columns, figsize=(4 * columns, 2.8 * rows), sharex=True, constrained_layout=True, squeeze=False
     )
     for i, (ax, (name, value)) in enumerate(zip(axes.flat, computed.items(), strict=False)):
@@ -155,7 +220,6 @@ def catalogue(
         fig.delaxes(ax)
     if title:
         fig.suptitle(title)
-    plt.close(fig)
     return fig
 
 
@@ -194,6 +258,12 @@ def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
         return np.nanmean(values, axis=axis)
 
 
+def _final_label(result: Any, metric: str) -> str:
+    """``final eval loss``, ``final train data loss`` or ``final train loss``: what the number is."""
+    label = result.column(metric).replace("_", " ")
+    return label if label.startswith("final") else f"final {label}"
+
+
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     """Trailing mean over ``window`` steps along the last axis (length shrinks by window − 1).
 
@@ -209,7 +279,7 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return (total[..., window:] - total[..., :-window]) / window
 
 
-def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss", max_curves: int = 24) -> Any:
+def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss", max_curves: int = 24) -> Figure:
     """A sweep at a glance: the training-loss curves of each configuration (mean over seeds),
     coloured by ``hyperparameter``; the evaluation ``metric`` over training when it was recorded
     more than once; the final ``metric`` against ``hyperparameter`` with one line per value of
@@ -217,8 +287,6 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
     highest seed, the best configuration starred and diverged ones crossed; and, when exactly
     two hyperparameters were swept, a heat map of the final metric (`heatmap`). Axes are
     logarithmic where values span decades (symlog when they include 0).
-
-    The figure is closed in pyplot before it is returned, so Jupyter displays it once.
 
     Args:
       result: a `lrjax.SweepResult`.
@@ -249,8 +317,7 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
     cmap = plt.get_cmap("viridis")
     has_evals = len(result.eval_steps) > 1 and metric in result.eval_metrics
     panels = 2 + has_evals + (len(others) == 1)
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels + 1, 4.5), layout="constrained")
-    plt.close(fig)  # returned, not left in pyplot: Jupyter shows it once
+    fig, axes = _subplots(1, panels, figsize=(5.5 * panels + 1, 4.5), layout="constrained")
     curves, *rest = axes
     evals = rest.pop(0) if has_evals else None
     final = rest.pop(0)
@@ -278,8 +345,8 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
         for i in shown:
             evals.plot(result.eval_steps, recorded[i], color=cmap(norm(x[i])), marker=".", lw=1)
         evals.set_xlabel("step")
-        evals.set_ylabel(f"eval {metric}")
-        evals.set_title(f"eval {metric} during training")
+        evals.set_ylabel(metric_label(metric, result.evaluated_on))
+        evals.set_title(f"{metric_label(metric, result.evaluated_on)} during training")
         if metric == "loss" and np.all(recorded[np.isfinite(recorded)] > 0):
             evals.set_yscale("log")
 
@@ -328,7 +395,7 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
     if metric in ("loss", "train_loss") and finite.size and np.all(finite > 0):
         final.set_yscale("log")
     final.set_xlabel(name)
-    final.set_ylabel(f"final {metric}" if metric == "train_loss" else f"final eval {metric}")
+    final.set_ylabel(_final_label(result, metric))
     final.set_title(f"final {metric} vs {name}")
     final.grid(True, alpha=0.3)
     final.legend(fontsize="small")
@@ -337,7 +404,7 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
     return fig
 
 
-def heatmap(result: Any, *, x: str, y: str, metric: str = "loss", ax: Any = None) -> Any:
+def heatmap(result: Any, *, x: str, y: str, metric: str = "loss", ax: Axes | None = None) -> Figure:
     """The final ``metric`` (mean over seeds) of a two-hyperparameter grid as a heat map, the
     best configuration outlined; diverged cells are blank.
 
@@ -345,17 +412,17 @@ def heatmap(result: Any, *, x: str, y: str, metric: str = "loss", ax: Any = None
       result: a `lrjax.SweepResult` of a grid over ``x`` and ``y``.
       x, y: the two swept config names.
       metric: an eval metric name or ``"train_loss"``.
-      ax: the axes to draw on (default: a new figure, closed in pyplot).
+      ax: the axes to draw on (default: a new figure).
 
     Returns:
-      The axes.
+      The matplotlib figure (of ``ax`` if given).
 
     Example:
       >>> import optax, lrjax
       >>> configs = lrjax.search.grid({"learning_rate": [0.01, 0.1], "momentum": [0.0, 0.9]})
       >>> result = lrjax.sweep(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"], momentum=hp["momentum"]),
       ...                      configs, steps=50, progress=False)
-      >>> ax = lrjax.plot.heatmap(result, x="learning_rate", y="momentum")
+      >>> ax = lrjax.plot.heatmap(result, x="learning_rate", y="momentum").axes[0]
       >>> ax.get_xlabel(), ax.get_ylabel(), ax.images[0].get_array().shape
       ('learning_rate', 'momentum', (2, 2))
     """
@@ -370,9 +437,7 @@ def heatmap(result: Any, *, x: str, y: str, metric: str = "loss", ax: Any = None
     for value, a, b in zip(scores, xs, ys, strict=True):
         table[np.searchsorted(rows, b), np.searchsorted(columns, a)] = value
     if ax is None:
-        plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(6, 4.5), layout="constrained")
-        plt.close(fig)
+        _, ax = _subplots(figsize=(6, 4.5), layout="constrained")
     from matplotlib.colors import LogNorm
 
     finite = table[np.isfinite(table)]
@@ -390,28 +455,28 @@ def heatmap(result: Any, *, x: str, y: str, metric: str = "loss", ax: Any = None
                 red, green, blue, _ = image.cmap(image.norm(value))
                 ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
                 ax.text(c, r, f"{value:.2g}", ha="center", va="center", fontsize=7, color=ink)
-    ax.figure.colorbar(image, ax=ax, label=f"final {metric}")
+    ax.figure.colorbar(image, ax=ax, label=_final_label(result, metric))
     ax.set_xticks(range(columns.size), [f"{c:.3g}" for c in columns], rotation=45)
     ax.set_yticks(range(rows.size), [f"{r:.3g}" for r in rows])
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    ax.set_title(f"final {metric}: {y} vs {x}")
+    ax.set_title(f"{_final_label(result, metric)}: {y} vs {x}")
     from matplotlib.patches import Rectangle
 
     try:
         best = result.best(metric)
-        i = best["members"][0] // result.info.get("seeds", 1)
+        i = next(c for c, members in enumerate(result.configurations()) if best["members"][0] in members)
         r, c = np.searchsorted(rows, ys[i]), np.searchsorted(columns, xs[i])
         ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, lw=2.5, ec="red"))
     except ValueError:
         pass
-    return ax
+    return ax.figure
 
 
 _MARKERS = {"valley": "v", "slide": "D", "steep": "o", "minimum": "s"}
 
 
-def finder(result: Any, *, ax: Any = None) -> Any:
+def finder(result: Any, *, ax: Axes | None = None) -> Figure:
     """A range test at a glance: every seed's smoothed loss against the learning rate (thin),
     the median across seeds (thick) inside the band of the 25th to 75th percentiles, each
     curve's stop crossed, and every suggestion (the seeds' median) marked on the median curve
@@ -423,21 +488,20 @@ def finder(result: Any, *, ax: Any = None) -> Any:
       ax: the axes to draw on (default: a new figure).
 
     Returns:
-      The matplotlib axes.
+      The matplotlib figure (of ``ax`` if given).
 
     Example:
       >>> import optax, lrjax
       >>> finder = lrjax.find_lr(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
       ...                        min_lr=1e-3, max_lr=10.0, seeds=2, progress=False)
-      >>> ax = lrjax.plot.finder(finder)
+      >>> ax = lrjax.plot.finder(finder).axes[0]
       >>> ax.get_xscale(), ax.get_xlabel()
       ('log', 'learning rate')
     """
     plt = _pyplot()
     if ax is None:
         others = [k for k in result.configs if k != "seed"]
-        fig, ax = plt.subplots(figsize=(10, 4.5) if others else (7, 4.5), layout="constrained")
-        plt.close(fig)
+        _, ax = _subplots(figsize=(10, 4.5) if others else (7, 4.5), layout="constrained")
     lrs, losses = result.lrs, result.losses
     curves = result._per_config(losses)
     lower, upper = result.band
@@ -494,10 +558,10 @@ def finder(result: Any, *, ax: Any = None) -> Any:
         ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         ax.legend(fontsize="small")
-    return ax
+    return ax.figure
 
 
-def batch_size(result: Any) -> Any:
+def batch_size(result: Any) -> Figure:
     """A batch-size sweep at a glance: the evaluation metric against examples seen and against
     steps, one line per batch size (its best configuration: the fewest steps to the target, or
     the best final metric without one), the target dashed; and, with a target, the steps against
@@ -520,8 +584,7 @@ def batch_size(result: Any) -> Any:
     """
     plt = _pyplot()
     has_target = result.target is not None
-    fig, axes = plt.subplots(1, 3 if has_target else 2, figsize=(15 if has_target else 10, 4.2))
-    plt.close(fig)
+    fig, axes = _subplots(1, 3 if has_target else 2, figsize=(15 if has_target else 10, 4.2))
     sizes = result.batch_sizes
     colors = plt.get_cmap("viridis")
     steps_needed = result.steps_to_target() if has_target else None
@@ -546,7 +609,7 @@ def batch_size(result: Any) -> Any:
         if result.metric == "loss" and np.all(values[np.isfinite(values)] > 0):
             ax.set_yscale("log")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"eval {result.metric} (mean over seeds)")
+        ax.set_ylabel(f"{metric_label(result.metric, result.results[0].evaluated_on)} (mean over seeds)")
         ax.grid(True, alpha=0.3)
     axes[0].set_title(f"{result.metric} against examples seen")
     axes[1].set_title(f"{result.metric} against steps")
@@ -604,7 +667,7 @@ _RECORD_COLUMNS = {
 _RECORD_COLUMNS |= {"parent", "explore"}
 
 
-def search(result: Any) -> Any:
+def search(result: Any) -> Figure:
     """A search at a glance. For Bayesian optimization and halving: each trial's last recorded
     metric against its trial number (coloured by the steps it trained, the running best of the
     fully trained trials as a line), and one panel per hyperparameter with the metric against it.
@@ -626,7 +689,6 @@ def search(result: Any) -> Any:
       >>> [ax.get_xlabel() for ax in lrjax.plot.search(result).axes][:2]
       ['trial', 'learning_rate']
     """
-    plt = _pyplot()
     frame = result.history
     metric = result.metric
     names = [
@@ -634,8 +696,7 @@ def search(result: Any) -> Any:
         for c in frame.columns
         if c not in _RECORD_COLUMNS and c != metric and np.issubdtype(frame[c].dtype, np.number)
     ]
-    fig, axes = plt.subplots(1, 1 + len(names), figsize=(4.6 * (1 + len(names)), 4), squeeze=False)
-    plt.close(fig)
+    fig, axes = _subplots(1, 1 + len(names), figsize=(4.6 * (1 + len(names)), 4), squeeze=False)
     axes = axes[0]
     values = frame[metric].to_numpy(np.float64)
     positive = np.all(values[np.isfinite(values)] > 0)
@@ -683,7 +744,7 @@ def search(result: Any) -> Any:
     for ax in axes[: 1 if result.method == "pbt" else len(axes)]:
         if metric in ("loss", "train_loss") and positive:
             ax.set_yscale("log")
-        ax.set_ylabel(f"eval {metric}")
+        ax.set_ylabel(metric_label(metric, result.info.get("evaluated_on", "eval_data")))
         ax.grid(True, alpha=0.3)
     fig.tight_layout()
     return fig

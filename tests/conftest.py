@@ -2,6 +2,7 @@
 shared session-scoped tasks and optimizers, so compiled programs are reused across tests."""
 
 import os
+import sys
 
 import optax
 import pytest
@@ -24,6 +25,14 @@ def _no_compilation_cache_from_the_command_line(monkeypatch):
     import lrjax.cli
 
     monkeypatch.setattr(lrjax.cli, "enable_compilation_cache", lambda: None)
+
+
+@pytest.fixture(autouse=True)
+def _figures_closed_after_each_test():
+    """lrjax.plot's figures live in pyplot, as plt.subplots's do: a test closes what it drew."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
 
 
 @pytest.fixture(scope="session")

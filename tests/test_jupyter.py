@@ -1,4 +1,4 @@
-"""In a real Jupyter kernel: a sweep's figure is displayed once, the progress bar is a widget
+"""In a real Jupyter kernel: a figure is displayed once, returned or not, the progress bar is a widget
 (no "IProgress not found" fallback), and the reprs are short."""
 
 import pytest
@@ -13,6 +13,8 @@ CELLS = [
     "result.plot()",
     "lrjax.plot.schedule(lrjax.schedules.cosine_decay(0.1, decay_steps=100), 100);",
     "result",
+    "figure = result.plot()",  # shown though not returned, as plt.subplots's figures are
+    "figure",  # shown again on request, once
 ]
 
 
@@ -27,7 +29,7 @@ def test_a_notebook_shows_each_figure_once_and_a_widget_progress_bar(tmp_path, m
     client.execute()
     outputs = [cell.outputs for cell in notebook.cells]
     images = lambda cell: sum("image/png" in o.get("data", {}) for o in cell)
-    assert [images(o) for o in outputs] == [0, 0, 1, 1, 0]  # the figure once, not twice
+    assert [images(o) for o in outputs] == [0, 0, 1, 1, 0, 1, 1]  # each figure once, not twice
     sweep_output = "".join(o.get("text", "") for o in outputs[1] if o.get("output_type") == "stream")
     assert "IProgress not found" not in sweep_output
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs[1])  # tqdm's widget

@@ -4,7 +4,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import os
+import pathlib
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,10 +18,12 @@ import lrjax.schedules as S
 from lrjax import cli, plot
 from lrjax.engine import count_compiles
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
 
 def test_plot_draws_each_schedule_with_its_label():
     schedules = {"cosine": S.cosine_decay(0.1, decay_steps=50), "step": S.step_decay(0.1, step_size=10, decay_rate=0.5)}
-    ax = plot.schedule(schedules, 60, log_scale=True, title="two")
+    (ax,) = plot.schedule(schedules, 60, log_scale=True, title="two").axes
     lines = ax.get_lines()
     assert [line.get_label() for line in lines] == ["cosine", "step"]
     np.testing.assert_array_equal(lines[0].get_xdata(), np.arange(60))
@@ -27,8 +33,33 @@ def test_plot_draws_each_schedule_with_its_label():
     assert "learning rate" in ax.get_ylabel() and "step" in ax.get_xlabel()
 
 
+SCRIPT = """
+import matplotlib.figure, matplotlib.pyplot as plt, optax, lrjax
+configs = lrjax.search.grid({"learning_rate": [0.01, 0.1], "momentum": [0.0, 0.9]})
+result = lrjax.sweep(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"], momentum=hp["momentum"]),
+                     configs, steps=20, eval_every=10, progress=False)
+figures = [result.plot(), lrjax.plot.schedule(lrjax.schedules.constant(0.1), 10),
+           lrjax.plot.heatmap(result, x="learning_rate", y="momentum")]
+assert all(type(f).__mro__[1] is matplotlib.figure.Figure for f in figures)
+print("open", plt.get_fignums() == [f.number for f in figures])
+plt.show()
+"""
+
+
+@pytest.mark.parametrize("backend", ["agg", "module://tests.shown_backend"])
+def test_a_script_gets_open_pyplot_figures_that_plt_show_shows(backend, tmp_path):
+    env = {**os.environ, "MPLBACKEND": backend, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    shown = [line for line in done.stdout.splitlines() if line.startswith("shown")]
+    assert "open True" in done.stdout
+    assert shown == (["shown figure 1", "shown figure 2", "shown figure 3"] if backend.startswith("module") else [])
+
+
 def test_plot_accepts_explicit_steps_and_checks_labels():
-    ax = plot.schedule([S.linear(1.0, end_value=0.0, steps=10)], [0, 5, 10], labels=["lin"])
+    (ax,) = plot.schedule([S.linear(1.0, end_value=0.0, steps=10)], [0, 5, 10], labels=["lin"]).axes
     np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [1.0, 0.5, 0.0])
     with pytest.raises(ValueError, match="labels must have 2 entries"):
         plot.schedule([S.constant(1.0), S.constant(2.0)], 10, labels=["one"])
@@ -269,11 +300,8 @@ sys.exit(code)
 
 def _cli_process(tmp_path, *flags):
     """``lrjax sweep`` in a process of its own, the user's cache directory under ``tmp_path``."""
-    import subprocess
-    import sys
-
     args = ["sweep", "--num", "2", "--steps", "20", "--eval-every", "10", "--out-dir", str(tmp_path), *flags]
-    env = dict(__import__("os").environ, XDG_CACHE_HOME=str(tmp_path / "cache"), JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), JAX_PLATFORMS="cpu")
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     done = subprocess.run(
         [sys.executable, "-c", CACHE_HITS, *args], env=env, capture_output=True, text=True, timeout=300

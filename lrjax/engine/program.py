@@ -19,7 +19,9 @@ Each training step of member m, with ``run = active[m] & ~diverged[m]``:
     model_state = model_state'    likewise (a task's model state, if it is ``stateful``)
     opt      = opt                if active, else unchanged   (a frozen member's is never read)
     steps   += 1                  if the update was applied
-    diverged = True, diverged_at = steps   the first time loss or u is non-finite
+    diverged = True, diverged_at = steps   the first time loss or u is non-finite, or the loss
+                                           exceeds the member's first loss ℓ₀ by more than
+                                           (f − 1)·|ℓ₀| (f = ``divergence_factor``, if not None)
 
 The data order follows the population's clock (steps of `advance` so far), shared by every
 member of a seed; schedules see the member's own count (Optax's, in its optimizer state).
@@ -50,6 +52,8 @@ OptimizerFn = Callable[[Any], optax.GradientTransformation]
 PlateauFn = Callable[[Any], optax.GradientTransformationExtraArgs]
 
 CHUNK = 100  # steps per call of the chunk program (at most; the count is a runtime value)
+# A member whose loss exceeds its first loss by more than (f − 1)·|first| diverged (see `Layout`).
+DIVERGENCE_FACTOR = 100.0
 
 
 class MemberState(NamedTuple):
@@ -59,9 +63,11 @@ class MemberState(NamedTuple):
     Attributes:
       params, opt_state: the task's parameters and the optimizer's state.
       model_state: the task's model state (None unless it is ``stateful``).
-      diverged: whether the loss or an update turned non-finite (the member is then frozen).
+      diverged: whether the loss or an update turned non-finite, or the loss exceeded the
+        layout's ``divergence_factor`` times its first loss (the member is then frozen).
       diverged_at: the member's step count when it did, or −1.
       steps: updates applied to the member.
+      first_loss: the member's loss at its step 0 (the reference of ``divergence_factor``).
       plateau: the plateau transformation's state (None without one).
       scale: the factor the plateau applies to the updates (None without one).
     """
@@ -72,6 +78,7 @@ class MemberState(NamedTuple):
     diverged: jax.Array
     diverged_at: jax.Array
     steps: jax.Array
+    first_loss: jax.Array
     plateau: Any
     scale: Any
 
@@ -91,7 +98,10 @@ class PopulationState(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """The static shape of a population's programs: one set of programs per distinct layout."""
+    """The static shape and choices of a population's programs: one set of programs per
+    distinct layout. ``divergence_factor`` f (None: off) freezes a member whose training loss
+    ℓ exceeds its first loss ℓ₀ by more than (f − 1)·|ℓ₀| (sign-aware, as the range test's
+    ``stop_factor``; never when ℓ₀ = 0)."""
 
     seeds: int
     members: int  # configuration slots, a multiple of the member devices
@@ -99,6 +109,7 @@ class Layout:
     devices: tuple
     parts: tuple[int, int] = (1, 1)  # (seed parts, member parts) a chunk runs in: `lrjax.engine.parts`
     seed_devices: int = 1  # the devices as a (seed_devices, member devices) mesh: `seed_devices`
+    divergence_factor: float | None = DIVERGENCE_FACTOR
 
     @property
     def on_cpu(self) -> bool:
@@ -363,7 +374,9 @@ class Programs:
             plateau, scale = self.plateau(hp).init(jnp.ones((), jnp.float32)), jnp.ones((), jnp.float32)
         opt_state = _with_value(self.optimizer(hp)).init(params)
         zero = jnp.zeros((), jnp.int32)
-        return MemberState(params, model_state, opt_state, jnp.zeros((), bool), zero - 1, zero, plateau, scale)
+        return MemberState(
+            params, model_state, opt_state, jnp.zeros((), bool), zero - 1, zero, jnp.zeros(()), plateau, scale
+        )
 
     def _fresh_members(self, hps: Any, keys: jax.Array) -> MemberState:
         def per_seed(key: jax.Array, hps: Any) -> MemberState:
@@ -439,6 +452,10 @@ class Programs:
         # Checking the updates rather than the new parameters lets XLA fuse the check and the
         # selects below into the optimizer's own elementwise loops.
         healthy = jnp.isfinite(loss + sum(jnp.sum(u) for u in jax.tree.leaves(updates)))
+        first = jnp.where(state.steps == 0, loss, state.first_loss).astype(jnp.float32)
+        factor = self.layout.divergence_factor
+        if factor is not None:
+            healthy &= (first == 0) | (loss - first <= (factor - 1) * jnp.abs(first))
         run = active & ~state.diverged
         applied = run & healthy
         newly = run & ~healthy
@@ -451,6 +468,7 @@ class Programs:
             diverged=state.diverged | newly,
             diverged_at=jnp.where(newly, state.steps, state.diverged_at).astype(jnp.int32),
             steps=(state.steps + applied).astype(jnp.int32),
+            first_loss=jnp.where(run, first, state.first_loss),
         )
         return new_state, jnp.where(run, loss, jnp.nan).astype(jnp.float32)
 

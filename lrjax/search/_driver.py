@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from lrjax import _configs
 from lrjax import _validate as v
 from lrjax._population import Population
-from lrjax._result import _readable, metric_mode
+from lrjax._result import _readable, evaluated_on, metric_mode
 from lrjax._task import Task
 from lrjax.engine.program import OptimizerFn, trace_metric_names
 from lrjax.search._result import SearchResult
@@ -186,6 +186,7 @@ class Driver:
         info = {
             **info,
             "task": self.pop.task.name,
+            "evaluated_on": evaluated_on(self.pop.task),
             "slots": self.slots,
             "seeds": self.seeds,
             "trials": len(self.trial_configs),

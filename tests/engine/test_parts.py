@@ -72,6 +72,7 @@ def test_split_then_join_is_the_identity_and_cuts_device_blocks():
             jnp.zeros((1, 12), bool),
             jnp.zeros((1, 12), jnp.int32),
             0,
+            jnp.zeros((1, 12)),
             None,
             None,
         ),

@@ -250,13 +250,38 @@ def test_reprs_are_short_and_never_show_data(result, digits):
     assert len(repr(digits)) < 200
 
 
-def test_progress_shows_steps_members_best_loss_and_divergence(digits, sgd, capsys):
+def test_progress_shows_steps_members_best_losses_and_divergence(digits, sgd, capsys):
     lrjax.sweep(digits, sgd, {"learning_rate": [0.1, 1e20]}, steps=120, batch_size=32, seeds=2, progress=True)
     final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
     assert "sweep digits_mlp · 4 members" in final and "120/120" in final and "step/s" in final
-    assert "diverged=2" in final and "best_loss=" in final
+    assert "diverged=2" in final and "best_train_loss=" in final and "best_eval_loss=" in final
     run(digits, sgd, {"learning_rate": [0.1]}, steps=5)  # progress=False: silent
     assert capsys.readouterr().err == ""
+
+
+def test_without_eval_data_every_number_is_named_for_the_data_it_was_computed_on(quadratic, sgd, capsys):
+    result = lrjax.sweep(quadratic, sgd, {"learning_rate": [0.01, 0.1]}, steps=40, eval_every=20, progress=True)
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "best_train_data_loss=" in bar and "best_train_loss=" in bar and "eval" not in bar
+    assert result.evaluated_on == "train_data"
+    frame = result.to_pandas()
+    assert list(frame.columns) == [
+        "learning_rate",
+        "seed",
+        "final_train_loss",
+        "train_data_loss",
+        "diverged",
+        "diverged_at",
+    ]
+    assert result.best("train_data_loss")["train_data_loss"] == pytest.approx(frame["train_data_loss"].min())
+    with pytest.raises(
+        ValueError,
+        match=r"table's \['final_train_loss', 'train_data_loss'\]\), got 'eval_loss'; the task has no eval_data",
+    ):
+        result.best("eval_loss")
+    figure = result.plot()
+    assert {ax.get_ylabel() for ax in figure.axes} >= {"train data loss", "final train data loss"}
+    assert "eval" not in " ".join(ax.get_ylabel() + ax.get_title() for ax in figure.axes)
 
 
 def test_a_swept_schedule_argument_is_named_as_the_user_wrote_it(digits):
@@ -278,6 +303,6 @@ def test_tables_show_float32_values_as_printed_and_a_zero_sits_on_a_symlog_axis(
     )
     frame = result.to_pandas()
     assert frame["weight_decay"].tolist()[:3] == [0.0, 0.0001, 0.01]  # not 9.999999747378752e-05
-    assert frame["eval_loss"].tolist() == [float(str(np.float32(v))) for v in result.eval_metrics["loss"][:, -1]]
+    assert frame["train_data_loss"].tolist() == [float(str(np.float32(v))) for v in result.eval_metrics["loss"][:, -1]]
     final = result.plot("weight_decay").axes[1]
     assert final.get_xscale() == "symlog" and final.get_xlabel() == "weight_decay"  # 0 and 1e-4 apart
