@@ -322,20 +322,36 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
     evals = rest.pop(0) if has_evals else None
     final = rest.pop(0)
 
-    order = np.argsort(x, kind="stable")
-    shown = order[:: max(1, -(-len(order) // max_curves))]
+    # Configurations grouped by the values of the other swept hyperparameters: one line style
+    # per group in the curve panels (up to four), one line per group in the final panel.
+    groups = {(): np.arange(len(x))} if not others else {}
+    if others:
+        keys = np.stack([result.by_configuration(np.asarray(result.configs[k]))[:, 0] for k in others], axis=1)
+        for key in sorted({tuple(row) for row in keys.tolist()}):
+            groups[key] = np.flatnonzero((keys == np.asarray(key)).all(axis=1))
+    styles = dict(zip(groups, ["-", "--", ":", "-."], strict=False)) if len(groups) <= 4 else {}
+    style_of = {int(i): styles.get(key, "-") for key, members in groups.items() for i in members}
+    # Thinned within each group, so that every group keeps curves across the whole x range.
+    every = max(1, -(-len(x) // max_curves))
+    shown = np.concatenate([members[np.argsort(x[members], kind="stable")][::every] for members in groups.values()])
     window = max(1, result.train_loss.shape[1] // 50)
     smooth = moving_average(_nanmean(result.by_configuration(result.train_loss), axis=1), window)
     steps = np.arange(smooth.shape[1]) + window - 1
     for i in shown:
-        curves.plot(steps, smooth[i], color=cmap(norm(x[i])), lw=1, alpha=0.8)
+        curves.plot(steps, smooth[i], color=cmap(norm(x[i])), ls=style_of[int(i)], lw=1, alpha=0.8)
+    if len(styles) > 1:
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color="0.3", ls=ls, lw=1) for ls in styles.values()]
+        labels = [", ".join(f"{k}={value:.3g}" for k, value in zip(others, key, strict=True)) for key in styles]
+        curves.legend(handles, labels, fontsize="small")
     curves.set_yscale("log")
     calm = ~result.by_configuration(np.asarray(result.diverged)).any(axis=1)
     kept = smooth[calm][np.isfinite(smooth[calm]) & (smooth[calm] > 0)]
     if kept.size and not calm.all():  # a diverging curve would squash the others: it leaves the top
         curves.set_ylim(kept.min() / 2, kept.max() * 3)
     curves.set_xlabel("step")
-    thinned = f"; {len(shown)} of {len(order)} configurations" if len(shown) < len(order) else ""
+    thinned = f"; {len(shown)} of {len(x)} configurations" if len(shown) < len(x) else ""
     curves.set_ylabel("training loss" + (f" (mean of last {window} steps)" if window > 1 else ""))
     curves.set_title(f"{result.info.get('task', '')}: training loss (mean over seeds{thinned})")
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=curves, label=name)
@@ -343,7 +359,7 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
     if evals is not None:
         recorded = _nanmean(result.by_configuration(result.eval_metrics[metric]), axis=1)
         for i in shown:
-            evals.plot(result.eval_steps, recorded[i], color=cmap(norm(x[i])), marker=".", lw=1)
+            evals.plot(result.eval_steps, recorded[i], color=cmap(norm(x[i])), ls=style_of[int(i)], marker=".", lw=1)
         evals.set_xlabel("step")
         evals.set_ylabel(metric_label(metric, result.evaluated_on))
         evals.set_title(f"{metric_label(metric, result.evaluated_on)} during training")
@@ -352,11 +368,6 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
 
     scores = result.by_configuration(result.final(metric))
     diverged = result.by_configuration(np.asarray(result.diverged)).any(axis=1)
-    groups = {(): np.arange(len(x))} if not others else {}
-    if others:
-        keys = np.stack([result.by_configuration(np.asarray(result.configs[k]))[:, 0] for k in others], axis=1)
-        for key in sorted({tuple(row) for row in keys.tolist()}):
-            groups[key] = np.flatnonzero((keys == np.asarray(key)).all(axis=1))
     colors = plt.get_cmap("tab10")
     for g, (key, members) in enumerate(groups.items()):
         members = members[np.argsort(x[members], kind="stable")]
@@ -364,7 +375,7 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
         label = ", ".join(f"{k}={value:.3g}" for k, value in zip(others, key, strict=True)) or "mean over seeds"
         color = colors(g % 10) if others else "0.3"
         mean = _nanmean(scores[ok], axis=1) if ok.size else np.array([])
-        final.plot(x[ok], mean, marker="o", ms=4, color=color, label=label)
+        final.plot(x[ok], mean, marker="o", ms=4, color=color, ls=styles.get(key, "-"), label=label)
         if scores.shape[1] > 1 and ok.size:
             final.fill_between(
                 x[ok], np.nanmin(scores[ok], axis=1), np.nanmax(scores[ok], axis=1), color=color, alpha=0.2, lw=0
@@ -449,15 +460,20 @@ def heatmap(result: Any, *, x: str, y: str, metric: str = "loss", ax: Axes | Non
         cmap="viridis_r" if metric in ("loss", "train_loss") else "viridis",
         norm=LogNorm(finite.min(), finite.max()) if spans else None,
     )
-    if table.size <= 100:
+    ax.figure.colorbar(image, ax=ax, label=_final_label(result, metric))
+    # A value in each cell only where it fits (about 4 characters of 7-point text), and at most
+    # `_TICKS` labelled ticks an axis: readable at 8, 24 or 64 values an axis.
+    box = ax.get_position()
+    width, height = (72 * ax.figure.get_size_inches() * [box.width, box.height]) / [columns.size, rows.size]
+    if width >= 26 and height >= 12:
         for (r, c), value in np.ndenumerate(table):
             if np.isfinite(value):
                 red, green, blue, _ = image.cmap(image.norm(value))
                 ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
                 ax.text(c, r, f"{value:.2g}", ha="center", va="center", fontsize=7, color=ink)
-    ax.figure.colorbar(image, ax=ax, label=_final_label(result, metric))
-    ax.set_xticks(range(columns.size), [f"{c:.3g}" for c in columns], rotation=45)
-    ax.set_yticks(range(rows.size), [f"{r:.3g}" for r in rows])
+    for set_ticks, values, rotation in ((ax.set_xticks, columns, 45), (ax.set_yticks, rows, 0)):
+        at = np.arange(0, values.size, -(-values.size // _TICKS))
+        set_ticks(at, [f"{values[i]:.3g}" for i in at], rotation=rotation)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.set_title(f"{_final_label(result, metric)}: {y} vs {x}")
@@ -472,6 +488,8 @@ def heatmap(result: Any, *, x: str, y: str, metric: str = "loss", ax: Axes | Non
         pass
     return ax.figure
 
+
+_TICKS = 10  # labelled ticks an axis of a heat map, at most
 
 _MARKERS = {"valley": "v", "slide": "D", "steep": "o", "minimum": "s"}
 

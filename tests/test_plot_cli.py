@@ -320,3 +320,43 @@ def test_the_command_line_keeps_compiled_programs_for_the_next_process(tmp_path)
 def test_the_command_line_without_the_compilation_cache_writes_nothing(tmp_path):
     assert _cli_process(tmp_path, "--no-compilation-cache") == 0
     assert not (tmp_path / "cache" / "lrjax").exists()  # (matplotlib keeps its font list there)
+
+
+def _grid_result(lrs, wds):
+    """A synthetic result of a learning-rate × weight-decay grid (no training: only the plots read it)."""
+    lr, wd = np.repeat(lrs, len(wds)), np.tile(wds, len(lrs))
+    final = (np.log10(lr) + 2.0) ** 2 + 100 * wd + 0.1
+    curves = final[:, None] * (1 + 1 / np.arange(1, 41))[None]
+    m = len(lr)
+    return lrjax.SweepResult(
+        {"learning_rate": lr, "weight_decay": wd, "seed": np.zeros(m, int)},
+        curves,
+        np.array([40]),
+        {"loss": final[:, None]},
+        None,
+        np.zeros(m, bool),
+        -np.ones(m, int),
+        {"seeds": 1, "task": "grid"},
+    )
+
+
+@pytest.mark.parametrize("n", [8, 24, 64])
+def test_a_heat_map_stays_readable_at_8_24_and_64_values_an_axis(n):
+    lrs, wds = np.geomspace(1e-4, 1.0, n), np.geomspace(1e-5, 1e-3, n)
+    (ax, _) = plot.heatmap(_grid_result(lrs, wds), x="learning_rate", y="weight_decay").axes
+    xticks, yticks = [t.get_text() for t in ax.get_xticklabels()], [t.get_text() for t in ax.get_yticklabels()]
+    assert len(xticks) == len(yticks) == (8 if n == 8 else -(-n // -(-n // 10)))  # every k-th value, at most 10
+    assert xticks[0] == "0.0001" and yticks[0] == "1e-05"  # whole, not cut
+    assert len(ax.texts) == (n * n if n == 8 else 0)  # a value in each cell only where it fits
+
+
+def test_curves_of_a_grid_tell_the_other_hyperparameter_apart_and_thin_within_each_value():
+    result = _grid_result(np.geomspace(1e-4, 1.0, 24), [0.0, 1e-3])
+    figure = plot.sweep(result, max_curves=24)
+    curves = figure.axes[0]
+    styles = [line.get_linestyle() for line in curves.get_lines()]
+    assert styles.count("-") == styles.count("--") == 12  # 24 of 48 curves, 12 of each weight decay
+    assert [t.get_text() for t in curves.get_legend().get_texts()] == ["weight_decay=0", "weight_decay=0.001"]
+    assert "24 of 48 configurations" in curves.get_title()
+    (heat,) = [ax for ax in figure.axes if ax.get_title().endswith("weight_decay vs learning_rate")]
+    assert [t.get_text() for t in heat.get_yticklabels()] == ["0", "0.001"]  # not cut to "001"

@@ -92,7 +92,7 @@ def test_plot_of_a_sweep_with_seeds_evaluations_and_divergence(result):
 
     before = plt.get_fignums()
     fig = result.plot()
-    assert plt.get_fignums() == before  # returned, not left open: Jupyter displays it once
+    assert plt.get_fignums() == [*before, fig.number]  # open in pyplot, as plt.subplots's: plt.show() shows it
     curves, evals, final, colorbar = fig.axes
     assert (
         curves.get_title() == "digits_mlp: training loss (mean over seeds)" and colorbar.get_ylabel() == "learning_rate"
