@@ -303,7 +303,7 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
       >>> result = lrjax.sweep(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
       ...                      {"learning_rate": [0.01, 0.1, 1.0]}, steps=50, progress=False)
       >>> [ax.get_title() for ax in lrjax.plot.sweep(result).axes if ax.get_title()]
-      ['linear_regression: training loss (mean over seeds)', 'final loss vs learning_rate']
+      ['linear_regression: training loss (mean over seeds)', 'final train data loss vs learning_rate']
     """
     plt = _pyplot()
     from matplotlib.colors import LogNorm, Normalize
@@ -407,7 +407,7 @@ def sweep(result: Any, *, hyperparameter: str | None = None, metric: str = "loss
         final.set_yscale("log")
     final.set_xlabel(name)
     final.set_ylabel(_final_label(result, metric))
-    final.set_title(f"final {metric} vs {name}")
+    final.set_title(f"{_final_label(result, metric)} vs {name}")
     final.grid(True, alpha=0.3)
     final.legend(fontsize="small")
     if len(others) == 1:
