@@ -104,7 +104,7 @@ class SweepResult:
       >>> round(result.best()["learning_rate"], 6)
       0.1
       >>> list(result.to_pandas().columns)
-      ['learning_rate', 'seed', 'final_train_loss', 'eval_loss', 'diverged', 'diverged_at']
+      ['learning_rate', 'seed', 'final_train_loss', 'train_data_loss', 'diverged', 'diverged_at']
     """
 
     configs: dict[str, np.ndarray]
