@@ -78,7 +78,16 @@ class Model:
     eval_hint: str = ""
 
 
-def supervised(model: Model, train_data: Any, eval_data: Any, loss: LossArg, name: str, *, adapter: str) -> Task:
+def supervised(
+    model: Model,
+    train_data: Any,
+    eval_data: Any,
+    loss: LossArg,
+    name: str,
+    *,
+    adapter: str,
+    eval_batch_size: int | None = None,
+) -> Task:
     """A `Task` that trains ``model`` on ``(inputs, targets)`` pairs with ``loss``.
 
     Args:
@@ -89,6 +98,7 @@ def supervised(model: Model, train_data: Any, eval_data: Any, loss: LossArg, nam
         ``loss(predictions, targets) -> scalar``.
       name: the task's name.
       adapter: the adapter's name, for the errors.
+      eval_batch_size: as for `Task`.
 
     Returns:
       The `Task`, with ``rng`` and ``stateful`` as the model has them.
@@ -132,6 +142,7 @@ def supervised(model: Model, train_data: Any, eval_data: Any, loss: LossArg, nam
         name,
         rng=model.rng,
         stateful=model.stateful,
+        eval_batch_size=eval_batch_size,
     )
 
 

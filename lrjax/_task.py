@@ -89,6 +89,11 @@ class Task:
       stateful: the task carries non-trainable model state per member (BatchNorm's running
         statistics, EMA weights, counters): ``init`` returns it beside the parameters, the loss
         takes it and returns its new value, the optimizer never sees it, and evaluation reads it.
+      eval_batch_size: evaluate in batches of this many examples (the last one partial)
+        instead of the whole set at once, for eval data too large for one batch. Each metric
+        is then the mean of its batch values weighted by their sizes: equal to the whole-set
+        value for metrics that are means over examples (loss, accuracy), which metrics must be
+        to be batched.
 
     Equality is identity. Compiled programs live in the engine's bounded cache
     (`lrjax.engine.cache`), keyed by the task; a new task whose programs lower to the same XLA
@@ -114,6 +119,7 @@ class Task:
     metric_modes: Mapping[str, str] = dataclasses.field(default_factory=dict)
     rng: bool = dataclasses.field(default=False, kw_only=True)
     stateful: bool = dataclasses.field(default=False, kw_only=True)
+    eval_batch_size: int | None = dataclasses.field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         for field in ("init", "loss"):
@@ -125,6 +131,8 @@ class Task:
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
         self._check_signatures()
+        if self.eval_batch_size is not None:
+            v.integer("eval_batch_size", self.eval_batch_size)
         if not isinstance(self.metric_modes, Mapping):
             raise TypeError(f"metric_modes must be a dict of metric name -> 'min' or 'max', got {self.metric_modes!r}")
         for name, mode in self.metric_modes.items():
@@ -252,6 +260,7 @@ class Task:
         loss: str | Callable[[jax.Array, jax.Array], jax.Array] = "cross_entropy",
         eval_data: tuple[Any, Any] | None = None,
         name: str | None = None,
+        eval_batch_size: int | None = None,
         rngs: Sequence[str] = (),
         mutable: Sequence[str] | None = None,
         train_kwargs: Mapping[str, Any] | None = None,
@@ -274,6 +283,7 @@ class Task:
             shape), or ``loss(predictions, targets) -> scalar``.
           eval_data: held-out ``(inputs, targets)``.
           name: the task's name (default: the module's class name).
+          eval_batch_size: evaluate in batches of this many examples (`Task`).
           rngs: the rng streams the module draws from in training, e.g. ``("dropout",)``.
           mutable: the collections training updates (default: every collection besides
             ``params``); the others are carried unchanged.
@@ -314,7 +324,13 @@ class Task:
             module, example, rngs=rngs, mutable=mutable, train_kwargs=train_kwargs, eval_kwargs=eval_kwargs
         )
         return _supervised.supervised(
-            model, train_data, eval_data, loss, name or type(module).__name__, adapter="Task.from_linen"
+            model,
+            train_data,
+            eval_data,
+            loss,
+            name or type(module).__name__,
+            adapter="Task.from_linen",
+            eval_batch_size=eval_batch_size,
         )
 
     @classmethod
@@ -326,6 +342,7 @@ class Task:
         loss: str | Callable[[jax.Array, jax.Array], jax.Array] = "cross_entropy",
         eval_data: tuple[Any, Any] | None = None,
         name: str | None = None,
+        eval_batch_size: int | None = None,
         rngs: Sequence[str] = (),
     ) -> Task:
         """A supervised task from a ``flax.nnx`` module: ``make_model(rngs: nnx.Rngs) -> Module``.
@@ -343,6 +360,7 @@ class Task:
           loss: as in `from_linen`.
           eval_data: held-out ``(inputs, targets)``.
           name: the task's name (default ``"nnx"``).
+          eval_batch_size: evaluate in batches of this many examples (`Task`).
           rngs: the streams the module draws from in training, e.g. ``("dropout",)``.
 
         Returns:
@@ -375,7 +393,9 @@ class Task:
 
         _supervised.resolve_loss(loss)
         model = _flax.nnx_model(make_model, rngs=rngs)
-        return _supervised.supervised(model, train_data, eval_data, loss, name or "nnx", adapter="Task.from_nnx")
+        return _supervised.supervised(
+            model, train_data, eval_data, loss, name or "nnx", adapter="Task.from_nnx", eval_batch_size=eval_batch_size
+        )
 
     @classmethod
     def from_equinox(
@@ -386,6 +406,7 @@ class Task:
         loss: str | Callable[[jax.Array, jax.Array], jax.Array] = "cross_entropy",
         eval_data: tuple[Any, Any] | None = None,
         name: str | None = None,
+        eval_batch_size: int | None = None,
         rng: bool = False,
     ) -> Task:
         """A supervised task from an ``equinox.Module`` (``pip install 'lrjax[equinox]'``).
@@ -405,6 +426,7 @@ class Task:
           loss: as in `from_linen`.
           eval_data: held-out ``(inputs, targets)``.
           name: the task's name (default ``"equinox"``).
+          eval_batch_size: evaluate in batches of this many examples (`Task`).
           rng: the module takes ``key=`` in training (``equinox.nn.Dropout``).
 
         Returns:
@@ -429,7 +451,13 @@ class Task:
         _supervised.resolve_loss(loss)
         model = _equinox.equinox_model(make_model, rng=rng)
         return _supervised.supervised(
-            model, train_data, eval_data, loss, name or "equinox", adapter="Task.from_equinox"
+            model,
+            train_data,
+            eval_data,
+            loss,
+            name or "equinox",
+            adapter="Task.from_equinox",
+            eval_batch_size=eval_batch_size,
         )
 
 

@@ -300,6 +300,10 @@ def trace_metric_names(task: Task, batch_size: int | None) -> list[str]:
         _check_model_state(model_state, new_state, b)
     name = "train_data" if task.eval_data is None else "eval_data"
     data = task.train_data if task.eval_data is None else task.eval_data
+    if task.eval_batch_size is not None:  # the metrics see batches of eval_batch_size examples
+        data = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct((min(task.eval_batch_size, len(x)), *x.shape[1:]), x.dtype), data
+        )
     try:
         return sorted(jax.eval_shape(task.evaluate, params, model_state, data))
     except ValueError as err:
@@ -308,6 +312,37 @@ def trace_metric_names(task: Task, batch_size: int | None) -> list[str]:
         raise ValueError(f"{name} does not fit the task's model, loss or metrics: {first_line(err)}") from err
     except Exception as err:
         raise ValueError(f"{name} does not fit the task's model, loss or metrics: {first_line(err)}") from err
+
+
+def mean_over_batches(fn: Callable[[Any], dict[str, jax.Array]], data: Any, batch_size: int | None) -> dict:
+    """``fn(data)`` computed batch by batch: Σ_k n_k · fn(batch_k) / Σ_k n_k over consecutive
+    batches of ``batch_size`` examples, the last one partial (its own shape, traced once more).
+    Equal to ``fn(data)`` where ``fn``'s values are means over the examples.
+
+    Args:
+      fn: data -> {name: array}, each value a mean over the leading axis of ``data``.
+      data: a pytree of arrays with a leading examples axis.
+      batch_size: examples per batch; None: all at once.
+
+    Returns:
+      ``{name: array}`` like ``fn``'s.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.arange(10.0)
+      >>> mean_over_batches(lambda b: {"mean": b.mean()}, x, 4)["mean"]
+      Array(4.5, dtype=float32)
+    """
+    n = len(jax.tree.leaves(data)[0])
+    if batch_size is None or batch_size >= n:
+        return fn(data)
+    full, rest = divmod(n, batch_size)
+    head = jax.tree.map(lambda x: x[: full * batch_size].reshape(full, batch_size, *x.shape[1:]), data)
+    totals = jax.tree.map(lambda v: v.sum(0) * batch_size, jax.lax.map(fn, head))
+    if rest:
+        tail = fn(jax.tree.map(lambda x: x[full * batch_size :], data))
+        totals = jax.tree.map(lambda total, v: total + v * rest, totals, tail)
+    return jax.tree.map(lambda total: total / n, totals)
 
 
 class Programs:
@@ -543,9 +578,13 @@ class Programs:
 
     def evaluate(self, params: Any, model_state: Any, data: Any) -> dict[str, jax.Array]:
         """Every member's metrics on ``data`` with its parameters and model state: name ->
-        (seeds, members)."""
+        (seeds, members); in batches of the task's ``eval_batch_size`` (`mean_over_batches`),
+        each read once for all members."""
         axes = (_per_seed_axes(params), _per_seed_axes(model_state), None)
-        return jax.vmap(jax.vmap(self._metrics, in_axes=axes), in_axes=(0, 0, None))(params, model_state, data)
+        on = lambda batch: jax.vmap(jax.vmap(self._metrics, in_axes=axes), in_axes=(0, 0, None))(
+            params, model_state, batch
+        )
+        return mean_over_batches(on, data, self.task.eval_batch_size)
 
     def observe(self, state: PopulationState, hps: Any, values: jax.Array, active: jax.Array) -> PopulationState:
         """Each active, not diverged member's plateau observes its value (seeds, members); its
