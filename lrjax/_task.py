@@ -94,6 +94,11 @@ class Task:
         is then the mean of its batch values weighted by their sizes: equal to the whole-set
         value for metrics that are means over examples (loss, accuracy), which metrics must be
         to be batched.
+      augment: ``augment(key, batch) -> batch``, applied to every training batch on the device,
+        inside the compiled step (random crops, flips, noise), never to evaluation. Its key is
+        per seed and per step of the population's clock (`lrjax.engine.augment_key`): members
+        that share a seed train on the same augmented batch, as they share the batch. It must
+        return arrays of the batch's structure, shapes and dtypes.
 
     Equality is identity. Compiled programs live in the engine's bounded cache
     (`lrjax.engine.cache`), keyed by the task; a new task whose programs lower to the same XLA
@@ -120,6 +125,7 @@ class Task:
     rng: bool = dataclasses.field(default=False, kw_only=True)
     stateful: bool = dataclasses.field(default=False, kw_only=True)
     eval_batch_size: int | None = dataclasses.field(default=None, kw_only=True)
+    augment: Callable[[jax.Array, Any], Any] | None = dataclasses.field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         for field in ("init", "loss"):
@@ -133,6 +139,8 @@ class Task:
         self._check_signatures()
         if self.eval_batch_size is not None:
             v.integer("eval_batch_size", self.eval_batch_size)
+        if self.augment is not None and not callable(self.augment):
+            raise TypeError(f"augment must be callable (augment(key, batch) -> batch) or None, got {self.augment!r}")
         if not isinstance(self.metric_modes, Mapping):
             raise TypeError(f"metric_modes must be a dict of metric name -> 'min' or 'max', got {self.metric_modes!r}")
         for name, mode in self.metric_modes.items():

@@ -2,7 +2,16 @@
 
 from lrjax.engine import cache
 from lrjax.engine.compiles import CompileLog, count_compiles
-from lrjax.engine.program import CHUNK, Layout, MemberState, PopulationState, Programs, init_key, step_key
+from lrjax.engine.program import (
+    CHUNK,
+    Layout,
+    MemberState,
+    PopulationState,
+    Programs,
+    augment_key,
+    init_key,
+    step_key,
+)
 
 __all__ = [
     "CHUNK",
@@ -11,6 +20,7 @@ __all__ = [
     "MemberState",
     "PopulationState",
     "Programs",
+    "augment_key",
     "cache",
     "count_compiles",
     "init_key",

@@ -208,6 +208,44 @@ def step_key_of(words: jax.Array, steps: jax.Array) -> jax.Array:
     return jax.random.fold_in(jax.random.wrap_key_data(words, impl="threefry2x32"), steps)
 
 
+# The stream a seed's augmentation keys are folded from: fold_in(K, 2³² − 1) of the key K its
+# members' per-step keys come from, a number no step count (int32) takes.
+_AUGMENT = 0xFFFFFFFF
+
+
+def augment_key_of(words: jax.Array, clock: jax.Array) -> jax.Array:
+    """The augmentation key at the population's ``clock`` from a seed's `key_words` (traced):
+    see `augment_key`."""
+    stream = jax.random.fold_in(jax.random.wrap_key_data(words, impl="threefry2x32"), jnp.uint32(_AUGMENT))
+    return jax.random.fold_in(stream, clock)
+
+
+def augment_key(seed: int, seeds: int, index: int, step: int) -> jax.Array:
+    """The key passed to a task's ``augment`` (`lrjax.Task`) for the batch of the population's
+    ``step`` (steps taken by the population before it), for seed ``index`` of a population with
+    ``seed`` and ``seeds``: ``fold_in(fold_in(fold_in(seed_key, 2), 2³² − 1), step)``, where
+    ``seed_key = jax.random.split(jax.random.key(seed), seeds)[index]``. Members that share a
+    seed share it, as they share the batch; it never equals a `step_key`.
+
+    Args:
+      seed: the population's base seed.
+      seeds: its seeds per configuration.
+      index: the seed index, in ``[0, seeds)``.
+      step: the population's step (its clock) whose batch is augmented.
+
+    Returns:
+      A typed key (threefry2x32).
+
+    Example:
+      >>> import jax
+      >>> from lrjax.engine import augment_key, step_key
+      >>> same = lambda a, b: bool((jax.random.key_data(a) == jax.random.key_data(b)).all())
+      >>> same(augment_key(0, 2, 1, 3), augment_key(0, 2, 1, 3)), same(augment_key(0, 1, 0, 3), step_key(0, 1, 0, 3))
+      (True, False)
+    """
+    return augment_key_of(key_words(seed_keys(seed, seeds)[index]), jnp.int32(step))
+
+
 def step_key(seed: int, seeds: int, index: int, step: int) -> jax.Array:
     """The key passed to the loss of a task with ``rng`` (`lrjax.Task`) at a member's ``step``
     (updates it had applied before), for seed ``index`` of a population with ``seed`` and
@@ -272,6 +310,26 @@ def _check_model_state(before: Any, after: Any, b: int) -> None:
             )
 
 
+def _check_augment(augment: Callable[[jax.Array, Any], Any], batch: Any) -> None:
+    """`ValueError` unless ``augment(key, batch)`` returns arrays like ``batch`` (from shapes)."""
+    try:
+        out = jax.eval_shape(augment, key_shape(), batch)
+    except Exception as err:
+        raise ValueError(f"task.augment fails on a batch of train_data: {first_line(err)}") from err
+    if jax.tree.structure(out) != jax.tree.structure(batch):
+        raise ValueError(
+            f"augment must return a batch of train_data's structure {jax.tree.structure(batch)}, "
+            f"got {jax.tree.structure(out)}"
+        )
+    for (path, before), after in zip(jax.tree_util.tree_flatten_with_path(batch)[0], jax.tree.leaves(out), strict=True):
+        if (before.shape, before.dtype) != (after.shape, after.dtype):
+            where = f"train_data{jax.tree_util.keystr(path)}"
+            raise ValueError(
+                f"augment must keep each array's shape and dtype: {where} {before.dtype}{list(before.shape)} "
+                f"became {after.dtype}{list(after.shape)} (pad or crop back, cast back)"
+            )
+
+
 def trace_metric_names(task: Task, batch_size: int | None) -> list[str]:
     """Names of the metrics an evaluation reports, after checking from shapes (nothing runs)
     that the loss takes a batch of ``batch_size`` training examples and returns a scalar (and,
@@ -298,6 +356,8 @@ def trace_metric_names(task: Task, batch_size: int | None) -> list[str]:
         )
     if task.stateful:
         _check_model_state(model_state, new_state, b)
+    if task.augment is not None:
+        _check_augment(task.augment, batch)
     name = "train_data" if task.eval_data is None else "eval_data"
     data = task.train_data if task.eval_data is None else task.eval_data
     if task.eval_batch_size is not None:  # the metrics see batches of eval_batch_size examples
@@ -507,6 +567,10 @@ class Programs:
         )
         return new_state, jnp.where(run, loss, jnp.nan).astype(jnp.float32)
 
+    def _augment(self, words: jax.Array, clock: jax.Array, batch: Any) -> Any:
+        """One seed's batch at the ``clock`` through the task's ``augment``."""
+        return self.task.augment(augment_key_of(words, clock), batch)
+
     def chunk(self, state: PopulationState, hps: Any, active: jax.Array, data: Any, n: jax.Array):
         """``n`` (<= `CHUNK`, a runtime value) training steps of every member.
 
@@ -517,15 +581,17 @@ class Programs:
         Returns the new state and the losses (CHUNK, seeds, members): the loss before each
         step's update, NaN where a member is inactive or diverged and after step ``n``."""
         full_batch = self.layout.batch_size is None
+        shared = full_batch and self.task.augment is None  # one batch for every seed
         seeds, members = self.layout.seeds, self.layout.members
-        step, draw, batch = self._member_step, epoch_order, self.batch
+        step, draw, batch, augment = self._member_step, epoch_order, self.batch, self._augment
         if members > 1:
             axes = _per_seed_axes(state.members)
             step = jax.vmap(step, in_axes=(axes, 0, 0, None, None), out_axes=(axes, 0))
         if seeds > 1:
-            step = jax.vmap(step, in_axes=(0, 0, 0, None if full_batch else 0, 0))
+            step = jax.vmap(step, in_axes=(0, 0, 0, None if shared else 0, 0))
             draw = jax.vmap(draw, in_axes=(0, None, None))
             batch = jax.vmap(batch, in_axes=(0, None, None))
+            augment = jax.vmap(augment, in_axes=(0, None, None if full_batch else 0))
         if self.rewrites:
             # Every matmul of the step (forward, gradients) in the operand layout of XLA:CPU's
             # fast kernels; `lrjax.engine.cache` compiles the chunk with the options this needs.
@@ -552,6 +618,8 @@ class Programs:
                 new_epoch = lambda: draw(shuffle, t // per_epoch, self.task.num_train)
                 order = jax.lax.cond(t % per_epoch == 0, new_epoch, lambda: order)
                 batches = batch(order, t, data)
+            if self.task.augment is not None:
+                batches = augment(words, t, batches)
             members_state, loss = step(members_state, hps, active, batches, words)
             losses = jax.lax.dynamic_update_index_in_dim(losses, loss.reshape(seeds, members), i, 0)
             return members_state, order, t + 1, losses
