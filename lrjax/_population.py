@@ -8,21 +8,25 @@ on; `lrjax.sweep` is the simplest such driver.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from lrjax import _checkpoint, _configs
 from lrjax import _validate as v
 from lrjax._result import SweepResult, evaluated_on
+from lrjax._stream import Streams
 from lrjax._task import Task, key_shape
 from lrjax.engine import cache, hosts
 from lrjax.engine import parts as engine_parts
@@ -151,8 +155,16 @@ def _state_difference(saved: Mapping[str, Any], given: Mapping[str, Any], most: 
 
 
 def check_batch_size(task: Task, batch_size: Any) -> int | None:
-    """``batch_size`` as an int in ``[1, task.num_train]``, or None (full batch); a `ValueError`
+    """``batch_size`` as an int in ``[1, task.num_train]``, or None (full batch); for a
+    streamed task, None or the stream's own batch size, which it returns. A `ValueError`
     names it otherwise."""
+    if task.streamed:
+        if batch_size not in (None, task.stream_batch_size):
+            raise ValueError(
+                f"batch_size must be None or {task.stream_batch_size}, the size of train_data's batches "
+                f"(the stream decides it), got {batch_size!r}"
+            )
+        return task.stream_batch_size
     if batch_size is None:
         return None
     batch_size = v.integer("batch_size", batch_size)
@@ -301,6 +313,8 @@ class Population:
         one_member = one_member_bytes(task, optimizer, _configs.take(hps, 0))
         by_seed = seed_devices(num_configs, seeds, len(devices))
         cut, slots = engine_parts.choose(num_configs, seeds, devices, by_seed)
+        if task.streamed and cut[0] > 1:  # a part reads every seed's batches: parts of members only
+            cut = (1, 1)
         if state_bytes(one_member, seeds * slots) + engine_parts.COPIES * seeds * slots * one_member > memory_budget:
             across = len(devices) // by_seed  # no room for the parts' copies: one part
             cut, slots = (1, 1), math.ceil(num_configs / across) * across
@@ -327,7 +341,17 @@ class Population:
         self._active = np.ones(num_configs * seeds, bool)
         replicated = programs.programs.replicated
         self._keys = hosts.put(seed_keys(seed, seeds), replicated)
-        self._train_data = hosts.put(task.train_data, replicated)
+        if task.streamed:
+            # The chunk reads (CHUNK, seeds, batch, ...) batches, each seed's on its seed's devices.
+            self._streams: Streams | None = Streams(task.train_data, task.batch_like(None), seed, seeds)
+            per_step = NamedSharding(programs.programs.mesh, P(None, "seeds"))
+            self._train_data = jax.tree.map(
+                lambda x: jax.ShapeDtypeStruct((CHUNK, seeds, *x.shape), x.dtype, sharding=per_step),
+                task.batch_like(None),
+            )
+        else:
+            self._streams = None
+            self._train_data = hosts.put(task.train_data, replicated)
         self._eval_data = self._train_data if task.eval_data is None else hosts.put(task.eval_data, replicated)
         self._clock = 0
         self._losses: list[np.ndarray] = []
@@ -451,22 +475,55 @@ class Population:
         """
         steps = v.integer("steps", steps, minimum=0)
         buffers = []
-        for start in range(0, steps, CHUNK):
-            n = min(CHUNK, steps - start)
-            self._state, losses = self._run(
-                "chunk", self._state, self._device_hps, self._device_active, self._train_data, np.int32(n)
+        counts = [min(CHUNK, steps - start) for start in range(0, steps, CHUNK)]
+        try:
+            for n, data in zip(counts, self._chunks_of_data(counts), strict=True):
+                self._state, losses = self._run(
+                    "chunk", self._state, self._device_hps, self._device_active, data, np.int32(n)
+                )
+                buffers.append((losses, n))
+        finally:  # a stream that fails keeps the chunks trained before it
+            done = sum(n for _, n in buffers)
+            self._clock += done
+            seeds_slots = (self.seeds, self._layout.members)
+            stacked = (
+                np.concatenate([hosts.host(b)[:n] for b, n in buffers])
+                if buffers
+                else np.zeros((0, *seeds_slots), np.float32)
             )
-            buffers.append((losses, n))
-        self._clock += steps
-        seeds_slots = (self.seeds, self._layout.members)
-        stacked = (
-            np.concatenate([hosts.host(b)[:n] for b, n in buffers])
-            if buffers
-            else np.zeros((0, *seeds_slots), np.float32)
-        )
-        losses = self._to_members(np.moveaxis(stacked, 0, -1))
-        self._losses.append(losses)
+            losses = self._to_members(np.moveaxis(stacked, 0, -1))
+            self._losses.append(losses)
         return losses.copy()
+
+    def _chunks_of_data(self, counts: Sequence[int]) -> Iterator[Any]:
+        """The training data of each chunk of ``counts`` steps: the arrays on the devices, or a
+        stream's next batches, read by a background thread one chunk ahead of the chunk that
+        trains on them (its transfer overlaps the training)."""
+        if self._streams is None:
+            yield from (self._train_data for _ in counts)
+            return
+        streams = self._streams
+
+        def read(n: int, clock: int) -> Any:
+            batches = streams.take(n, clock)
+            padded = jax.tree.map(lambda x: np.concatenate([x, np.zeros((CHUNK - n, *x.shape[1:]), x.dtype)]), batches)
+            return hosts.put(padded, jax.tree.leaves(self._train_data)[0].sharding)
+
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lrjax-stream") as pool:
+            clock = self._clock
+            pending = pool.submit(read, counts[0], clock) if counts else None
+            for i, n in enumerate(counts):
+                data = pending.result()  # a stream's error surfaces here, before this chunk trains
+                clock += n
+                trained = streams.where()  # where the streams are once this chunk has trained
+                pending = pool.submit(read, counts[i + 1], clock) if i + 1 < len(counts) else None
+                try:
+                    yield data
+                except GeneratorExit:  # the chunk failed: the batches read ahead go back
+                    if pending is not None:
+                        concurrent.futures.wait([pending])
+                        streams.restore(trained)
+                    raise
 
     def evaluate(self) -> dict[str, np.ndarray]:
         """Every member's metrics on the task's eval data (or its training data).
@@ -649,6 +706,12 @@ class Population:
         data-order keys and position, and the recorded history. Saving again replaces the
         checkpoint only once the new one is complete. See `restore`.
 
+        A streamed task's streams are saved where they are: the batches each seed has read and,
+        for an iterator with ``get_state`` (Grain's), its state, which `restore` sets again
+        (exact resume). Any other iterable is made again by ``train_data(seed)`` and the batches
+        already read are skipped: exact if the stream yields the same batches each time it is
+        made from the same seed.
+
         Raises:
           ValueError: ``path`` is an existing file (checked before anything is written)."""
         self._save(v.directory("path", path), {})
@@ -684,6 +747,7 @@ class Population:
             "clock": self._clock,
             "plateau_metric": self.plateau_metric,
             "divergence_factor": self.divergence_factor,
+            "streams": None if self._streams is None else self._streams.where(),
             "metrics": self._metric_names,
             "config_names": names,
             "config_structures": [str(jax.tree.structure(self._configs[n])) for n in names],
@@ -724,7 +788,7 @@ class Population:
         return {
             "structure": str(jax.tree.structure(one)),
             "leaves": [[list(x.shape), np.dtype(x.dtype).str] for x in jax.tree.leaves(one)],
-            "examples": task.num_train,
+            "examples": None if task.streamed else task.num_train,
             # For the error message only (checkpoints written before it lack it):
             "paths": [f"{jax.tree_util.keystr(k)} {np.dtype(x.dtype).name}{list(x.shape)}" for k, x in with_paths],
         }
@@ -806,6 +870,8 @@ class Population:
             divergence_factor=meta["divergence_factor"],
         )
         pop._load(arrays, meta, member_configs)
+        if pop._streams is not None:
+            pop._streams.restore(meta["streams"])
         return pop
 
     def _load(self, arrays: Mapping[str, Any], meta: Mapping[str, Any], member_configs: Mapping[str, Any]) -> None:

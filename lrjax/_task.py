@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrjax import _validate as v
+from lrjax._stream import first_batch
 
 Params = Any
 ModelState = Any
@@ -71,7 +72,12 @@ class Task:
         of ``train_data`` with a leading batch axis. With ``rng`` a key comes last; with
         ``stateful`` the model state comes second and the loss returns ``(scalar,
         new_model_state)``.
-      train_data: a pytree of arrays whose leading axes (examples) agree.
+      train_data: a pytree of arrays whose leading axes (examples) agree; or a stream,
+        ``train_data(seed) -> iterable of batches`` (a Grain dataset or loader, a generator over
+        files): each seed of a population trains on ``train_data(lrjax.engine.stream_seed(seed,
+        index))``, batch after batch, every batch of the first one's shapes (the stream decides
+        the batch size; ``eval_data`` is then required). See `lrjax.Population` for where a
+        stream resumes.
       eval_data: optional held-out data with the same structure.
       metrics: optional ``metrics(params, data) -> {name: scalar}`` evaluated on ``eval_data``
         (or ``train_data``) at each evaluation; the mean ``loss`` is always reported too. With
@@ -146,12 +152,23 @@ class Task:
         for name, mode in self.metric_modes.items():
             if mode not in ("min", "max"):
                 raise ValueError(f"metric_modes[{name!r}] must be 'min' or 'max', got {mode!r}")
-        train_data = _check_data("train_data", self.train_data)
+        if self.streamed:
+            train_data = first_batch(self.train_data)  # a batch of the stream, for shapes only
+            if self.eval_data is None:
+                raise ValueError(
+                    "eval_data is required when train_data is a stream (train_data(seed) -> batches): "
+                    "evaluation needs data of its own, arrays with a leading examples axis"
+                )
+        else:
+            train_data = _check_data("train_data", self.train_data)
         eval_data = None if self.eval_data is None else _check_data("eval_data", self.eval_data)
         if eval_data is not None and jax.tree.structure(eval_data) != jax.tree.structure(train_data):
             raise ValueError("eval_data must have the same pytree structure as train_data")
+        shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), train_data)
+        object.__setattr__(self, "_first", shapes)  # the stream's batch, or the whole training set
         # Only now, with everything checked, move the data to the device (once per task).
-        object.__setattr__(self, "train_data", jax.tree.map(jnp.asarray, train_data))
+        if not self.streamed:
+            object.__setattr__(self, "train_data", jax.tree.map(jnp.asarray, train_data))
         object.__setattr__(self, "eval_data", None if eval_data is None else jax.tree.map(jnp.asarray, eval_data))
 
     def _check_signatures(self) -> None:
@@ -247,17 +264,49 @@ class Task:
         return {k: jnp.asarray(value, jnp.float32) for k, value in out.items()}
 
     def __repr__(self) -> str:
-        shapes = lambda data: [tuple(x.shape[1:]) for x in jax.tree.leaves(data)]
+        shapes = [tuple(x.shape[1:]) for x in jax.tree.leaves(self._first)]
         evals = "none" if self.eval_data is None else f"{jax.tree.leaves(self.eval_data)[0].shape[0]} examples"
+        train = f"a stream of batches of {self.stream_batch_size}" if self.streamed else f"{self.num_train} examples"
         return (
-            f"Task({self.name!r}, train={self.num_train} examples of shapes {shapes(self.train_data)}, eval={evals}, "
+            f"Task({self.name!r}, train={train} of shapes {shapes}, eval={evals}, "
             f"metrics={'yes' if self.metrics is not None else 'loss only'})"
         )
 
     @property
+    def streamed(self) -> bool:
+        """Whether ``train_data`` is a stream, ``train_data(seed) -> iterable of batches``."""
+        return callable(self.train_data)
+
+    @property
     def num_train(self) -> int:
-        """Number of training examples."""
+        """Number of training examples (arrays only: a stream's is not known).
+
+        Raises:
+          ValueError: ``train_data`` is a stream.
+        """
+        if self.streamed:
+            raise ValueError("train_data is a stream: it has no number of examples; this needs train_data as arrays")
         return int(jax.tree.leaves(self.train_data)[0].shape[0])
+
+    @property
+    def stream_batch_size(self) -> int:
+        """Examples in each batch of a streamed ``train_data`` (its first batch's leading axis)."""
+        return int(jax.tree.leaves(self._first)[0].shape[0])
+
+    def batch_like(self, batch_size: int | None) -> Any:
+        """Shapes and dtypes (`jax.ShapeDtypeStruct`) of one training batch: of ``batch_size``
+        examples (None: all of them), or the stream's batches.
+
+        Args:
+          batch_size: examples per step, None for the full batch (or a stream's own).
+
+        Returns:
+          A pytree of `jax.ShapeDtypeStruct` like ``train_data``.
+        """
+        if self.streamed:
+            return self._first
+        b = batch_size or self.num_train
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype), self._first)
 
     @classmethod
     def from_linen(

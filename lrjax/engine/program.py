@@ -341,8 +341,8 @@ def trace_metric_names(task: Task, batch_size: int | None) -> list[str]:
         raise
     except Exception as err:
         raise ValueError(f"task.init fails: {first_line(err)}") from err
-    b = batch_size or task.num_train
-    batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype), task.train_data)
+    batch = task.batch_like(batch_size)
+    b = jax.tree.leaves(batch)[0].shape[0]
     try:
         value, new_state = jax.eval_shape(task.step_loss, params, model_state, batch, key_shape())
     except ValueError:
@@ -458,7 +458,7 @@ class Programs:
     @property
     def examples(self) -> int:
         """Length of a seed's example order: the training set, or 1 in full-batch mode (unused)."""
-        return 1 if self.layout.batch_size is None else self.task.num_train
+        return 1 if self.layout.batch_size is None or self.task.streamed else self.task.num_train
 
     # -- the traced functions -------------------------------------------------------------
 
@@ -514,8 +514,7 @@ class Programs:
             self._loss_fn, self._metrics_fn = loss, metrics
             return
         params, model_state = jax.eval_shape(self.task.initial, key_shape())
-        b = self.layout.batch_size or self.task.num_train
-        batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype), self.task.train_data)
+        batch = self.task.batch_like(self.layout.batch_size)
         data = self.task.train_data if self.task.eval_data is None else self.task.eval_data
         key = key_shape() if self.task.rng else None
         self._loss_fn = rewrite_convs(loss, params, model_state, batch, key)
@@ -578,9 +577,13 @@ class Programs:
         seed, or one member per device): XLA:CPU ran the 64-member MLP sweep 1.4× slower with a
         unit seed axis in the loop. A ``vmap`` maps the axes that remain.
 
+        ``data`` is the training set, or, for a streamed task, the chunk's batches (CHUNK, seeds,
+        batch, ...), step-major, read by step ``i`` of the chunk.
+
         Returns the new state and the losses (CHUNK, seeds, members): the loss before each
         step's update, NaN where a member is inactive or diverged and after step ``n``."""
-        full_batch = self.layout.batch_size is None
+        streamed = self.task.streamed
+        full_batch = self.layout.batch_size is None and not streamed
         shared = full_batch and self.task.augment is None  # one batch for every seed
         seeds, members = self.layout.seeds, self.layout.members
         step, draw, batch, augment = self._member_step, epoch_order, self.batch, self._augment
@@ -613,7 +616,9 @@ class Programs:
         def body(i: jax.Array, carry: tuple[Any, jax.Array, jax.Array, jax.Array]):
             members_state, order, t, losses = carry
             batches = data
-            if not full_batch:
+            if streamed:
+                batches = jax.tree.map(lambda x: squeeze(jax.lax.dynamic_index_in_dim(x, i, 0, False), None), data)
+            elif not full_batch:
                 per_epoch = self.task.num_train // self.layout.batch_size
                 new_epoch = lambda: draw(shuffle, t // per_epoch, self.task.num_train)
                 order = jax.lax.cond(t % per_epoch == 0, new_epoch, lambda: order)

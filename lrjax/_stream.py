@@ -1,0 +1,180 @@
+"""Training data read from a data pipeline: one stream of host batches per seed.
+
+A `lrjax.Task` whose ``train_data`` is a function ``make(seed) -> iterable of batches`` trains on
+the batches that iterable yields, in order: a Grain dataset or loader (``grain.MapDataset``,
+``grain.IterDataset``, ``grain.DataLoader``), a generator over files, ``tf.data`` or Hugging
+Face ``datasets`` turned into NumPy batches. Each seed of a population reads a stream of its
+own, made with `stream_seed` of the population's seed and the seed's index; the members of a
+seed share its batches, as they share an epoch order with arrays.
+
+Where a stream is: the number of batches read from it, and, for an iterator with
+``get_state`` / ``set_state`` (Grain's), that state. Restoring sets the state, or, for any other
+iterable, makes the stream again and skips the batches already read.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import jax
+import numpy as np
+
+from lrjax import _validate as v
+
+StreamFn = Callable[[int], Iterable[Any]]
+
+
+def stream_seed(seed: int, index: int) -> int:
+    """The integer passed to a task's ``train_data(seed)`` for seed ``index`` of a population
+    with base ``seed``: a 32-bit number from NumPy's ``SeedSequence([seed, index])``, distinct
+    for every pair.
+
+    Args:
+      seed: the population's base seed.
+      index: the seed's index, in ``[0, seeds)``.
+
+    Returns:
+      An int in ``[0, 2**32)``.
+
+    Example:
+      >>> stream_seed(0, 0) == stream_seed(0, 0), stream_seed(0, 0) == stream_seed(0, 1)
+      (True, False)
+    """
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint32)[0])
+
+
+def first_batch(make: StreamFn) -> Any:
+    """The first batch of ``make(stream_seed(0, 0))``, checked: what the task's shapes come from.
+
+    Raises:
+      ValueError: a stream that yields nothing, or a batch that is not a pytree of finite
+        numeric arrays sharing a leading (batch) axis.
+    """
+    try:
+        batch = next(iter(make(stream_seed(0, 0))))
+    except StopIteration:
+        raise ValueError("train_data(seed) yielded no batch: the stream is empty") from None
+    return _arrays("train_data(seed)'s first batch", batch)
+
+
+def _arrays(where: str, batch: Any) -> Any:
+    leaves = jax.tree_util.tree_flatten_with_path(batch)[0]
+    if not leaves:
+        raise ValueError(f"{where} must be a pytree of arrays with a leading batch axis, got {batch!r}")
+    arrays = []
+    for path, leaf in leaves:
+        arr = v.numeric_array(f"{where}{jax.tree_util.keystr(path)}", leaf)
+        if arr.ndim == 0:
+            raise ValueError(f"{where}{jax.tree_util.keystr(path)} must have a leading batch axis, got a scalar")
+        arrays.append(arr)
+    if len({a.shape[0] for a in arrays}) != 1:
+        raise ValueError(f"{where}'s arrays must share their leading (batch) axis, got {[a.shape for a in arrays]}")
+    return jax.tree.unflatten(jax.tree.structure(batch), arrays)
+
+
+class Streams:
+    """The seeds' streams of a population, read a chunk of steps at a time.
+
+    Args:
+      make: ``make(seed) -> iterable of batches``, the task's ``train_data``.
+      like: one batch's shapes and dtypes (`jax.ShapeDtypeStruct` leaves): every batch must match.
+      seed, seeds: the population's base seed and its number of seeds.
+    """
+
+    def __init__(self, make: StreamFn, like: Any, seed: int, seeds: int):
+        self.make, self.like, self.seed, self.seeds = make, like, seed, seeds
+        self.read = [0] * seeds
+        self._iterators: list[Iterator[Any]] = [self._open(i) for i in range(seeds)]
+
+    def _open(self, index: int) -> Iterator[Any]:
+        return iter(self.make(stream_seed(self.seed, index)))
+
+    def take(self, steps: int, clock: int) -> Any:
+        """The next ``steps`` batches of every seed: arrays ``(steps, seeds, batch, ...)``.
+
+        Args:
+          steps: batches to read from each stream.
+          clock: the population's step of the first of them (for the errors).
+
+        Raises:
+          ValueError: a stream that ends, or a batch of another structure, shape or dtype than
+            the first, or with values that are not finite. The streams are then where they were
+            (`where` before the call).
+        """
+        before = self.where()
+        try:
+            rows = [[self._next(s, clock + t) for s in range(self.seeds)] for t in range(steps)]
+        except Exception:
+            self.restore(before)
+            raise
+        flat = [batch for row in rows for batch in row]
+        return jax.tree.map(lambda *xs: np.stack(xs).reshape(steps, self.seeds, *xs[0].shape), *flat)
+
+    def _next(self, index: int, step: int) -> Any:
+        try:
+            batch = next(self._iterators[index])
+        except StopIteration:
+            raise ValueError(
+                f"train_data's stream for seed {index} (train_data({stream_seed(self.seed, index)})) ended at the "
+                f"population's step {step}, after {self.read[index]} batches: make it longer (repeat epochs), or "
+                "train fewer steps"
+            ) from None
+        where = f"train_data's batch {self.read[index]} for seed {index} (step {step})"
+        batch = _arrays(where, batch)
+        if jax.tree.structure(batch) != jax.tree.structure(self.like):
+            raise ValueError(f"{where} has structure {jax.tree.structure(batch)}, not the first batch's")
+        for (path, got), want in zip(
+            jax.tree_util.tree_flatten_with_path(batch)[0], jax.tree.leaves(self.like), strict=True
+        ):
+            if (got.shape, got.dtype) != (want.shape, want.dtype):
+                raise ValueError(
+                    f"{where}{jax.tree_util.keystr(path)} is {got.dtype}{list(got.shape)}, not "
+                    f"{np.dtype(want.dtype)}{list(want.shape)} as the first batch (every batch must have one "
+                    "shape: drop the last partial batch, e.g. drop_remainder=True)"
+                )
+        self.read[index] += 1
+        return batch
+
+    def where(self) -> list[dict[str, Any]]:
+        """Each seed's position, JSON-able: the batches read and, for an iterator that has
+        ``get_state`` (Grain's), its state."""
+        out = []
+        for read, iterator in zip(self.read, self._iterators, strict=True):
+            entry: dict[str, Any] = {"read": read}
+            if hasattr(iterator, "get_state"):
+                entry["state"] = _encode(iterator.get_state())
+            out.append(entry)
+        return out
+
+    def restore(self, where: list[dict[str, Any]]) -> None:
+        """Put every stream back where `where` said it was: its iterator's state set, or the
+        stream made again and ``read`` batches skipped."""
+        if len(where) != self.seeds:
+            raise ValueError(f"the saved data position has {len(where)} streams, the population {self.seeds} seeds")
+        for index, entry in enumerate(where):
+            iterator = self._iterators[index]
+            if "state" in entry and hasattr(iterator, "set_state"):
+                iterator.set_state(_decode(entry["state"]))
+            else:
+                iterator = self._open(index)
+                for _ in range(entry["read"]):
+                    next(iterator)
+                self._iterators[index] = iterator
+            self.read[index] = entry["read"]
+
+
+def _encode(state: Any) -> Any:
+    """An iterator's state as JSON: itself if it is JSON, else its pickle in base64."""
+    try:
+        json.dumps(state)
+        return {"json": state}
+    except TypeError:
+        return {"pickle": base64.b64encode(pickle.dumps(state)).decode()}
+
+
+def _decode(saved: dict[str, Any]) -> Any:
+    return saved["json"] if "json" in saved else pickle.loads(base64.b64decode(saved["pickle"]))

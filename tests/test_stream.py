@@ -1,0 +1,186 @@
+"""Training data from a stream (a Grain pipeline, a plain iterator): it trains as the same
+batches held in memory do, resumes where it was, and a stream that goes wrong raises naming the
+seed and the step, with nothing trained from it and nothing lost."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import grain
+import numpy as np
+import pytest
+
+import lrjax
+from lrjax._stream import stream_seed
+from tests import plain
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TASK = lrjax.datasets.digits_mlp(hidden=(16,))
+SEEDS, STEPS, BATCH = 2, 130, 32  # two chunks: the second read while the first trains
+CONFIGS = {"learning_rate": [0.02, 0.1]}
+
+
+def batches_of(index, steps=STEPS):
+    """The batches seed ``index`` of an in-memory population reads, as host arrays."""
+    return [
+        tuple(np.asarray(a) for a in b) for b in plain.batches(TASK.train_data, BATCH, steps, seeds=SEEDS, index=index)
+    ]
+
+
+INDEX = {stream_seed(0, i): i for i in range(SEEDS)}  # train_data(seed) receives stream_seed(0, index)
+
+
+def streamed(make):
+    return lrjax.Task(TASK.init, TASK.loss, make, TASK.eval_data, TASK.metrics, "streamed")
+
+
+def from_iterator(seed):
+    return iter(batches_of(INDEX[seed]))
+
+
+def from_grain(seed):
+    return grain.MapDataset.source(batches_of(INDEX[seed])).to_iter_dataset()
+
+
+@pytest.fixture(scope="module")
+def in_memory():
+    return lrjax.sweep(
+        TASK, plain.sgd, CONFIGS, steps=STEPS, batch_size=BATCH, seeds=SEEDS, eval_every=50, progress=False
+    )
+
+
+@pytest.mark.parametrize("make", [from_iterator, from_grain], ids=["iterator", "grain"])
+def test_a_streamed_sweep_equals_the_in_memory_sweep_over_the_same_batches(in_memory, make):
+    result = lrjax.sweep(streamed(make), plain.sgd, CONFIGS, steps=STEPS, seeds=SEEDS, eval_every=50, progress=False)
+    np.testing.assert_allclose(result.train_loss, in_memory.train_loss, rtol=1e-6, atol=1e-7)
+    for name, values in in_memory.eval_metrics.items():
+        np.testing.assert_allclose(result.eval_metrics[name], values, rtol=1e-6, atol=1e-7)
+    for a, b in zip(*(__import__("jax").tree.leaves(r.final_params) for r in (result, in_memory)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("make", [from_iterator, from_grain], ids=["iterator", "grain"])
+def test_a_restored_population_reads_its_streams_on_from_where_they_were(tmp_path, make):
+    task = streamed(make)
+    whole = lrjax.Population(task, plain.sgd, CONFIGS, seeds=SEEDS)
+    expected = whole.advance(STEPS)
+    first = lrjax.Population(task, plain.sgd, CONFIGS, seeds=SEEDS)
+    head = first.advance(45)
+    first.save(tmp_path / "pop")
+    # Grain: its iterator's state is set again; an iterator: made again, 45 batches skipped.
+    tail = lrjax.Population.restore(tmp_path / "pop", task, plain.sgd).advance(STEPS - 45)
+    np.testing.assert_array_equal(np.concatenate([head, tail], axis=1), expected)
+
+
+def test_a_stream_that_ends_raises_naming_seed_and_step_and_keeps_what_trained():
+    short = lambda seed: iter(batches_of(INDEX[seed], steps=120 if INDEX[seed] == 1 else STEPS))
+    pop = lrjax.Population(streamed(short), plain.sgd, CONFIGS, seeds=SEEDS)
+    with pytest.raises(
+        ValueError,
+        match=r"train_data's stream for seed 1 \(train_data\(\d+\)\) ended at the population's step 120, after 120 batches",
+    ):
+        pop.advance(STEPS)
+    assert pop.clock == 100 and pop.steps.tolist() == [100] * 4  # the first chunk trained, the second not
+    assert pop.result().train_loss.shape == (4, 100)
+    with pytest.raises(ValueError, match=r"seed 1 .* ended at the population's step 120"):
+        pop.advance(30)  # the streams went back to step 100: the same error, not a shifted stream
+    pop.advance(20)  # up to the stream's end
+    assert pop.clock == 120
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda b: (b[0][:16], b[1][:16]),
+            r"batch 7 for seed 0 \(step 7\)\[0\] is float32\[16, 8, 8\], not float32\[32, 8, 8\]",
+        ),
+        (
+            lambda b: (b[0], b[1].astype(np.float32)),
+            r"batch 7 for seed 0 \(step 7\)\[1\] is float32\[32\], not int32\[32\]",
+        ),
+        (
+            lambda b: (np.where(np.arange(8) == 3, np.nan, b[0]).astype(np.float32), b[1]),
+            r"batch 7 for seed 0 \(step 7\)\[0\] must be finite",
+        ),
+        (lambda b: b[0], r"batch 7 for seed 0 \(step 7\) has structure"),
+    ],
+    ids=["batch size", "dtype", "non-finite", "structure"],
+)
+def test_a_batch_unlike_the_first_is_refused_naming_it(change, message):
+    def make(seed):
+        out = batches_of(INDEX[seed])
+        if INDEX[seed] == 0:
+            out[7] = change(out[7])
+        return iter(out)
+
+    pop = lrjax.Population(streamed(make), plain.sgd, CONFIGS, seeds=SEEDS)
+    with pytest.raises(ValueError, match=message):
+        pop.advance(10)
+    assert pop.clock == 0 and pop.steps.tolist() == [0] * 4
+
+
+def test_a_stream_decides_the_batch_size_and_needs_eval_data():
+    with pytest.raises(ValueError, match=r"batch_size must be None or 32, the size of train_data's batches"):
+        lrjax.Population(streamed(from_iterator), plain.sgd, CONFIGS, batch_size=64)
+    with pytest.raises(ValueError, match="eval_data is required when train_data is a stream"):
+        lrjax.Task(TASK.init, TASK.loss, from_iterator)
+    with pytest.raises(ValueError, match="train_data is a stream: it has no number of examples"):
+        _ = streamed(from_iterator).num_train
+
+
+SWEEP = textwrap.dedent(
+    """
+    import os, signal, sys, threading, time
+    import grain, numpy as np, optax, lrjax
+    mode, checkpoint, out = sys.argv[1:4]
+    if mode == "kill":  # SIGKILL this process once the sweep has written its second checkpoint
+        def watch():
+            while not (os.path.isdir(checkpoint) and any(
+                n.isdigit() and int(n) >= 1 for g in os.listdir(checkpoint) for n in os.listdir(os.path.join(checkpoint, g)))):
+                time.sleep(0.001)
+            os.kill(os.getpid(), signal.SIGKILL)
+        threading.Thread(target=watch, daemon=True).start()
+    (x, y), held_out = lrjax.datasets.load_digits()
+    digits = lrjax.datasets.digits_mlp(hidden=(16,))
+    def train_data(seed):  # a Grain pipeline: shuffled anew each epoch, batches of 32
+        pairs = grain.MapDataset.source(list(zip(x, y))).seed(seed).repeat().shuffle()
+        return pairs.batch(32, drop_remainder=True).to_iter_dataset()
+    task = lrjax.Task(digits.init, digits.loss, train_data, held_out, digits.metrics, "grain")
+    result = lrjax.sweep(task, lambda hp: optax.sgd(hp["learning_rate"], momentum=0.5),
+                         {"learning_rate": [0.01, 0.05]}, steps=300, seeds=2, eval_every=100,
+                         checkpoint=checkpoint, checkpoint_every=50, progress=False)
+    result.save(out)
+    print("finished")
+    """
+)
+
+
+def sweep_process(tmp_path, mode, checkpoint, out):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-c", SWEEP, mode, str(checkpoint), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+
+
+def test_a_killed_grain_fed_sweep_started_again_finishes_bitwise_as_if_never_interrupted(tmp_path):
+    killed = sweep_process(tmp_path, "kill", tmp_path / "ckpt", tmp_path / "never.npz")
+    assert killed.returncode == -9 and "finished" not in killed.stdout, killed.stdout + killed.stderr
+    again = sweep_process(tmp_path, "run", tmp_path / "ckpt", tmp_path / "resumed.npz")
+    assert again.returncode == 0, again.stdout + again.stderr
+    uninterrupted = sweep_process(tmp_path, "run", tmp_path / "fresh", tmp_path / "uninterrupted.npz")
+    assert uninterrupted.returncode == 0, uninterrupted.stdout + uninterrupted.stderr
+    expected, resumed = (lrjax.SweepResult.load(tmp_path / f) for f in ("uninterrupted.npz", "resumed.npz"))
+    np.testing.assert_array_equal(resumed.train_loss, expected.train_loss)
+    for name in expected.eval_metrics:
+        np.testing.assert_array_equal(resumed.eval_metrics[name], expected.eval_metrics[name])
+    for name, want in expected.final_params.items():
+        np.testing.assert_array_equal(resumed.final_params[name], want)
+    assert np.isfinite(expected.train_loss).all() and expected.train_loss.shape == (4, 300)
