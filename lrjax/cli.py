@@ -147,6 +147,15 @@ def load_task(spec: str) -> Task:
     return task
 
 
+def _load_task(args: argparse.Namespace) -> Task:
+    """The ``--task``, with ``--batch-size`` filled in where it was not given: the batches of a
+    task whose training data is a stream, else 64."""
+    task = load_task(args.task)
+    if "batch_size" in args and args.batch_size is None:
+        args.batch_size = task.stream_batch_size if task.streamed else 64
+    return task
+
+
 def _axes(args: argparse.Namespace, axes: dict[str, Any]) -> dict[str, Any]:
     """``axes`` (learning rates from the flags) and the ``--config`` values, each name once."""
     axes = dict(axes)
@@ -183,7 +192,7 @@ def _summary_line(task: Task, args: argparse.Namespace, what: str, seconds: floa
 
 def _find_lr_command(args: argparse.Namespace) -> int:
     _use_cpu_devices(args.cpu_devices)
-    task = load_task(args.task)
+    task = _load_task(args)
     axes = _axes(args, {})
     started = time.perf_counter()
     result = find_lr(
@@ -222,7 +231,7 @@ def _find_lr_command(args: argparse.Namespace) -> int:
 
 def _batch_size_command(args: argparse.Namespace) -> int:
     _use_cpu_devices(args.cpu_devices)
-    task = load_task(args.task)
+    task = _load_task(args)
     axes = _axes(args, {"learning_rate": search.log_grid(args.lr_min, args.lr_max, args.num)})
     started = time.perf_counter()
     result = batch_size_sweep(
@@ -264,7 +273,7 @@ METHODS = ("random", "bayesian", "halving", "hyperband", "pbt")
 
 def _search_command(args: argparse.Namespace) -> int:
     _use_cpu_devices(args.cpu_devices)
-    task = load_task(args.task)
+    task = _load_task(args)
     space = dict(args.space or [])
     if not space:
         space = {"learning_rate": search.log_uniform(1e-5, 1.0)}
@@ -330,7 +339,7 @@ def _search_command(args: argparse.Namespace) -> int:
 
 def _sweep_command(args: argparse.Namespace) -> int:
     _use_cpu_devices(args.cpu_devices)
-    task = load_task(args.task)
+    task = _load_task(args)
     axes = _axes(args, {"learning_rate": search.log_grid(args.lr_min, args.lr_max, args.num)})
     configs = search.grid(axes)
     swept = list(axes)
@@ -509,7 +518,9 @@ def _task_flags(parser: argparse.ArgumentParser, batch_size: bool = True) -> Non
         + "; ".join(f"{o} reads {', '.join(n) or 'only the learning rate'}" for o, n in SWEPT.items()),
     )
     if batch_size:
-        parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+        parser.add_argument(
+            "--batch-size", type=int, default=None, help="batch size (default 64; a streamed task's own batches)"
+        )
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     parser.add_argument("--out-dir", default=".", help="where to write the CSV and PNG (default .)")
     parser.add_argument(

@@ -184,3 +184,30 @@ def test_a_killed_grain_fed_sweep_started_again_finishes_bitwise_as_if_never_int
     for name, want in expected.final_params.items():
         np.testing.assert_array_equal(resumed.final_params[name], want)
     assert np.isfinite(expected.train_loss).all() and expected.train_loss.shape == (4, 300)
+
+
+def test_the_command_line_sweeps_a_users_streamed_task(tmp_path, monkeypatch, capsys):
+    import pandas as pd
+
+    from lrjax import cli
+
+    (tmp_path / "stream_tasks.py").write_text(
+        textwrap.dedent(
+            """
+            import grain, lrjax
+            def digits():
+                (x, y), held_out = lrjax.datasets.load_digits()
+                mlp = lrjax.datasets.digits_mlp(hidden=(16,))
+                make = lambda seed: (grain.MapDataset.source(list(zip(x, y))).seed(seed).repeat().shuffle()
+                                     .batch(48, drop_remainder=True).to_iter_dataset())
+                return lrjax.Task(mlp.init, mlp.loss, make, held_out, mlp.metrics, "grain_digits")
+            """
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    assert (
+        cli.main(["sweep", "--task", "stream_tasks:digits", "--num", "2", "--steps", "30", "--eval-every", "15"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "grain_digits · adam · 2 configurations" in out and "batch 48" in out  # the stream's batches
+    assert len(pd.read_csv(tmp_path / "lrjax-sweep-grain_digits.csv")) == 2
