@@ -87,6 +87,8 @@ class Streams:
 
     def __init__(self, make: StreamFn, like: Any, seed: int, seeds: int):
         self.make, self.like, self.seed, self.seeds = make, like, seed, seeds
+        self._paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(like)[0]]
+        self._treedef = jax.tree.structure(like)
         self.read = [0] * seeds
         self._iterators: list[Iterator[Any]] = [self._open(i) for i in range(seeds)]
 
@@ -108,13 +110,26 @@ class Streams:
         before = self.where()
         try:
             rows = [[self._next(s, clock + t) for s in range(self.seeds)] for t in range(steps)]
+            # One stacked array a leaf, checked for NaN and infinity at once.
+            batches = [batch for row in rows for batch in row]
+            stacked = [
+                np.stack(leaves).reshape(steps, self.seeds, *leaves[0].shape) for leaves in zip(*batches, strict=True)
+            ]
+            for k, leaf in enumerate(stacked):
+                if np.issubdtype(leaf.dtype, np.inexact) and not np.isfinite(leaf).all():
+                    t, index = (int(i) for i in np.argwhere(~np.isfinite(leaf))[0][:2])
+                    path = jax.tree_util.keystr(self._paths[k])
+                    raise ValueError(
+                        f"train_data's batch {before[index]['read'] + t} for seed {index} (step {clock + t}){path} "
+                        "must be finite, got NaN or infinite values"
+                    )
         except Exception:
             self.restore(before)
             raise
-        flat = [batch for row in rows for batch in row]
-        return jax.tree.map(lambda *xs: np.stack(xs).reshape(steps, self.seeds, *xs[0].shape), *flat)
+        return jax.tree.unflatten(self._treedef, stacked)
 
-    def _next(self, index: int, step: int) -> Any:
+    def _next(self, index: int, step: int) -> list[np.ndarray]:
+        """Seed ``index``'s next batch as a list of leaves, checked against the first batch."""
         try:
             batch = next(self._iterators[index])
         except StopIteration:
@@ -124,12 +139,11 @@ class Streams:
                 "train fewer steps"
             ) from None
         where = f"train_data's batch {self.read[index]} for seed {index} (step {step})"
-        batch = _arrays(where, batch)
-        if jax.tree.structure(batch) != jax.tree.structure(self.like):
-            raise ValueError(f"{where} has structure {jax.tree.structure(batch)}, not the first batch's")
-        for (path, got), want in zip(
-            jax.tree_util.tree_flatten_with_path(batch)[0], jax.tree.leaves(self.like), strict=True
-        ):
+        leaves, treedef = jax.tree.flatten(batch)
+        if treedef != self._treedef:
+            raise ValueError(f"{where} has structure {treedef}, not the first batch's {self._treedef}")
+        arrays = [np.asarray(leaf) for leaf in leaves]
+        for path, got, want in zip(self._paths, arrays, jax.tree.leaves(self.like), strict=True):
             if (got.shape, got.dtype) != (want.shape, want.dtype):
                 raise ValueError(
                     f"{where}{jax.tree_util.keystr(path)} is {got.dtype}{list(got.shape)}, not "
@@ -137,7 +151,7 @@ class Streams:
                     "shape: drop the last partial batch, e.g. drop_remainder=True)"
                 )
         self.read[index] += 1
-        return batch
+        return arrays
 
     def where(self) -> list[dict[str, Any]]:
         """Each seed's position, JSON-able: the batches read and, for an iterator that has
