@@ -10,6 +10,7 @@ corrupt or partial checkpoint raises `ValueError` and is never silently used.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +22,12 @@ FORMAT = 1
 
 def _digest(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() + f":{arr.dtype.str}:{list(arr.shape)}"
+
+
+def _like(digest: str) -> np.ndarray:
+    """An empty array of the shape and dtype a `_digest` records."""
+    _, dtype, shape = digest.split(":", 2)
+    return np.zeros(json.loads(shape), np.dtype(dtype))
 
 
 def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
@@ -99,10 +106,11 @@ def load(directory: str) -> tuple[dict[str, Any], dict[str, Any]]:
             )
         where = os.path.join(directory, str(step))
         try:
-            out = manager.restore(
-                step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
-            )
-            meta, flat = dict(out["meta"]), _flat(out["arrays"])
+            meta = dict(manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+            # The arrays' shapes and dtypes, from their checksums: orbax restores onto that target.
+            target = _nest({k: _like(digest) for k, digest in meta.get("checksums", {}).items()})
+            out = manager.restore(step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(target)))
+            flat = _flat(out["arrays"])
         except Exception as err:
             raise ValueError(f"checkpoint {where!r} is corrupt or incomplete: {type(err).__name__}: {err}") from err
     if meta.get("format") != FORMAT:
