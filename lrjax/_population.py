@@ -26,7 +26,7 @@ from jax.sharding import PartitionSpec as P
 from lrjax import _checkpoint, _configs
 from lrjax import _validate as v
 from lrjax._result import SweepResult, evaluated_on
-from lrjax._stream import Streams
+from lrjax._stream import Streams, eval_batches
 from lrjax._task import Task, key_shape
 from lrjax.engine import cache, hosts
 from lrjax.engine import parts as engine_parts
@@ -352,7 +352,12 @@ class Population:
         else:
             self._streams = None
             self._train_data = hosts.put(task.train_data, replicated)
-        self._eval_data = self._train_data if task.eval_data is None else hosts.put(task.eval_data, replicated)
+        if task.eval_streamed:  # evaluation compiles for the first batch's shapes, and the last's
+            self._eval_data = jax.tree.map(
+                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), task.eval_like()
+            )
+        else:
+            self._eval_data = self._train_data if task.eval_data is None else hosts.put(task.eval_data, replicated)
         self._clock = 0
         self._losses: list[np.ndarray] = []
         self._eval_steps: list[int] = []
@@ -391,16 +396,19 @@ class Population:
         self._device_hps = hosts.put(jax.tree.map(self._to_slots, self._configs), slots)
         self._device_active = hosts.put(self._to_slots(self._active, pad=False), slots)
 
-    def _ensure(self, names: Sequence[str]) -> None:
-        if all(self._programs.compiled(n, self._device_hps) for n in names):
+    def _ensure(self, names: Sequence[str], eval_data: Any = None) -> None:
+        eval_data = self._eval_data if eval_data is None else eval_data
+        if all(self._programs.compiled(n, self._device_hps, eval_data) for n in names):
             return
         started = time.perf_counter()
-        self._programs.ensure(names, self._device_hps, self._keys, self._train_data, self._eval_data)
+        self._programs.ensure(names, self._device_hps, self._keys, self._train_data, eval_data)
         self._compile_seconds += time.perf_counter() - started
 
     def _run(self, name: str, *args: Any) -> Any:
-        if not self._programs.compiled(name, self._device_hps):
-            self._ensure([name])
+        """Operation ``name`` on ``args``, compiled first if it is not (``evaluate``: for data
+        like its last argument)."""
+        if not self._programs.compiled(name, self._device_hps, args[-1]):
+            self._ensure([name], args[-1] if name == "evaluate" else None)
         return self._programs(name, self._device_hps, *args)
 
     # -- inspection ---------------------------------------------------------------------------
@@ -536,7 +544,10 @@ class Population:
           finite parameters.
         """
         members = self._state.members
-        metrics = self._run("evaluate", members.params, members.model_state, self._eval_data)
+        if self.task.eval_streamed:
+            metrics = self._evaluate_stream(members.params, members.model_state)
+        else:
+            metrics = self._run("evaluate", members.params, members.model_state, self._eval_data)
         if self.plateau is not None:
             values = metrics[self.plateau_metric]
             self._state = self._run("observe", self._state, self._device_hps, values, self._device_active)
@@ -545,6 +556,21 @@ class Population:
         self._eval_steps.append(self._clock)
         self._eval_metrics.append(host)
         return {k: value.copy() for k, value in host.items()}
+
+    def _evaluate_stream(self, params: Any, model_state: Any) -> dict[str, jax.Array]:
+        """The metrics on one pass of the task's streamed ``eval_data``: Σ_k n_k · m_k / Σ_k n_k
+        over its batches k of n_k examples, as `lrjax.engine.program.mean_over_batches` weighs
+        arrays' batches. A batch is read and moved to the devices while the last one computes."""
+        replicated = self._programs.programs.replicated
+        totals, count = None, 0
+        for batch, size in eval_batches(self.task.eval_data, self.task.eval_like()):
+            values = self._run("evaluate", params, model_state, hosts.put(batch, replicated))
+            weighted = {k: value * size for k, value in values.items()}
+            totals = weighted if totals is None else {k: totals[k] + value for k, value in weighted.items()}
+            count += size
+        if totals is None:
+            raise ValueError("eval_data() yielded no batch: each evaluation needs a whole pass over the eval set")
+        return {k: total / count for k, total in totals.items()}
 
     # -- changes ------------------------------------------------------------------------------
 

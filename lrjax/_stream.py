@@ -5,7 +5,9 @@ the batches that iterable yields, in order: a Grain dataset or loader (``grain.M
 ``grain.IterDataset``, ``grain.DataLoader``), a generator over files, ``tf.data`` or Hugging
 Face ``datasets`` turned into NumPy batches. Each seed of a population reads a stream of its
 own, made with `stream_seed` of the population's seed and the seed's index; the members of a
-seed share its batches, as they share an epoch order with arrays.
+seed share its batches, as they share an epoch order with arrays. A task whose ``eval_data`` is
+a function ``make() -> iterable of batches`` is evaluated on one whole pass of a new iterable
+each time (`eval_batches`).
 
 Where a stream is: the number of batches read from it, and, for an iterator with
 ``get_state`` / ``set_state`` (Grain's), that state. Restoring sets the state, or, for any other
@@ -47,18 +49,78 @@ def stream_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint32)[0])
 
 
-def first_batch(make: StreamFn) -> Any:
-    """The first batch of ``make(stream_seed(0, 0))``, checked: what the task's shapes come from.
+def first_batch(where: str, iterable: Iterable[Any]) -> Any:
+    """The first batch of ``iterable``, checked: what a task's shapes come from.
+
+    Args:
+      where: how the errors name the stream, e.g. ``"train_data(seed)"``.
+      iterable: the stream.
+
+    Returns:
+      The batch, a pytree of NumPy arrays.
 
     Raises:
       ValueError: a stream that yields nothing, or a batch that is not a pytree of finite
         numeric arrays sharing a leading (batch) axis.
     """
     try:
-        batch = next(iter(make(stream_seed(0, 0))))
+        batch = next(iter(iterable))
     except StopIteration:
-        raise ValueError("train_data(seed) yielded no batch: the stream is empty") from None
-    return _arrays("train_data(seed)'s first batch", batch)
+        raise ValueError(f"{where} yielded no batch: the stream is empty") from None
+    return _arrays(f"{where}'s first batch", batch)
+
+
+def eval_batches(make: Callable[[], Iterable[Any]], like: Any) -> Iterator[tuple[Any, int]]:
+    """The batches of one pass over a streamed ``eval_data``, checked, with their sizes.
+
+    Every batch has the structure, trailing shapes and dtypes of ``like`` (the first batch)
+    and its batch size, except the last, which may be smaller: the evaluation compiles once
+    for the full batches and once for a partial last one.
+
+    Args:
+      make: the task's ``eval_data``, ``eval_data() -> iterable of batches``.
+      like: the first batch's shapes and dtypes (`jax.ShapeDtypeStruct` leaves).
+
+    Yields:
+      ``(batch, size)``: a pytree of host arrays and its number of examples.
+
+    Raises:
+      ValueError: naming the batch: another structure, shape or dtype; a batch after a
+        partial one; a batch larger than the first; values that are not finite.
+    """
+    treedef, wanted = jax.tree.structure(like), jax.tree.leaves(like)
+    full = wanted[0].shape[0]
+    partial = None
+    for k, batch in enumerate(make()):
+        where = f"eval_data's batch {k}"
+        if partial is not None:
+            raise ValueError(
+                f"{where} follows batch {partial}, which was partial: only the last batch may have fewer than "
+                f"{full} examples"
+            )
+        leaves, structure = jax.tree.flatten(batch)
+        if structure != treedef:
+            raise ValueError(f"{where} has structure {structure}, not the first batch's {treedef}")
+        paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(batch)[0]]
+        arrays = [np.asarray(leaf) for leaf in leaves]
+        size = arrays[0].shape[0] if arrays[0].ndim else 0
+        for path, got, want in zip(paths, arrays, wanted, strict=True):
+            name = f"{where}{jax.tree_util.keystr(path)}"
+            if got.dtype != want.dtype or got.shape[1:] != want.shape[1:] or got.ndim != len(want.shape):
+                raise ValueError(
+                    f"{name} is {got.dtype}{list(got.shape)}, not {np.dtype(want.dtype)}{['n', *want.shape[1:]]} "
+                    "as the first batch"
+                )
+            if got.shape[0] != size or not 0 < size <= full:
+                raise ValueError(
+                    f"{name} has {got.shape[0]} examples: every batch has the first one's {full} (the last may "
+                    "have fewer), the same number in every array"
+                )
+            if np.issubdtype(got.dtype, np.inexact) and not np.isfinite(got).all():
+                raise ValueError(f"{name} must be finite, got NaN or infinite values")
+        if size < full:
+            partial = k
+        yield jax.tree.unflatten(treedef, arrays), size
 
 
 def _arrays(where: str, batch: Any) -> Any:

@@ -15,6 +15,7 @@ import numpy as np
 import optax
 
 from lrjax._dataflow import flow
+from lrjax._stream import first_batch, stream_seed
 from lrjax._task import Task, key_shape
 
 Predictions = jax.Array
@@ -87,18 +88,22 @@ def supervised(
     *,
     adapter: str,
     eval_batch_size: int | None = None,
+    augment: Callable[[jax.Array, Any], Any] | None = None,
+    train_sample: tuple[Any, Any] | None = None,
 ) -> Task:
     """A `Task` that trains ``model`` on ``(inputs, targets)`` pairs with ``loss``.
 
     Args:
       model: the adapter's `Model`.
-      train_data: ``(inputs, targets)``.
-      eval_data: ``(inputs, targets)`` or None.
+      train_data: ``(inputs, targets)``, or a stream of such batches (`Task`).
+      eval_data: ``(inputs, targets)``, a stream of them, or None.
       loss: ``"cross_entropy"`` (integer labels; accuracy is reported too), ``"mse"``, or
         ``loss(predictions, targets) -> scalar``.
       name: the task's name.
       adapter: the adapter's name, for the errors.
-      eval_batch_size: as for `Task`.
+      eval_batch_size, augment: as for `Task`.
+      train_sample: `pair` of ``train_data`` if the caller has it (a stream is then not read
+        again).
 
     Returns:
       The `Task`, with ``rng`` and ``stateful`` as the model has them.
@@ -106,12 +111,11 @@ def supervised(
     Raises:
       ValueError: targets whose shape does not fit the model's outputs (``"mse"``: the same
         shape; ``"cross_entropy"``: the outputs' shape less the class axis), labels outside the
-        model's classes, or a mode switch that does not switch (see `Model`).
+        model's classes (a stream's: in its first batch), or a mode switch that does not switch
+        (see `Model`).
     """
-    if not (isinstance(train_data, (tuple, list)) and len(train_data) == 2):
-        raise ValueError(f"train_data must be an (inputs, targets) pair for {adapter}")
-    if eval_data is not None and not (isinstance(eval_data, (tuple, list)) and len(eval_data) == 2):
-        raise ValueError(f"eval_data must be an (inputs, targets) pair for {adapter}")
+    train_pair = pair("train_data", train_data, adapter) if train_sample is None else train_sample
+    eval_pair = None if eval_data is None else pair("eval_data", eval_data, adapter)
     loss_name, loss_fn = resolve_loss(loss)
 
     def train_loss(params: Any, *rest: Any) -> Any:
@@ -130,20 +134,35 @@ def supervised(
         return out
 
     if loss_name is not None:
-        _check_targets(model, loss_name, train_data, eval_data)
+        _check_targets(model, loss_name, train_pair, eval_pair)
     if model.switched:
-        _check_switch(model, train_data)
+        _check_switch(model, train_pair)
     return Task(
         model.init if model.stateful else (lambda key: model.init(key)[0]),
         train_loss,
-        tuple(train_data),
-        tuple(eval_data) if eval_data is not None else None,
+        train_data if callable(train_data) else tuple(train_data),
+        eval_data if eval_data is None or callable(eval_data) else tuple(eval_data),
         metrics,
         name,
         rng=model.rng,
         stateful=model.stateful,
         eval_batch_size=eval_batch_size,
+        augment=augment,
     )
+
+
+def pair(where: str, data: Any, adapter: str) -> tuple[Any, Any]:
+    """``data`` itself, an ``(inputs, targets)`` pair, or for a stream (``train_data(seed)``,
+    ``eval_data()``) its first batch, which must be one: what the adapter's checks read."""
+    if callable(data):
+        call = f"{where}(seed)" if where == "train_data" else f"{where}()"
+        batch = first_batch(call, data(stream_seed(0, 0)) if where == "train_data" else data())
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+            raise ValueError(f"{call} must yield (inputs, targets) batches for {adapter}")
+        return tuple(batch)
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise ValueError(f"{where} must be an (inputs, targets) pair, or a stream of them, for {adapter}")
+    return tuple(data)
 
 
 def _check_targets(model: Model, loss_name: str, train_data: Any, eval_data: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrjax import _validate as v
-from lrjax._stream import first_batch
+from lrjax._stream import first_batch, stream_seed
 
 Params = Any
 ModelState = Any
@@ -35,6 +35,12 @@ def key_shape() -> jax.ShapeDtypeStruct:
 
 def _check_data(name: str, data: Any) -> Any:
     """``data`` as a pytree of host arrays sharing a leading (examples) axis, all finite."""
+    if not isinstance(data, (tuple, list, Mapping)) and hasattr(data, "__iter__") and not hasattr(data, "__array__"):
+        make = "lambda seed: <the pipeline for seed>" if name == "train_data" else "lambda: <one pass over it>"
+        raise ValueError(
+            f"{name} is an iterable of batches ({type(data).__name__}), not arrays: pass a function that makes "
+            f"the stream, {name}={make}, so it can be made again (each seed, each evaluation, on resume)"
+        )
     leaves, treedef = jax.tree.flatten(data)
     if not leaves:
         raise ValueError(f"{name} must be a pytree of arrays with a leading examples axis, got {data!r}")
@@ -78,7 +84,11 @@ class Task:
         index))``, batch after batch, every batch of the first one's shapes (the stream decides
         the batch size; ``eval_data`` is then required). See `lrjax.Population` for where a
         stream resumes.
-      eval_data: optional held-out data with the same structure.
+      eval_data: optional held-out data with the same structure: arrays, or a stream,
+        ``eval_data() -> iterable of batches`` called for each evaluation, one whole pass over
+        the held-out set (a Grain dataset without shuffling or repeating): every batch of the
+        first one's size except the last, which may be smaller. The metrics are then the means
+        of the batches' values weighted by their sizes, as with ``eval_batch_size``.
       metrics: optional ``metrics(params, data) -> {name: scalar}`` evaluated on ``eval_data``
         (or ``train_data``) at each evaluation; the mean ``loss`` is always reported too. With
         ``rng`` or ``stateful`` it is required and reports ``loss`` itself, computed as the
@@ -96,7 +106,8 @@ class Task:
         statistics, EMA weights, counters): ``init`` returns it beside the parameters, the loss
         takes it and returns its new value, the optimizer never sees it, and evaluation reads it.
       eval_batch_size: evaluate in batches of this many examples (the last one partial)
-        instead of the whole set at once, for eval data too large for one batch. Each metric
+        instead of the whole set at once, for eval data too large for one batch (a streamed
+        ``eval_data`` decides its own batches). Each metric
         is then the mean of its batch values weighted by their sizes: equal to the whole-set
         value for metrics that are means over examples (loss, accuracy), which metrics must be
         to be batched.
@@ -152,24 +163,34 @@ class Task:
         for name, mode in self.metric_modes.items():
             if mode not in ("min", "max"):
                 raise ValueError(f"metric_modes[{name!r}] must be 'min' or 'max', got {mode!r}")
-        if self.streamed:
-            train_data = first_batch(self.train_data)  # a batch of the stream, for shapes only
+        if self.streamed:  # a batch of the stream, for shapes only
+            train_data = first_batch("train_data(seed)", self.train_data(stream_seed(0, 0)))
             if self.eval_data is None:
                 raise ValueError(
                     "eval_data is required when train_data is a stream (train_data(seed) -> batches): "
-                    "evaluation needs data of its own, arrays with a leading examples axis"
+                    "evaluation needs data of its own, arrays or a stream eval_data() -> batches"
                 )
         else:
             train_data = _check_data("train_data", self.train_data)
-        eval_data = None if self.eval_data is None else _check_data("eval_data", self.eval_data)
+        if self.eval_streamed:
+            if self.eval_batch_size is not None:
+                raise ValueError(
+                    "eval_batch_size is for eval_data as arrays; a streamed eval_data (eval_data() -> batches) "
+                    "decides its own batches: drop eval_batch_size"
+                )
+            eval_data = first_batch("eval_data()", self.eval_data())
+        else:
+            eval_data = None if self.eval_data is None else _check_data("eval_data", self.eval_data)
         if eval_data is not None and jax.tree.structure(eval_data) != jax.tree.structure(train_data):
             raise ValueError("eval_data must have the same pytree structure as train_data")
-        shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), train_data)
-        object.__setattr__(self, "_first", shapes)  # the stream's batch, or the whole training set
+        shapes = lambda data: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), data)
+        object.__setattr__(self, "_first", shapes(train_data))  # the stream's batch, or the whole training set
+        object.__setattr__(self, "_eval_first", None if eval_data is None else shapes(eval_data))
         # Only now, with everything checked, move the data to the device (once per task).
         if not self.streamed:
             object.__setattr__(self, "train_data", jax.tree.map(jnp.asarray, train_data))
-        object.__setattr__(self, "eval_data", None if eval_data is None else jax.tree.map(jnp.asarray, eval_data))
+        if not self.eval_streamed:
+            object.__setattr__(self, "eval_data", None if eval_data is None else jax.tree.map(jnp.asarray, eval_data))
 
     def _check_signatures(self) -> None:
         """The loss and metrics take the arguments the flags say, or a `ValueError` says what
@@ -265,7 +286,10 @@ class Task:
 
     def __repr__(self) -> str:
         shapes = [tuple(x.shape[1:]) for x in jax.tree.leaves(self._first)]
-        evals = "none" if self.eval_data is None else f"{jax.tree.leaves(self.eval_data)[0].shape[0]} examples"
+        evals = "none"
+        if self.eval_data is not None:
+            n = jax.tree.leaves(self._eval_first)[0].shape[0]
+            evals = f"a stream of batches of {n}" if self.eval_streamed else f"{n} examples"
         train = f"a stream of batches of {self.stream_batch_size}" if self.streamed else f"{self.num_train} examples"
         return (
             f"Task({self.name!r}, train={train} of shapes {shapes}, eval={evals}, "
@@ -276,6 +300,25 @@ class Task:
     def streamed(self) -> bool:
         """Whether ``train_data`` is a stream, ``train_data(seed) -> iterable of batches``."""
         return callable(self.train_data)
+
+    @property
+    def eval_streamed(self) -> bool:
+        """Whether ``eval_data`` is a stream, ``eval_data() -> iterable of batches``."""
+        return callable(self.eval_data)
+
+    def eval_like(self) -> Any:
+        """Shapes and dtypes (`jax.ShapeDtypeStruct`) of the data the metrics see at once: a
+        streamed ``eval_data``'s first batch, ``eval_batch_size`` examples of it, all of it, or
+        the training data for a task without ``eval_data``.
+
+        Returns:
+          A pytree of `jax.ShapeDtypeStruct` like ``train_data``.
+        """
+        data = self._first if self.eval_data is None else self._eval_first
+        if self.eval_streamed or self.eval_batch_size is None:
+            return data
+        b = self.eval_batch_size
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct((min(b, x.shape[0]), *x.shape[1:]), x.dtype), data)
 
     @property
     def num_train(self) -> int:
@@ -312,12 +355,13 @@ class Task:
     def from_linen(
         cls,
         module: Any,
-        train_data: tuple[Any, Any],
+        train_data: tuple[Any, Any] | Callable[[int], Iterable[Any]],
         *,
         loss: str | Callable[[jax.Array, jax.Array], jax.Array] = "cross_entropy",
-        eval_data: tuple[Any, Any] | None = None,
+        eval_data: tuple[Any, Any] | Callable[[], Iterable[Any]] | None = None,
         name: str | None = None,
         eval_batch_size: int | None = None,
+        augment: Callable[[jax.Array, Any], Any] | None = None,
         rngs: Sequence[str] = (),
         mutable: Sequence[str] | None = None,
         train_kwargs: Mapping[str, Any] | None = None,
@@ -334,13 +378,15 @@ class Task:
 
         Args:
           module: the ``flax.linen.Module``.
-          train_data: ``(inputs, targets)`` with a leading examples axis.
+          train_data: ``(inputs, targets)`` with a leading examples axis, or a stream of such
+            batches, ``train_data(seed)`` (`Task`).
           loss: ``"cross_entropy"`` (logits against integer labels of the outputs' shape less
             the class axis; accuracy is reported too), ``"mse"`` (targets of the outputs'
             shape), or ``loss(predictions, targets) -> scalar``.
-          eval_data: held-out ``(inputs, targets)``.
+          eval_data: held-out ``(inputs, targets)``, or a stream of them, ``eval_data()`` (`Task`).
           name: the task's name (default: the module's class name).
           eval_batch_size: evaluate in batches of this many examples (`Task`).
+          augment: ``augment(key, batch) -> batch`` on every training batch, on the device (`Task`).
           rngs: the rng streams the module draws from in training, e.g. ``("dropout",)``.
           mutable: the collections training updates (default: every collection besides
             ``params``); the others are carried unchanged.
@@ -376,9 +422,14 @@ class Task:
         from lrjax import _flax, _supervised
 
         _supervised.resolve_loss(loss)
-        example = np.asarray(train_data[0][:1])
+        sample = _supervised.pair("train_data", train_data, "Task.from_linen")
         model = _flax.linen_model(
-            module, example, rngs=rngs, mutable=mutable, train_kwargs=train_kwargs, eval_kwargs=eval_kwargs
+            module,
+            np.asarray(sample[0][:1]),
+            rngs=rngs,
+            mutable=mutable,
+            train_kwargs=train_kwargs,
+            eval_kwargs=eval_kwargs,
         )
         return _supervised.supervised(
             model,
@@ -388,18 +439,21 @@ class Task:
             name or type(module).__name__,
             adapter="Task.from_linen",
             eval_batch_size=eval_batch_size,
+            augment=augment,
+            train_sample=sample,
         )
 
     @classmethod
     def from_nnx(
         cls,
         make_model: Callable[[Any], Any],
-        train_data: tuple[Any, Any],
+        train_data: tuple[Any, Any] | Callable[[int], Iterable[Any]],
         *,
         loss: str | Callable[[jax.Array, jax.Array], jax.Array] = "cross_entropy",
-        eval_data: tuple[Any, Any] | None = None,
+        eval_data: tuple[Any, Any] | Callable[[], Iterable[Any]] | None = None,
         name: str | None = None,
         eval_batch_size: int | None = None,
+        augment: Callable[[jax.Array, Any], Any] | None = None,
         rngs: Sequence[str] = (),
     ) -> Task:
         """A supervised task from a ``flax.nnx`` module: ``make_model(rngs: nnx.Rngs) -> Module``.
@@ -413,11 +467,13 @@ class Task:
 
         Args:
           make_model: builds the module from its ``nnx.Rngs``.
-          train_data: ``(inputs, targets)`` with a leading examples axis.
+          train_data: ``(inputs, targets)`` with a leading examples axis, or a stream of such
+            batches, ``train_data(seed)`` (`Task`).
           loss: as in `from_linen`.
-          eval_data: held-out ``(inputs, targets)``.
+          eval_data: held-out ``(inputs, targets)``, or a stream of them, ``eval_data()`` (`Task`).
           name: the task's name (default ``"nnx"``).
           eval_batch_size: evaluate in batches of this many examples (`Task`).
+          augment: ``augment(key, batch) -> batch`` on every training batch, on the device (`Task`).
           rngs: the streams the module draws from in training, e.g. ``("dropout",)``.
 
         Returns:
@@ -451,19 +507,27 @@ class Task:
         _supervised.resolve_loss(loss)
         model = _flax.nnx_model(make_model, rngs=rngs)
         return _supervised.supervised(
-            model, train_data, eval_data, loss, name or "nnx", adapter="Task.from_nnx", eval_batch_size=eval_batch_size
+            model,
+            train_data,
+            eval_data,
+            loss,
+            name or "nnx",
+            adapter="Task.from_nnx",
+            eval_batch_size=eval_batch_size,
+            augment=augment,
         )
 
     @classmethod
     def from_equinox(
         cls,
         make_model: Callable[[jax.Array], Any],
-        train_data: tuple[Any, Any],
+        train_data: tuple[Any, Any] | Callable[[int], Iterable[Any]],
         *,
         loss: str | Callable[[jax.Array, jax.Array], jax.Array] = "cross_entropy",
-        eval_data: tuple[Any, Any] | None = None,
+        eval_data: tuple[Any, Any] | Callable[[], Iterable[Any]] | None = None,
         name: str | None = None,
         eval_batch_size: int | None = None,
+        augment: Callable[[jax.Array, Any], Any] | None = None,
         rng: bool = False,
     ) -> Task:
         """A supervised task from an ``equinox.Module`` (``pip install 'lrjax[equinox]'``).
@@ -479,11 +543,13 @@ class Task:
 
         Args:
           make_model: builds the module (and state) from a key.
-          train_data: ``(inputs, targets)`` with a leading examples axis.
+          train_data: ``(inputs, targets)`` with a leading examples axis, or a stream of such
+            batches, ``train_data(seed)`` (`Task`).
           loss: as in `from_linen`.
-          eval_data: held-out ``(inputs, targets)``.
+          eval_data: held-out ``(inputs, targets)``, or a stream of them, ``eval_data()`` (`Task`).
           name: the task's name (default ``"equinox"``).
           eval_batch_size: evaluate in batches of this many examples (`Task`).
+          augment: ``augment(key, batch) -> batch`` on every training batch, on the device (`Task`).
           rng: the module takes ``key=`` in training (``equinox.nn.Dropout``).
 
         Returns:
@@ -515,6 +581,7 @@ class Task:
             name or "equinox",
             adapter="Task.from_equinox",
             eval_batch_size=eval_batch_size,
+            augment=augment,
         )
 
 

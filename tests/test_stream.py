@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import grain
+import jax
 import numpy as np
 import pytest
 
@@ -129,6 +130,95 @@ def test_a_stream_decides_the_batch_size_and_needs_eval_data():
         lrjax.Task(TASK.init, TASK.loss, from_iterator)
     with pytest.raises(ValueError, match="train_data is a stream: it has no number of examples"):
         _ = streamed(from_iterator).num_train
+
+
+HELD_OUT = tuple(np.asarray(a) for a in TASK.eval_data)  # 359 examples
+
+
+def held_out_batches(sizes=(100, 100, 100, 59)):
+    """The held-out set in consecutive batches of ``sizes``."""
+    cuts = np.cumsum((0, *sizes))
+    return [tuple(a[i:j] for a in HELD_OUT) for i, j in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def eval_stream():  # a Grain dataset, one pass: batches of 100, the last of 59
+    return grain.MapDataset.source(list(zip(*HELD_OUT))).batch(100)
+
+
+def test_a_linen_model_sweeps_on_streamed_train_and_eval_data_as_on_the_same_arrays(in_memory):
+    task = lrjax.Task.from_linen(lrjax.datasets.MLP((16,)), from_grain, eval_data=eval_stream, name="streamed")
+    assert task.eval_like()[0].shape == (100, 8, 8) and "eval=a stream of batches of 100" in repr(task)
+    result = lrjax.sweep(task, plain.sgd, CONFIGS, steps=STEPS, seeds=SEEDS, eval_every=50, progress=False)
+    np.testing.assert_allclose(result.train_loss, in_memory.train_loss, rtol=1e-6, atol=1e-7)
+    for name, values in in_memory.eval_metrics.items():  # weighted by 100, 100, 100 and 59
+        np.testing.assert_allclose(result.eval_metrics[name], values, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "batches, message",
+    [
+        (held_out_batches((100, 50, 100, 109)), r"eval_data's batch 2 follows batch 1, which was partial"),
+        (held_out_batches((100, 120, 139)), r"eval_data's batch 1\[0\] has 120 examples: every batch has the first"),
+        (
+            [(a, b.astype(np.float32)) for a, b in held_out_batches()],
+            r"eval_data's batch 0\[1\] is float32\[100\], not int32",
+        ),
+        (
+            [*held_out_batches()[:2], (np.full((100, 8, 8), np.inf, np.float32), HELD_OUT[1][:100])],
+            r"eval_data's batch 2\[0\] must be finite",
+        ),
+    ],
+    ids=["partial in the middle", "larger than the first", "dtype", "non-finite"],
+)
+def test_an_eval_stream_batch_that_does_not_fit_is_refused_and_nothing_is_recorded(batches, message):
+    first = held_out_batches()[0]
+    calls = iter([[first], batches])  # the task reads the first batch, the evaluation the rest
+    task = lrjax.Task(TASK.init, TASK.loss, TASK.train_data, lambda: next(calls), TASK.metrics, "eval stream")
+    pop = lrjax.Population(task, plain.sgd, CONFIGS, batch_size=BATCH)
+    pop.advance(5)
+    with pytest.raises(ValueError, match=message):
+        pop.evaluate()
+    assert pop.result().eval_steps.size == 0 and pop.clock == 5
+
+
+def test_eval_data_as_a_stream_is_a_function_whose_batches_are_its_own():
+    with pytest.raises(ValueError, match=r"eval_data\(\) yielded no batch"):
+        lrjax.Task(TASK.init, TASK.loss, TASK.train_data, lambda: iter([]), TASK.metrics)
+    with pytest.raises(ValueError, match="eval_batch_size is for eval_data as arrays; .* drop eval_batch_size"):
+        lrjax.Task(TASK.init, TASK.loss, TASK.train_data, eval_stream, TASK.metrics, eval_batch_size=64)
+    with pytest.raises(ValueError, match=r"eval_data is an iterable of batches \(\w*MapDataset\).*eval_data=lambda:"):
+        lrjax.Task(TASK.init, TASK.loss, TASK.train_data, eval_stream(), TASK.metrics)
+    with pytest.raises(ValueError, match=r"train_data is an iterable of batches .*train_data=lambda seed:"):
+        lrjax.Task(TASK.init, TASK.loss, from_iterator(stream_seed(0, 0)), HELD_OUT, TASK.metrics)
+    with pytest.raises(ValueError, match=r"train_data\(seed\) must yield \(inputs, targets\) batches"):
+        lrjax.Task.from_linen(lrjax.datasets.MLP((16,)), lambda seed: iter([HELD_OUT[0]]), eval_data=HELD_OUT)
+
+
+def test_a_checkpointed_sweep_whose_stream_ends_keeps_its_checkpoint_and_resumes_from_it(tmp_path, in_memory):
+    short = lambda seed: iter(batches_of(INDEX[seed], steps=120 if INDEX[seed] == 1 else STEPS))
+    kw = dict(steps=STEPS, seeds=SEEDS, eval_every=50, checkpoint=tmp_path / "ckpt", progress=False)
+    with pytest.raises(ValueError, match=r"seed 1 .* ended at the population's step 120"):
+        lrjax.sweep(streamed(short), plain.sgd, CONFIGS, **kw)
+    saved = lrjax.Population.restore(tmp_path / "ckpt" / "group_0000", streamed(from_iterator), plain.sgd)
+    assert saved.clock == 100  # the checkpoint of step 100 is whole: the failed chunk wrote nothing
+    result = lrjax.sweep(streamed(from_iterator), plain.sgd, CONFIGS, **kw)  # resumes at 100, streams skip 100
+    np.testing.assert_allclose(result.train_loss, in_memory.train_loss, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(result.eval_metrics["loss"], in_memory.eval_metrics["loss"], rtol=1e-6, atol=1e-7)
+
+
+def test_an_adapters_streamed_sweep_with_augmentation_equals_the_in_memory_one():
+    def augment(key, batch):  # noise on the inputs, a key per seed and step
+        x, y = batch
+        return x + 0.1 * jax.random.normal(key, x.shape, x.dtype), y
+
+    kw = dict(steps=STEPS, seeds=SEEDS, progress=False)
+    in_memory = lrjax.Task(TASK.init, TASK.loss, TASK.train_data, TASK.eval_data, TASK.metrics, augment=augment)
+    expected = lrjax.sweep(in_memory, plain.sgd, CONFIGS, batch_size=BATCH, **kw)
+    adapter = lrjax.Task.from_linen(lrjax.datasets.MLP((16,)), from_iterator, eval_data=HELD_OUT, augment=augment)
+    result = lrjax.sweep(adapter, plain.sgd, CONFIGS, **kw)
+    np.testing.assert_allclose(result.train_loss, expected.train_loss, rtol=1e-6, atol=1e-7)
+    plain_result = lrjax.sweep(streamed(from_iterator), plain.sgd, CONFIGS, **kw)
+    assert not np.allclose(result.train_loss, plain_result.train_loss)  # the augmentation ran
 
 
 SWEEP = textwrap.dedent(

@@ -177,9 +177,16 @@ def _hp_signature(hps: Any) -> Hashable:
     return jax.tree.structure(hps), tuple((x.shape, np.dtype(x.dtype).str) for x in jax.tree.leaves(hps))
 
 
+def _key(name: str, hps: Any, eval_data: Any) -> Hashable:
+    """What an operation is compiled for: its hyperparameters' signature and, for
+    ``evaluate``, its data's (a streamed eval set has a full and a partial last batch)."""
+    return name, _hp_signature(hps), _hp_signature(eval_data) if name == "evaluate" else None
+
+
 class ProgramSet:
     """The compiled operations of one `Programs`: ``init``, ``reset``, ``chunk``, ``evaluate``,
-    ``observe`` and ``copy``, each compiled once per hyperparameter signature."""
+    ``observe`` and ``copy``, each compiled once per hyperparameter signature (``evaluate``
+    once per shape of its data too)."""
 
     def __init__(self, programs: Programs):
         self.programs = programs
@@ -277,8 +284,7 @@ class ProgramSet:
         program compiles while the next ones are traced. Evaluation reads only the task's
         parameters and data, so its executable is shared by every program set of a task and
         layout, whatever the optimizer: a new optimizer does not even trace it."""
-        signature = _hp_signature(hps)
-        missing = [n for n in names if (n, signature) not in self._compiled]
+        missing = [n for n in names if _key(n, hps, eval_data) not in self._compiled]
         if not missing:
             return
         p = self.programs
@@ -286,7 +292,7 @@ class ProgramSet:
         with concurrent.futures.ThreadPoolExecutor() as pool:
             jobs: dict[str, dict[str, tuple[list, Any]]] = {}
             for name in missing:
-                shared = ("evaluate", p.task, p.layout, p.rewrites) if name == "evaluate" else None
+                shared = (name, _hp_signature(eval_data), p.task, p.layout, p.rewrites) if name == "evaluate" else None
                 found = _EXECUTABLES.get(shared) if shared else None
                 if found is not None:
                     jobs[name] = {name: ([], found)}
@@ -308,20 +314,22 @@ class ProgramSet:
                         _EXECUTABLES.put(key, compiled[piece])
                 whole = compiled[name] if len(compiled) == 1 else parts.PartedChunk(**compiled)
                 with self._lock:
-                    self._compiled[(name, signature)] = whole
+                    self._compiled[_key(name, hps, eval_data)] = whole
 
     def __call__(self, name: str, hps: Any, *args: Any) -> Any:
-        """Run the compiled operation ``name`` (see `ensure`) for hyperparameters like ``hps``."""
-        return self._compiled[(name, _hp_signature(hps))](*args)
+        """Run the compiled operation ``name`` (see `ensure`) for hyperparameters like ``hps``
+        (``evaluate``: and data like its last argument)."""
+        return self._compiled[_key(name, hps, args[-1] if args else None)](*args)
 
-    def compiled(self, name: str, hps: Any) -> bool:
-        """Whether operation ``name`` is compiled for hyperparameters like ``hps``."""
-        return (name, _hp_signature(hps)) in self._compiled
+    def compiled(self, name: str, hps: Any, eval_data: Any = None) -> bool:
+        """Whether operation ``name`` is compiled for hyperparameters like ``hps`` (``evaluate``:
+        and data like ``eval_data``)."""
+        return _key(name, hps, eval_data) in self._compiled
 
-    def executable(self, name: str, hps: Any) -> Any:
+    def executable(self, name: str, hps: Any, eval_data: Any = None) -> Any:
         """The compiled executable (``jax.stages.Compiled``) of operation ``name``, e.g. for
         its ``memory_analysis()``."""
-        return self._compiled[(name, _hp_signature(hps))]
+        return self._compiled[_key(name, hps, eval_data)]
 
 
 def hlo_key(lowered: Any, options: dict, devices: Sequence[jax.Device]) -> Hashable | None:

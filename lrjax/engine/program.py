@@ -359,13 +359,8 @@ def trace_metric_names(task: Task, batch_size: int | None) -> list[str]:
     if task.augment is not None:
         _check_augment(task.augment, batch)
     name = "train_data" if task.eval_data is None else "eval_data"
-    data = task.train_data if task.eval_data is None else task.eval_data
-    if task.eval_batch_size is not None:  # the metrics see batches of eval_batch_size examples
-        data = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct((min(task.eval_batch_size, len(x)), *x.shape[1:]), x.dtype), data
-        )
     try:
-        return sorted(jax.eval_shape(task.evaluate, params, model_state, data))
+        return sorted(jax.eval_shape(task.evaluate, params, model_state, task.eval_like()))
     except ValueError as err:
         if str(err).startswith("metrics must report"):
             raise
@@ -515,10 +510,9 @@ class Programs:
             return
         params, model_state = jax.eval_shape(self.task.initial, key_shape())
         batch = self.task.batch_like(self.layout.batch_size)
-        data = self.task.train_data if self.task.eval_data is None else self.task.eval_data
         key = key_shape() if self.task.rng else None
         self._loss_fn = rewrite_convs(loss, params, model_state, batch, key)
-        self._metrics_fn = rewrite_convs(metrics, params, model_state, data)
+        self._metrics_fn = rewrite_convs(metrics, params, model_state, self.task.eval_like())
 
     def _loss(self, params: Any, model_state: Any, batch: Any, key: Any) -> tuple[jax.Array, Any]:
         if self._loss_fn is None:
@@ -652,7 +646,8 @@ class Programs:
     def evaluate(self, params: Any, model_state: Any, data: Any) -> dict[str, jax.Array]:
         """Every member's metrics on ``data`` with its parameters and model state: name ->
         (seeds, members); in batches of the task's ``eval_batch_size`` (`mean_over_batches`),
-        each read once for all members."""
+        each read once for all members. For a streamed ``eval_data``, ``data`` is one of its
+        batches (the population weights them)."""
         axes = (_per_seed_axes(params), _per_seed_axes(model_state), None)
         on = lambda batch: jax.vmap(jax.vmap(self._metrics, in_axes=axes), in_axes=(0, 0, None))(
             params, model_state, batch
