@@ -8,7 +8,6 @@ on; `lrjax.sweep` is the simplest such driver.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import math
 import os
@@ -248,6 +247,14 @@ class Population:
     follows the population's clock, whatever each member's own step count). Schedules in the
     optimizer see the member's own count. Each operation compiles at its first use; afterwards
     nothing recompiles, whatever `advance`'s length or which members change.
+
+    A task whose ``train_data`` is a stream (``train_data(seed) -> batches``) trains each seed
+    on its own stream, batch after batch. A background thread reads the next chunk of 100
+    steps' batches while a chunk trains, also between calls of `advance`; a chunk's batches
+    count as read once it has trained. `save` records where every stream is after the last
+    trained batch: a Grain iterator's state (``get_state``), which `restore` sets again; for any
+    other iterable, the batches read, which `restore` skips on a stream made anew (exact when
+    ``train_data(seed)`` yields the same batches each time it is called).
 
     Args:
       task: the `lrjax.Task` to train.
@@ -505,33 +512,19 @@ class Population:
 
     def _chunks_of_data(self, counts: Sequence[int]) -> Iterator[Any]:
         """The training data of each chunk of ``counts`` steps: the arrays on the devices, or a
-        stream's next batches, read by a background thread one chunk ahead of the chunk that
-        trains on them (its transfer overlaps the training)."""
+        stream's next batches (`lrjax._stream.Streams`, read a chunk ahead on a background
+        thread); a chunk's batches count as trained (a checkpoint resumes after them) once it
+        has run."""
         if self._streams is None:
             yield from (self._train_data for _ in counts)
             return
-        streams = self._streams
-
-        def read(n: int, clock: int) -> Any:
-            batches = streams.take(n, clock)
-            padded = jax.tree.map(lambda x: np.concatenate([x, np.zeros((CHUNK - n, *x.shape[1:]), x.dtype)]), batches)
-            return hosts.put(padded, jax.tree.leaves(self._train_data)[0].sharding)
-
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lrjax-stream") as pool:
-            clock = self._clock
-            pending = pool.submit(read, counts[0], clock) if counts else None
-            for i, n in enumerate(counts):
-                data = pending.result()  # a stream's error surfaces here, before this chunk trains
-                clock += n
-                trained = streams.where()  # where the streams are once this chunk has trained
-                pending = pool.submit(read, counts[i + 1], clock) if i + 1 < len(counts) else None
-                try:
-                    yield data
-                except GeneratorExit:  # the chunk failed: the batches read ahead go back
-                    if pending is not None:
-                        concurrent.futures.wait([pending])
-                        streams.restore(trained)
-                    raise
+        sharding = jax.tree.leaves(self._train_data)[0].sharding
+        clock = self._clock
+        for n in counts:
+            batches = self._streams.take(n, clock, ahead=CHUNK, pad_to=CHUNK)  # a stream's error surfaces here
+            yield hosts.put(batches, sharding)
+            self._streams.commit(n)
+            clock += n
 
     def evaluate(self) -> dict[str, np.ndarray]:
         """Every member's metrics on the task's eval data (or its training data).

@@ -9,14 +9,17 @@ seed share its batches, as they share an epoch order with arrays. A task whose `
 a function ``make() -> iterable of batches`` is evaluated on one whole pass of a new iterable
 each time (`eval_batches`).
 
-Where a stream is: the number of batches read from it, and, for an iterator with
-``get_state`` / ``set_state`` (Grain's), that state. Restoring sets the state, or, for any other
-iterable, makes the stream again and skips the batches already read.
+Where a stream is: the number of batches trained on, and, for an iterator with ``get_state`` /
+``set_state`` (Grain's), its state after the last of them. Restoring sets the state, or, for any
+other iterable, makes the stream again and skips the batches already trained on. Batches read
+ahead but not trained on do not count.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
+import concurrent.futures
 import json
 import pickle
 from collections.abc import Callable, Iterable, Iterator
@@ -139,7 +142,14 @@ def _arrays(where: str, batch: Any) -> Any:
 
 
 class Streams:
-    """The seeds' streams of a population, read a chunk of steps at a time.
+    """The seeds' streams of a population: read ahead on a background thread, taken a chunk
+    of steps at a time.
+
+    Batches are read a step at a time (one batch of every seed) into a buffer of steps read but
+    not yet trained, with where every stream is after each. `take` returns the next steps'
+    batches and starts reading the ones after them while the caller trains; `commit` marks
+    them trained. `where` is the position after the last committed step, whatever was read
+    ahead, so a checkpoint resumes exactly there.
 
     Args:
       make: ``make(seed) -> iterable of batches``, the task's ``train_data``.
@@ -150,45 +160,102 @@ class Streams:
     def __init__(self, make: StreamFn, like: Any, seed: int, seeds: int):
         self.make, self.like, self.seed, self.seeds = make, like, seed, seeds
         self._paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(like)[0]]
+        self._shapes = [x.shape for x in jax.tree.leaves(like)]
         self._treedef = jax.tree.structure(like)
-        self.read = [0] * seeds
         self._iterators: list[Iterator[Any]] = [self._open(i) for i in range(seeds)]
+        self._read = [0] * seeds  # batches read from each iterator
+        # Steps read, not committed: (each seed's batch as a list of leaves, the position after it).
+        self._rows: collections.deque[tuple[list[list[np.ndarray]], list[dict[str, Any]]]] = collections.deque()
+        self._committed = self._position()
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lrjax-stream")
+        self._pending: concurrent.futures.Future | None = None
 
     def _open(self, index: int) -> Iterator[Any]:
         return iter(self.make(stream_seed(self.seed, index)))
 
-    def take(self, steps: int, clock: int) -> Any:
-        """The next ``steps`` batches of every seed: arrays ``(steps, seeds, batch, ...)``.
+    def _position(self) -> list[dict[str, Any]]:
+        """Where every iterator is now: batches read and, if it has ``get_state``, its state."""
+        out = []
+        for read, iterator in zip(self._read, self._iterators, strict=True):
+            entry: dict[str, Any] = {"read": read}
+            if hasattr(iterator, "get_state"):
+                entry["state"] = iterator.get_state()
+            out.append(entry)
+        return out
+
+    def _settle(self) -> None:
+        """Wait for the background reading (its errors are left for `take` to meet again)."""
+        if self._pending is not None:
+            concurrent.futures.wait([self._pending])
+            self._pending = None
+
+    def _last(self) -> list[dict[str, Any]]:
+        """The position after the last buffered step (called with no reading under way)."""
+        return self._rows[-1][1] if self._rows else self._committed
+
+    def _read_step(self, step: int, back: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Read one batch of every seed into the buffer and return the position after it; or
+        raise with every iterator back at ``back``, the position after the last buffered step."""
+        try:
+            row = [self._next(index, step) for index in range(self.seeds)]
+        except Exception:
+            self._seek(back)
+            raise
+        position = self._position()
+        self._rows.append((row, position))
+        return position
+
+    def _fill(self, count: int, clock: int, back: list[dict[str, Any]]) -> None:
+        """Read ``count`` more steps, the first of them the population's step ``clock``; stop
+        quietly at a batch that fails (`take` reads it again and raises)."""
+        for k in range(count):
+            try:
+                back = self._read_step(clock + k, back)
+            except Exception:
+                return
+
+    def take(self, steps: int, clock: int, ahead: int = 0, pad_to: int = 0) -> Any:
+        """The next ``steps`` batches of every seed, arrays ``(steps, seeds, batch, ...)``; then
+        reading the ``ahead`` steps after them starts in the background. Nothing is committed.
 
         Args:
-          steps: batches to read from each stream.
+          steps: batches to take from each stream.
           clock: the population's step of the first of them (for the errors).
+          ahead: steps to read ahead, after these, while the caller trains on them.
+          pad_to: at least this many rows in the arrays, zeros after the batches.
 
         Raises:
           ValueError: a stream that ends, or a batch of another structure, shape or dtype than
-            the first, or with values that are not finite. The streams are then where they were
-            (`where` before the call).
+            the first, or with values that are not finite. `where` is then unchanged.
         """
-        before = self.where()
-        try:
-            rows = [[self._next(s, clock + t) for s in range(self.seeds)] for t in range(steps)]
-            # One stacked array a leaf, checked for NaN and infinity at once.
-            batches = [batch for row in rows for batch in row]
-            stacked = [
-                np.stack(leaves).reshape(steps, self.seeds, *leaves[0].shape) for leaves in zip(*batches, strict=True)
-            ]
-            for k, leaf in enumerate(stacked):
-                if np.issubdtype(leaf.dtype, np.inexact) and not np.isfinite(leaf).all():
-                    t, index = (int(i) for i in np.argwhere(~np.isfinite(leaf))[0][:2])
-                    path = jax.tree_util.keystr(self._paths[k])
-                    raise ValueError(
-                        f"train_data's batch {before[index]['read'] + t} for seed {index} (step {clock + t}){path} "
-                        "must be finite, got NaN or infinite values"
-                    )
-        except Exception:
-            self.restore(before)
-            raise
+        self._settle()
+        while len(self._rows) < steps:
+            self._read_step(clock + len(self._rows), self._last())
+        rows = [self._rows[t][0] for t in range(steps)]
+        # One array a leaf, its first ``steps`` rows the batches (zeros after), checked for NaN
+        # and infinity at once.
+        stacked = []
+        for k, (shape, like) in enumerate(zip(self._shapes, jax.tree.leaves(self.like), strict=True)):
+            out = np.zeros((max(steps, pad_to), self.seeds, *shape), like.dtype)
+            np.stack([row[s][k] for row in rows for s in range(self.seeds)], out=out[:steps].reshape(-1, *shape))
+            stacked.append(out)
+        for k, arr in enumerate(stacked):
+            leaf = arr[:steps]
+            if np.issubdtype(leaf.dtype, np.inexact) and not np.isfinite(leaf).all():
+                t, index = (int(i) for i in np.argwhere(~np.isfinite(leaf))[0][:2])
+                raise ValueError(
+                    f"train_data's batch {self._committed[index]['read'] + t} for seed {index} (step {clock + t})"
+                    f"{jax.tree_util.keystr(self._paths[k])} must be finite, got NaN or infinite values"
+                )
+        if ahead:
+            count = ahead - (len(self._rows) - steps)
+            self._pending = self._pool.submit(self._fill, count, clock + len(self._rows), self._last())
         return jax.tree.unflatten(self._treedef, stacked)
+
+    def commit(self, steps: int) -> None:
+        """Mark the next ``steps`` taken steps trained: `where` moves past them."""
+        for _ in range(steps):
+            _, self._committed = self._rows.popleft()
 
     def _next(self, index: int, step: int) -> list[np.ndarray]:
         """Seed ``index``'s next batch as a list of leaves, checked against the first batch."""
@@ -197,10 +264,11 @@ class Streams:
         except StopIteration:
             raise ValueError(
                 f"train_data's stream for seed {index} (train_data({stream_seed(self.seed, index)})) ended at the "
-                f"population's step {step}, after {self.read[index]} batches: make it longer (repeat epochs), or "
+                f"population's step {step}, after {self._read[index]} batches: make it longer (repeat epochs), or "
                 "train fewer steps"
             ) from None
-        where = f"train_data's batch {self.read[index]} for seed {index} (step {step})"
+        where = f"train_data's batch {self._read[index]} for seed {index} (step {step})"
+        self._read[index] += 1  # read, whatever it holds: the iterator has moved past it
         leaves, treedef = jax.tree.flatten(batch)
         if treedef != self._treedef:
             raise ValueError(f"{where} has structure {treedef}, not the first batch's {self._treedef}")
@@ -212,35 +280,42 @@ class Streams:
                     f"{np.dtype(want.dtype)}{list(want.shape)} as the first batch (every batch must have one "
                     "shape: drop the last partial batch, e.g. drop_remainder=True)"
                 )
-        self.read[index] += 1
         return arrays
 
     def where(self) -> list[dict[str, Any]]:
-        """Each seed's position, JSON-able: the batches read and, for an iterator that has
-        ``get_state`` (Grain's), its state."""
-        out = []
-        for read, iterator in zip(self.read, self._iterators, strict=True):
-            entry: dict[str, Any] = {"read": read}
-            if hasattr(iterator, "get_state"):
-                entry["state"] = _encode(iterator.get_state())
-            out.append(entry)
-        return out
+        """Each seed's position after the last committed step, JSON-able: the batches read
+        and, for an iterator that has ``get_state`` (Grain's), its state."""
+        self._settle()
+        return [
+            {**entry, "state": _encode(entry["state"])} if "state" in entry else dict(entry)
+            for entry in self._committed
+        ]
 
     def restore(self, where: list[dict[str, Any]]) -> None:
-        """Put every stream back where `where` said it was: its iterator's state set, or the
-        stream made again and ``read`` batches skipped."""
+        """Put every stream back where `where` said it was, forgetting what was read ahead."""
         if len(where) != self.seeds:
             raise ValueError(f"the saved data position has {len(where)} streams, the population {self.seeds} seeds")
-        for index, entry in enumerate(where):
+        self._settle()
+        decoded = [{**entry, "state": _decode(entry["state"])} if "state" in entry else dict(entry) for entry in where]
+        self._rows.clear()
+        self._seek(decoded)
+        self._committed = decoded
+
+    def _seek(self, position: list[dict[str, Any]]) -> None:
+        """Move every iterator that is elsewhere to ``position``: its state set, or the stream
+        made again and ``read`` batches skipped."""
+        for index, entry in enumerate(position):
+            if self._read[index] == entry["read"]:
+                continue
             iterator = self._iterators[index]
             if "state" in entry and hasattr(iterator, "set_state"):
-                iterator.set_state(_decode(entry["state"]))
+                iterator.set_state(entry["state"])
             else:
                 iterator = self._open(index)
                 for _ in range(entry["read"]):
                     next(iterator)
                 self._iterators[index] = iterator
-            self.read[index] = entry["read"]
+            self._read[index] = entry["read"]
 
 
 def _encode(state: Any) -> Any:

@@ -2,11 +2,13 @@
 batches held in memory do, resumes where it was, and a stream that goes wrong raises naming the
 seed and the step, with nothing trained from it and nothing lost."""
 
+import itertools
 import os
 import pathlib
 import subprocess
 import sys
 import textwrap
+import time
 
 import grain
 import jax
@@ -75,6 +77,28 @@ def test_a_restored_population_reads_its_streams_on_from_where_they_were(tmp_pat
     np.testing.assert_array_equal(np.concatenate([head, tail], axis=1), expected)
 
 
+def test_the_next_chunk_is_read_ahead_between_calls_and_a_checkpoint_counts_only_trained_batches(tmp_path):
+    read = []
+
+    def counted(seed):
+        for batch in batches_of(INDEX[seed]):
+            read.append(seed)
+            yield batch
+
+    task = streamed(counted)
+    first = lrjax.Population(task, plain.sgd, CONFIGS, seeds=SEEDS)
+    read.clear()
+    head = first.advance(30)
+    deadline = time.monotonic() + 30
+    while len(read) < SEEDS * (30 + 100) and time.monotonic() < deadline:  # the background thread reads on
+        time.sleep(0.01)
+    assert len(read) == SEEDS * 130  # 30 steps trained, the next chunk's 100 read ahead
+    first.save(tmp_path / "pop")  # where the streams are: after the 30 trained batches
+    tail = lrjax.Population.restore(tmp_path / "pop", task, plain.sgd).advance(STEPS - 30)
+    whole = lrjax.Population(task, plain.sgd, CONFIGS, seeds=SEEDS).advance(STEPS)
+    np.testing.assert_array_equal(np.concatenate([head, tail], axis=1), whole)
+
+
 def test_a_stream_that_ends_raises_naming_seed_and_step_and_keeps_what_trained():
     short = lambda seed: iter(batches_of(INDEX[seed], steps=120 if INDEX[seed] == 1 else STEPS))
     pop = lrjax.Population(streamed(short), plain.sgd, CONFIGS, seeds=SEEDS)
@@ -138,11 +162,11 @@ HELD_OUT = tuple(np.asarray(a) for a in TASK.eval_data)  # 359 examples
 def held_out_batches(sizes=(100, 100, 100, 59)):
     """The held-out set in consecutive batches of ``sizes``."""
     cuts = np.cumsum((0, *sizes))
-    return [tuple(a[i:j] for a in HELD_OUT) for i, j in zip(cuts[:-1], cuts[1:], strict=True)]
+    return [tuple(a[i:j] for a in HELD_OUT) for i, j in itertools.pairwise(cuts)]
 
 
 def eval_stream():  # a Grain dataset, one pass: batches of 100, the last of 59
-    return grain.MapDataset.source(list(zip(*HELD_OUT))).batch(100)
+    return grain.MapDataset.source(list(zip(*HELD_OUT, strict=True))).batch(100)
 
 
 def test_a_linen_model_sweeps_on_streamed_train_and_eval_data_as_on_the_same_arrays(in_memory):
@@ -184,7 +208,7 @@ def test_an_eval_stream_batch_that_does_not_fit_is_refused_and_nothing_is_record
 def test_eval_data_as_a_stream_is_a_function_whose_batches_are_its_own():
     with pytest.raises(ValueError, match=r"eval_data\(\) yielded no batch"):
         lrjax.Task(TASK.init, TASK.loss, TASK.train_data, lambda: iter([]), TASK.metrics)
-    with pytest.raises(ValueError, match="eval_batch_size is for eval_data as arrays; .* drop eval_batch_size"):
+    with pytest.raises(ValueError, match=r"eval_batch_size is for eval_data as arrays; .* drop eval_batch_size"):
         lrjax.Task(TASK.init, TASK.loss, TASK.train_data, eval_stream, TASK.metrics, eval_batch_size=64)
     with pytest.raises(ValueError, match=r"eval_data is an iterable of batches \(\w*MapDataset\).*eval_data=lambda:"):
         lrjax.Task(TASK.init, TASK.loss, TASK.train_data, eval_stream(), TASK.metrics)
