@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 import lrjax.schedules as S
-from lrjax import __version__, datasets, search
+from lrjax import __version__, search
 from lrjax import _validate as v
 from lrjax._compilation_cache import enable_compilation_cache
 from lrjax._finder import find_lr
@@ -110,7 +110,7 @@ def _config_arg(text: str) -> tuple[str, list[float]]:
     return name, parsed
 
 
-TASKS = {"digits_mlp": datasets.digits_mlp, "digits_cnn": datasets.digits_cnn}
+TASKS = ("digits_mlp", "digits_cnn")  # in lrjax.datasets, imported when a command needs one (it imports Flax)
 
 
 def _use_cpu_devices(count: int) -> None:
@@ -131,7 +131,7 @@ def load_task(spec: str) -> Task:
     """A built-in task by name, or ``module:function`` (a function of no arguments returning an
     `lrjax.Task`, imported from the current directory or the Python path)."""
     if spec in TASKS:
-        return TASKS[spec]()
+        return getattr(importlib.import_module("lrjax.datasets"), spec)()
     module_name, sep, function_name = spec.partition(":")
     if not sep or not module_name or not function_name:
         raise ValueError(f"--task must be one of {sorted(TASKS)} or module:function, got {spec!r}")

@@ -208,8 +208,11 @@ def catalogue(
     points = _steps(steps)
     computed = values(items, points)
     rows = -(-len(items) // columns)
-    fig, axes = _subplots(
-        rows, columns, figsize=(4 * columns, 2.8 * rows), sharex=True, constrained_layout=True, squeeze=False
+    fig, axes = _subplots(rows, columns, figsize=(4 * columns, 2.8 * rows), sharex=True, squeeze=False)
+    # Fixed margins, in inches: a layout engine measures every panel's labels, a second per 16 panels.
+    height = 2.8 * rows
+    fig.subplots_adjust(
+        left=0.06, right=0.98, bottom=0.5 / height, top=1 - (0.75 if title else 0.4) / height, hspace=0.45, wspace=0.25
     )
     for i, (ax, (name, value)) in enumerate(zip(axes.flat, computed.items(), strict=False)):
         ax.plot(points, value)
