@@ -36,6 +36,7 @@ def flow(fn: Callable[..., Any], *args: Any) -> Flow:
       A `Flow`.
 
     Example:
+      >>> from lrjax._dataflow import flow
       >>> import jax.numpy as jnp
       >>> f = lambda a, b, c: (a, b * 2, jnp.sin(a + c))
       >>> flow(f, 1.0, 2.0, 3.0)

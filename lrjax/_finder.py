@@ -43,6 +43,7 @@ def ramp(min_lr: float, max_lr: float, steps: int, mode: str = "exp") -> Schedul
     Both reach ``max_lr`` at the last step (fastai's stops one step short of it).
 
     Example:
+      >>> import numpy as np
       >>> from lrjax._finder import ramp
       >>> ramp(1e-4, 1.0, 5)(np.arange(5)).round(6).tolist()
       [9.999999747378752e-05, 0.0010000000474974513, 0.009999999776482582, 0.10000000149011612, 1.0]
@@ -193,7 +194,7 @@ class FinderResult:
 
     @property
     def band(self) -> tuple[np.ndarray, np.ndarray]:
-        """(lower, upper), each (C, steps): the 25th and 75th percentiles across seeds."""
+        """The 25th and 75th percentiles across seeds, (lower, upper), each of shape (C, steps)."""
         return self._quantile(0.25), self._quantile(0.75)
 
     @functools.cached_property
@@ -399,6 +400,7 @@ def find_lr(
       ``verify()``, ``plot()`` and ``to_pandas()``.
 
     Example:
+      >>> import numpy as np
       >>> import optax, lrjax
       >>> task = lrjax.datasets.quadratic((1.0, 10.0))
       >>> finder = lrjax.find_lr(task, lambda hp: optax.sgd(hp["learning_rate"]), min_lr=1e-3, max_lr=1.0,

@@ -54,6 +54,7 @@ def metric_column(metric: str, data: str = "eval_data") -> str:
     one on the training set of a task without ``eval_data``.
 
     Example:
+      >>> from lrjax._result import metric_column
       >>> metric_column("accuracy"), metric_column("accuracy", "train_data"), metric_column("train_loss")
       ('eval_accuracy', 'train_data_accuracy', 'final_train_loss')
     """

@@ -46,6 +46,7 @@ def stream_seed(seed: int, index: int) -> int:
       An int in ``[0, 2**32)``.
 
     Example:
+      >>> from lrjax.engine import stream_seed
       >>> stream_seed(0, 0) == stream_seed(0, 0), stream_seed(0, 0) == stream_seed(0, 1)
       (True, False)
     """

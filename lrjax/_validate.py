@@ -143,6 +143,7 @@ def directory(name: str, path: Any) -> str:
     (checkpoints, output), so that the error comes before the work.
 
     Example:
+      >>> from lrjax._validate import directory
       >>> directory("out_dir", "results/run-1")
       'results/run-1'
     """

@@ -5,7 +5,9 @@ import doctest
 import importlib
 import importlib.metadata
 import inspect
+import pathlib
 import pkgutil
+import re
 import subprocess
 import sys
 
@@ -28,7 +30,9 @@ def test_docstring_examples_run(name, monkeypatch):
         assert out.returncode == 0 and out.stdout.strip() == "0", out.stdout + out.stderr
         return
     module = importlib.import_module(name)  # lrjax.sweep the attribute is the function
-    outcome = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    # A fresh namespace for each docstring, as a reader who copies the example has: it imports
+    # what it uses (the module's own globals are not there).
+    outcome = doctest.testmod(module, globs={}, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert outcome.failed == 0, outcome
 
 
@@ -70,3 +74,35 @@ def test_one_rule_names_learning_rates():
     named = ["learning_rate", "lr", "eta", "head_lr", "encoder_learning_rate", "learning_rate.peak_value", "lr['init']"]
     assert all(is_learning_rate(n) for n in named)
     assert not any(is_learning_rate(n) for n in ["weight_decay", "momentum", "lr_decay", "beta", "flr"])
+
+
+# What a reader of the docs does not have: the files this library grew from, and how the
+# repository is built. Other projects' public issues ("fastai's issue 3185") are references.
+FORBIDDEN = re.compile(
+    r"shared/|seeds/|\barticles?\b|(?<!'s )\bissues? #?\d+|open issue|this (project's )?(2-core )?(cpu )?machine",
+    re.IGNORECASE,
+)
+
+
+def _readable_text() -> dict[str, str]:
+    root = pathlib.Path(lrjax.__file__).resolve().parents[1]
+    files = [root / "README.md", *sorted((root / "docs").rglob("*.md")), *sorted((root / "lrjax").rglob("*.py"))]
+    skip = {"_build", "notebooks", "generated"}
+    return {str(f.relative_to(root)): f.read_text() for f in files if not skip & set(f.relative_to(root).parts)}
+
+
+def test_no_page_or_docstring_refers_to_files_or_builds_a_reader_does_not_have():
+    found = [f"{name}: {m.group(0)!r}" for name, text in _readable_text().items() for m in FORBIDDEN.finditer(text)]
+    assert found == []
+
+
+def test_the_reference_check_finds_what_it_forbids():
+    for text in (
+        "see shared/DESIGN.md",
+        "as Article 002 says",
+        "the open issue on baselines",
+        "issue 24",
+        "on this machine",
+    ):
+        assert FORBIDDEN.search(text), text
+    assert not FORBIDDEN.search("fastai's issue 3185")

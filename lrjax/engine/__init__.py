@@ -1,5 +1,6 @@
 """The vmapped, scanned, jitted training programs behind `lrjax.Population` (internal)."""
 
+from lrjax._stream import stream_seed
 from lrjax.engine import cache
 from lrjax.engine.compiles import CompileLog, count_compiles
 from lrjax.engine.program import (
@@ -25,4 +26,5 @@ __all__ = [
     "count_compiles",
     "init_key",
     "step_key",
+    "stream_seed",
 ]

@@ -70,6 +70,7 @@ def choose(configs: int, seeds: int, devices: Sequence[Any], seed_devices: int =
       configuration slots, a multiple of ``M × member_parts`` (padding repeats a configuration).
 
     Example:
+      >>> from lrjax.engine.parts import choose
       >>> import jax
       >>> choose(64, 1, jax.devices()[:1])[1] % 64
       0

@@ -139,6 +139,7 @@ def seed_devices(configs: int, seeds: int, devices: int) -> int:
       A divisor of both ``devices`` and ``seeds``.
 
     Example:
+      >>> from lrjax.engine.program import seed_devices
       >>> seed_devices(64, 2, 4), seed_devices(1, 8, 4), seed_devices(2, 4, 4)
       (1, 4, 2)
     """
@@ -383,6 +384,7 @@ def mean_over_batches(fn: Callable[[Any], dict[str, jax.Array]], data: Any, batc
       ``{name: array}`` like ``fn``'s.
 
     Example:
+      >>> from lrjax.engine.program import mean_over_batches
       >>> import jax.numpy as jnp
       >>> x = jnp.arange(10.0)
       >>> mean_over_batches(lambda b: {"mean": b.mean()}, x, 4)["mean"]
