@@ -9,6 +9,8 @@
 - ``newest``: Python 3.12 and the newest releases: the whole suite.
 - ``engine``: Python 3.13 and the newest releases: the engine tests (sweeps against plain
   Optax, divergence, parts, devices, rewrites, results) and the population's.
+- ``docs``: Python 3.12 and the newest releases: the documentation site built with warnings as
+  errors, and every code block of its pages run (``tests/docs``).
 
 The interpreters are found on ``PATH`` as ``python3.11``, ``python3.12``, ``python3.13``; where
 pyenv installed one that its shims do not expose (they run only the versions pyenv is set to),
@@ -25,7 +27,7 @@ import nox
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lowest", "newest", "engine"]
+nox.options.sessions = ["lowest", "newest", "engine", "docs"]
 
 PYTEST = ("pytest", "-q", "-n", "2", "--durations=10")
 VERSIONS = (
@@ -60,18 +62,21 @@ def _tests(session: nox.Session, *default: str) -> None:
     session.run(*PYTEST, *(session.posargs or default))
 
 
+MAIN = ("tests", "--ignore=tests/docs")  # the docs session runs the pages' code
+
+
 @nox.session(python="3.11")
 def lowest(session: nox.Session) -> None:
     """The whole suite on the lowest versions pyproject.toml allows."""
     session.install("--resolution", "lowest-direct", "-e", ".[test]")
-    _tests(session)
+    _tests(session, *MAIN)
 
 
 @nox.session(python="3.12")
 def newest(session: nox.Session) -> None:
     """The whole suite on the newest JAX, Optax and Flax."""
     session.install("--upgrade", "-e", ".[test]")
-    _tests(session)
+    _tests(session, *MAIN)
 
 
 @nox.session(python="3.13")
@@ -79,3 +84,11 @@ def engine(session: nox.Session) -> None:
     """The engine and population tests on the newest releases."""
     session.install("--upgrade", "-e", ".[test]")
     _tests(session, "tests/engine", "tests/test_population.py")
+
+
+@nox.session(python="3.12")
+def docs(session: nox.Session) -> None:
+    """The documentation site, with warnings as errors, and every code block of its pages run."""
+    session.install("--upgrade", "-e", ".[docs]")
+    session.run("sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html")
+    _tests(session, "tests/docs")

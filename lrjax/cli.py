@@ -116,7 +116,7 @@ TASKS = ("digits_mlp", "digits_cnn")  # in lrjax.datasets, imported when a comma
 def _use_cpu_devices(count: int) -> None:
     """Split the host CPU into ``count`` JAX devices, so that a sweep shards its members over the
     cores. With JAX's single CPU device the engine runs parts on every core itself
-    (`lrjax.engine.parts`); the two settings measure the same within this machine's noise (the
+    (`lrjax.engine.parts`); the two settings measure the same within the benchmark host's noise (the
     README's Performance section), end to end from the command line too (`lrjax sweep` 3.7 s
     with 2 devices, 4.0 s with 1; `lrjax find-lr --seeds 8` 3.9 s and 4.1 s on 2 cores). JAX
     allows it only before its backends start: called from a program that already ran JAX, the
