@@ -289,9 +289,8 @@ def test_construction_errors(digits):
         lrjax.Population(digits, momentum, CONFIGS, plateau=0.5)
 
 
-def test_the_readmes_population_snippet_runs_as_written(tmp_path, monkeypatch):
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## Populations") :]
+def test_the_population_guides_snippet_runs_as_written(tmp_path, monkeypatch):
+    section = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "guides" / "populations.md").read_text()
     code = section[
         section.index("```python\n") + len("```python\n") : section.index("```\n", section.index("```python"))
     ]
