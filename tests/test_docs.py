@@ -86,9 +86,14 @@ FORBIDDEN = re.compile(
 
 def _readable_text() -> dict[str, str]:
     root = pathlib.Path(lrjax.__file__).resolve().parents[1]
-    files = [root / "README.md", *sorted((root / "docs").rglob("*.md")), *sorted((root / "lrjax").rglob("*.py"))]
-    skip = {"_build", "notebooks", "generated"}
-    return {str(f.relative_to(root)): f.read_text() for f in files if not skip & set(f.relative_to(root).parts)}
+    files = [
+        root / "README.md",
+        *sorted((root / "docs").rglob("*.md")),
+        *sorted((root / "lrjax").rglob("*.py")),
+        *sorted((root / "notebooks").glob("*.ipynb")),  # their text, code and outputs
+    ]
+    built = [root / "docs" / d for d in ("_build", "notebooks", "generated")]  # made by the docs build
+    return {str(f.relative_to(root)): f.read_text() for f in files if not any(f.is_relative_to(d) for d in built)}
 
 
 def test_no_page_or_docstring_refers_to_files_or_builds_a_reader_does_not_have():
