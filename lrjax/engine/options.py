@@ -5,8 +5,9 @@ one buys). XLA renames and drops options between releases, and an unknown option
 whole compilation fail (jaxlib 0.12: ``INVALID_ARGUMENT: No such compile option:
 'xla_cpu_use_fusion_emitters'``). So the backend is asked once per process and platform which
 of them it accepts, by compiling a one-operation program with them; the engine passes only
-those, and a warning says once which ones it goes without. A missing option costs compile or
-run time, never correctness: each only chooses among equivalent ways to compile the program.
+those, and a warning says once which ones it goes without (except `RETIRED` ones, which a newer
+XLA dropped because their choice became its only way). A missing option costs compile or run
+time, never correctness: each only chooses among equivalent ways to compile the program.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from lrjax.engine.rewrite import warn_once
 
 __all__ = ["supported"]
 
+# Options a newer XLA retired because what they chose became its only way: going without them
+# is expected there and costs nothing, so no warning.
+RETIRED = {"xla_cpu_use_fusion_emitters"}  # jaxlib 0.12: the new fusion emitters are the only ones
 _known: dict[tuple[str, str, str], bool] = {}  # (platform, option, value) -> accepted
 _lock = threading.Lock()
 
@@ -40,7 +44,7 @@ def _accepts(device: jax.Device, options: Mapping[str, Any]) -> bool:
 
 def supported(options: Mapping[str, Any], device: jax.Device) -> dict[str, Any]:
     """The entries of ``options`` that ``device``'s backend accepts (asked once per process,
-    platform and value); a `RuntimeWarning` names the others, once each.
+    platform and value); a `RuntimeWarning` names the others, once each, unless `RETIRED`.
 
     Args:
       options: XLA compile options, name -> value, as ``jax.jit(compiler_options=...)`` takes.
@@ -64,7 +68,7 @@ def supported(options: Mapping[str, Any], device: jax.Device) -> dict[str, Any]:
                 _known.update((keys[name], True) for name in unknown)
             else:
                 _known.update((keys[name], _accepts(device, {name: value})) for name, value in unknown.items())
-    dropped = [name for name in options if not _known[keys[name]]]
+    dropped = [name for name in options if not _known[keys[name]] and name not in RETIRED]
     if dropped:
         warn_once(
             f"options {platform} {dropped}",

@@ -56,6 +56,15 @@ def test_an_unknown_compile_option_is_dropped_with_one_warning(digits, adam, sgd
     assert np.all(result.train_loss[:, -1] < result.train_loss[:, 0])  # it trained
 
 
+def test_an_option_a_newer_xla_retired_is_dropped_without_a_warning(monkeypatch):
+    # jaxlib 0.12 has no xla_cpu_use_fusion_emitters: its new fusion emitters are the only ones.
+    monkeypatch.setattr(options, "RETIRED", {"xla_cpu_lrjax_retired_option"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kept = options.supported({"xla_cpu_lrjax_retired_option": True}, jax.devices("cpu")[0])
+    assert kept == {}
+
+
 def test_options_the_backend_knows_are_kept():
     device = jax.devices("cpu")[0]
     known = {"xla_backend_optimization_level": 1}
