@@ -1,6 +1,10 @@
 """Every notebook in notebooks/ runs top to bottom in a real Jupyter kernel, and the committed
-copy is what that run shows: every code cell executed in order, its outputs kept."""
+copy is what that run shows: every code cell executed in order, its outputs kept, and, on the
+versions of JAX and jaxlib that produced them (recorded in the notebook), its printed numbers
+equal within `RTOL` or one unit of their last printed digit (cells tagged ``timing`` excepted:
+their numbers are seconds)."""
 
+import math
 import pathlib
 import re
 
@@ -44,6 +48,44 @@ def kinds(cell):
     return shown
 
 
+NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+RTOL = 1e-4  # float32 summation order; a printed number may also differ by one in its last digit
+
+
+def printed(cell) -> str:
+    """The text a code cell shows: its stdout and its results' plain text."""
+    parts = []
+    for output in cell.outputs:
+        if output.output_type == "stream" and output.name == "stdout":
+            parts.append(output.text)
+        elif output.output_type in ("display_data", "execute_result") and "text/plain" in output.data:
+            parts.append(output.data["text/plain"])
+    return "".join(parts)
+
+
+def differences(committed: str, fresh: str, numbers: bool = True) -> list[str]:
+    """Where ``fresh`` shows other text than ``committed`` or, with ``numbers``, a number
+    further from the committed one than `RTOL` and one unit of its last printed digit."""
+    skeleton = lambda text: "".join(NUMBER.sub("#", text).split())  # the layout aside (padding, wrapping)
+    if skeleton(committed) != skeleton(fresh):
+        return [f"text: {committed[:200]!r} became {fresh[:200]!r}"]
+    if not numbers:
+        return []
+    out = []
+    for a, b in zip(NUMBER.findall(committed), NUMBER.findall(fresh), strict=True):
+        digits = len(a.split(".")[1].split("e")[0].split("E")[0]) if "." in a else 0
+        unit = 10.0**-digits * (10.0 ** int(a.lower().split("e")[1]) if "e" in a.lower() else 1.0)
+        if not math.isclose(float(a), float(b), rel_tol=RTOL, abs_tol=1.01 * unit):
+            out.append(f"{a} became {b}")
+    return out
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as m
+
+    return {name: m.version(name) for name in ("jax", "jaxlib")}
+
+
 def test_there_are_notebooks():
     assert [p.name for p in NOTEBOOKS][:1] == ["01_schedules.ipynb"]
 
@@ -60,6 +102,15 @@ def test_a_notebook_runs_and_its_committed_outputs_are_that_run(path, monkeypatc
     ran = [c for c in fresh.cells if c.cell_type == "code"]
     assert [kinds(c) for c in code] == [kinds(c) for c in ran]  # outputs kept: the same figures, tables and text
     assert not any(("stream", "stderr") in kinds(c) for c in ran), "no warnings in the notebook"
+    produced = committed.metadata.get("lrjax", {}).get("versions")
+    assert produced, "record the versions that produced the outputs (notebook metadata lrjax.versions)"
+    same = produced == versions()  # other versions may round floats otherwise: the text is compared
+    found = [
+        f"cell {i}: {d}"
+        for i, (c, f) in enumerate(zip(code, ran, strict=True))
+        for d in differences(printed(c), printed(f), numbers=same and "timing" not in c.metadata.get("tags", []))
+    ]
+    assert found == [], f"outputs of {produced} against a fresh run on {versions()}"
 
 
 def test_the_runner_fails_on_a_broken_cell(tmp_path):
@@ -69,3 +120,14 @@ def test_the_runner_fails_on_a_broken_cell(tmp_path):
     broken.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     with pytest.raises(nbclient.exceptions.CellExecutionError, match="broken"):
         execute(broken, tmp_path)
+
+
+def test_the_output_check_fails_on_a_changed_output():
+    committed = "best learning rate 0.0152: eval loss 0.062 (mean of 2 seeds)\n   steps  loss\n0    100  1.2345\n"
+    assert differences(committed, committed) == []
+    assert differences(committed, committed.replace("0.062", "0.063")) == []  # one unit of the last digit
+    assert differences(committed, committed.replace("0.062", "0.064")) == ["0.062 became 0.064"]
+    assert differences(committed, committed.replace("1.2345", "1.2351")) == ["1.2345 became 1.2351"]
+    assert differences(committed, committed.replace("eval loss", "train loss"))  # other text
+    assert differences("[0.188 0.3  ]", "[0.188 0.31 ]") == []  # NumPy pads to a common width
+    assert differences(committed, committed.replace("0.062", "0.064"), numbers=False) == []  # timings
