@@ -4,10 +4,7 @@ corrupt, partial or foreign checkpoint raises and is never trained from."""
 
 import json
 import os
-import pathlib
 import shutil
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -17,8 +14,7 @@ import pytest
 
 import lrjax
 import lrjax.schedules as S
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests.scripts import run_script
 
 SWEEP = textwrap.dedent(
     """
@@ -44,17 +40,7 @@ SWEEP = textwrap.dedent(
 
 
 def sweep_process(tmp_path, mode, checkpoint, out, devices=1):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", DEVICES=str(devices), PYTHONPATH=str(ROOT))
-    if devices > 1:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return subprocess.run(
-        [sys.executable, "-c", SWEEP, mode, str(checkpoint), str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    return run_script(SWEEP, (mode, checkpoint, out), tmp_path, devices=devices)
 
 
 def test_a_killed_sweep_started_again_finishes_as_if_never_interrupted(tmp_path):

@@ -3,10 +3,6 @@ batches held in memory do, resumes where it was, and a stream that goes wrong ra
 seed and the step, with nothing trained from it and nothing lost."""
 
 import itertools
-import os
-import pathlib
-import subprocess
-import sys
 import textwrap
 import time
 
@@ -18,8 +14,8 @@ import pytest
 import lrjax
 from lrjax._stream import stream_seed
 from tests import plain
+from tests.scripts import run_script
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 TASK = lrjax.datasets.digits_mlp(hidden=(16,))
 SEEDS, STEPS, BATCH = 2, 130, 32  # two chunks: the second read while the first trains
 CONFIGS = {"learning_rate": [0.02, 0.1]}
@@ -273,15 +269,7 @@ SWEEP = textwrap.dedent(
 
 
 def sweep_process(tmp_path, mode, checkpoint, out):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-c", SWEEP, mode, str(checkpoint), str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    return run_script(SWEEP, (mode, checkpoint, out), tmp_path)
 
 
 def test_a_killed_grain_fed_sweep_started_again_finishes_bitwise_as_if_never_interrupted(tmp_path):
