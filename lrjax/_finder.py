@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from lrjax import _configs, _suggest
 from lrjax import _validate as v
 from lrjax._population import DIVERGENCE_FACTOR, Population, check_divergence_factor
-from lrjax._result import METRIC_MODES, SweepResult, _readable
+from lrjax._result import METRIC_MODES, SweepResult, readable
 from lrjax._task import Task
 from lrjax.engine.program import CHUNK, OptimizerFn
 from lrjax.schedules import Schedule, exponential_decay, linear
@@ -160,8 +160,23 @@ class FinderResult:
     def num_configs(self) -> int:
         return len(self.diverged_at) // self.seeds
 
-    def _per_config(self, x: np.ndarray) -> np.ndarray:
-        """(M, ...) -> (C, seeds, ...)."""
+    def per_config(self, x: np.ndarray) -> np.ndarray:
+        """Per-curve values grouped by configuration: (M, ...) -> (configurations, seeds, ...).
+
+        Args:
+          x: one row per curve (configuration-major, seeds inner), e.g. `losses` or `diverged_at`.
+
+        Returns:
+          ``x`` reshaped so that ``[c, s]`` is configuration ``c``'s seed ``s``.
+
+        Example:
+          >>> import optax, lrjax
+          >>> finder = lrjax.find_lr(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
+          ...                        min_lr=1e-3, max_lr=10.0, seeds=2, progress=False)
+          >>> finder.losses.shape, finder.per_config(finder.losses).shape
+          ((2, 100), (1, 2, 100))
+        """
+        x = np.asarray(x)
         return x.reshape(self.num_configs, self.seeds, *x.shape[1:])
 
     @property
@@ -174,7 +189,7 @@ class FinderResult:
         loss is above any other, so order statistics across seeds stay defined."""
         steps = np.arange(len(self.lrs))
         stopped = (self.diverged_at[:, None] >= 0) & (steps[None] >= self.diverged_at[:, None])
-        return self._per_config(np.where(stopped | ~np.isfinite(self.losses), np.inf, self.losses))
+        return self.per_config(np.where(stopped | ~np.isfinite(self.losses), np.inf, self.losses))
 
     def _quantile(self, q: float) -> np.ndarray:
         """(C, steps) the q-quantile across seeds, interpolated linearly (NumPy's default);
@@ -208,7 +223,7 @@ class FinderResult:
         return {name: np.asarray([r[name] for r in rows]) for name in _suggest.METHODS}
 
     def _log_per_config(self) -> dict[str, np.ndarray]:
-        return {name: self._per_config(np.log10(x)) for name, x in self.member_suggestions.items()}
+        return {name: self.per_config(np.log10(x)) for name, x in self.member_suggestions.items()}
 
     @property
     def suggestions(self) -> dict[str, np.ndarray]:
@@ -281,7 +296,7 @@ class FinderResult:
             devices=self._devices,
             progress=progress,
         )
-        mode = result._mode(metric, mode)
+        mode = result.direction(metric, mode)
         worst = np.inf if mode == "min" else -np.inf
         final = np.where(np.isfinite(result.final(metric)), result.final(metric), worst)
         values = final.reshape(self.num_configs, len(FACTORS), self.seeds).mean(-1)
@@ -292,11 +307,11 @@ class FinderResult:
         seeds (decades), and how many seeds' curves stopped."""
         import pandas as pd
 
-        frame = pd.DataFrame({k: self._per_config(np.asarray(x))[:, 0] for k, x in self.configs.items() if k != "seed"})
+        frame = pd.DataFrame({k: self.per_config(np.asarray(x))[:, 0] for k, x in self.configs.items() if k != "seed"})
         for name, values in self.suggestions.items():
             frame[name] = values
             frame[f"{name}_spread"] = self.spread[name]
-        frame["stopped"] = (self._per_config(self.diverged_at) >= 0).sum(1)
+        frame["stopped"] = (self.per_config(self.diverged_at) >= 0).sum(1)
         return frame
 
     def to_pandas(self) -> Any:
@@ -450,7 +465,7 @@ def find_lr(
     smoothed = _suggest.smooth(raw, smoothing)
     lrs = np.asarray(schedule(jnp.arange(steps)), np.float64)
     member_configs = {
-        k: _readable(col)
+        k: readable(col)
         for k, col in _configs.columns(_configs.take(hps, np.repeat(np.arange(num_configs), seeds))).items()
     }
     member_configs["seed"] = pop.configs["seed"]

@@ -8,7 +8,9 @@ on; `lrjax.sweep` is the simplest such driver.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 import math
 import os
 import time
@@ -239,6 +241,26 @@ def _plateau_fn(plateau: Any) -> PlateauFn | None:
     )
 
 
+def _json_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``metadata`` as `Population.save` stores it: JSON that reads back equal to what was given
+    (str keys, lists rather than tuples, finite numbers), else a `ValueError`."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise ValueError(f"metadata must be a mapping of str keys to JSON values, got {type(metadata).__name__}")
+    given = dict(metadata)
+    try:
+        stored = json.loads(json.dumps(given, allow_nan=False))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"metadata must be a mapping of str keys to JSON values: {err}") from None
+    if stored != given:
+        raise ValueError(
+            "metadata must read back as given from JSON: str keys, lists rather than tuples, no "
+            f"NumPy scalars; it would read back as {stored!r}"
+        )
+    return stored
+
+
 class Population:
     """Members (configurations × seeds) training simultaneously in one compiled program.
 
@@ -371,7 +393,7 @@ class Population:
         self._eval_metrics: list[dict[str, np.ndarray]] = []
         self._plateau_scale: list[np.ndarray] = []
         self._compile_seconds = 0.0
-        self._checkpoint_extra: dict = {}
+        self._metadata: dict[str, Any] = {}
         self._upload()
         self._ensure(["chunk", "init", "evaluate"] + (["observe"] if plateau_fn else []))
         self._state = self._run("init", self._device_hps, self._keys)
@@ -719,11 +741,15 @@ class Population:
 
     # -- checkpoints --------------------------------------------------------------------------
 
-    def save(self, path: str) -> None:
+    def save(self, path: str, *, metadata: Mapping[str, Any] | None = None) -> None:
         """Checkpoint everything that decides the future to the directory ``path`` (orbax-checkpoint):
         parameters, model states, optimizer and plateau states, hyperparameters, per-member steps and flags, the
         data-order keys and position, and the recorded history. Saving again replaces the
         checkpoint only once the new one is complete. See `restore`.
+
+        ``metadata`` is stored beside them as JSON, and the restored population's `metadata`
+        returns it: what a driver needs to know about the run (`lrjax.sweep` records which
+        sweep and memory group a checkpoint belongs to).
 
         A streamed task's streams are saved where they are: the batches each seed has read and,
         for an iterator with ``get_state`` (Grain's), its state, which `restore` sets again
@@ -731,11 +757,28 @@ class Population:
         already read are skipped: exact if the stream yields the same batches each time it is
         made from the same seed.
 
-        Raises:
-          ValueError: ``path`` is an existing file (checked before anything is written)."""
-        self._save(v.directory("path", path), {})
+        Args:
+          path: a directory (made if needed; not an existing file).
+          metadata: a mapping of str keys to JSON values (numbers, strings, booleans, None, lists
+            and mappings of them).
 
-    def _save(self, path: str, extra: Mapping[str, Any]) -> None:
+        Raises:
+          ValueError: ``path`` is an existing file, or ``metadata`` is not JSON (checked before
+            anything is written).
+
+        Example:
+          >>> import optax, lrjax, tempfile
+          >>> task = lrjax.datasets.linear_regression()
+          >>> pop = lrjax.Population(task, lambda hp: optax.sgd(hp["learning_rate"]), {"learning_rate": [0.1]})
+          >>> _ = pop.advance(20)
+          >>> path = tempfile.mkdtemp()
+          >>> pop.save(path, metadata={"run": "baseline", "steps_planned": 100})
+          >>> again = lrjax.Population.restore(path, task, lambda hp: optax.sgd(hp["learning_rate"]))
+          >>> again.metadata, again.clock
+          ({'run': 'baseline', 'steps_planned': 100}, 20)
+        """
+        path = v.directory("path", path)
+        extra = _json_metadata(metadata)
         names = sorted(self._configs)
         members = [self._to_slots_host(x) for x in jax.tree.leaves(self._state.members)]
         arrays = {
@@ -771,9 +814,15 @@ class Population:
             "config_names": names,
             "config_structures": [str(jax.tree.structure(self._configs[n])) for n in names],
             "fingerprint": self._fingerprint(self.task, self.optimizer, self.plateau, self._configs, self.batch_size),
-            "extra": dict(extra),
+            "extra": extra,
         }
         _checkpoint.save(path, arrays, meta)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The ``metadata`` given to `save` for the checkpoint this population was restored from
+        (a copy); ``{}`` for a population made by the constructor."""
+        return copy.deepcopy(self._metadata)
 
     def _by_evaluation(self, values: Sequence[np.ndarray]) -> np.ndarray:
         """(size, evaluations) from one (size,) array per evaluation."""
@@ -920,7 +969,7 @@ class Population:
             ),
         )
         self._clock = int(meta["clock"])
-        self._checkpoint_extra = meta["extra"]
+        self._metadata = meta["extra"]
         self._losses = [np.asarray(arrays["train_loss"], np.float32)]
         self._eval_steps = [int(t) for t in arrays["eval_steps"]]
         evals = [arrays["eval"][str(i)] for i in range(len(self._metric_names))]

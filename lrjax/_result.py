@@ -68,7 +68,7 @@ def metric_label(metric: str, data: str = "eval_data") -> str:
     return metric_column(metric, data).replace("_", " ")
 
 
-def _readable(values: Any) -> np.ndarray:
+def readable(values: Any) -> np.ndarray:
     """float32 values as the float64 numbers they print as (0.1, not 0.10000000149011612)."""
     values = np.asarray(values)
     return values.astype(str).astype(np.float64) if values.dtype == np.float32 else values
@@ -159,9 +159,9 @@ class SweepResult:
         metric = self._known(metric)
         if metric == "train_loss":
             window = max(1, self.train_loss.shape[1] // 20)
-            values = _readable(self.train_loss[:, -window:].mean(axis=1))
+            values = readable(self.train_loss[:, -window:].mean(axis=1))
         else:
-            values = _readable(self.eval_metrics[metric][:, -1]).astype(np.float64)
+            values = readable(self.eval_metrics[metric][:, -1]).astype(np.float64)
         return np.where(self.diverged, np.nan, values)
 
     def configurations(self) -> list[np.ndarray]:
@@ -182,7 +182,7 @@ class SweepResult:
           [[0, 1, 3], [2]]
         """
         size = len(self.diverged)
-        columns = [_readable(v).reshape(size, -1) for k, v in self.configs.items() if k != "seed"]
+        columns = [readable(v).reshape(size, -1) for k, v in self.configs.items() if k != "seed"]
         if not columns:
             return [np.arange(size)]
         _, first, which = np.unique(np.concatenate(columns, axis=1), axis=0, return_index=True, return_inverse=True)
@@ -227,14 +227,14 @@ class SweepResult:
           seed-mean ``metric`` and ``members``: the indices of its members (one per seed) in
           ``final_params``, ``train_loss`` and `to_pandas`.
         """
-        mode = self._mode(metric, mode)
+        mode = self.direction(metric, mode)
         groups = self.configurations()
         finals = self.final(metric)
         scores = np.array([finals[members].mean() for members in groups])
         if np.all(np.isnan(scores)):
             raise ValueError("every configuration diverged; there is no best")
         members = groups[int(np.nanargmin(scores) if mode == "min" else np.nanargmax(scores))]
-        row = {k: _readable(value[members[:1]])[0].item() for k, value in self.configs.items() if k != "seed"}
+        row = {k: readable(value[members[:1]])[0].item() for k, value in self.configs.items() if k != "seed"}
         return {**row, metric: float(finals[members].mean()), "members": members.tolist()}
 
     def best_params(self, metric: str = "loss", mode: str | None = None) -> Any:
@@ -255,20 +255,40 @@ class SweepResult:
         return None if self.final_model_state is None else self._of_best(self.final_model_state, metric, mode)
 
     def _of_best(self, tree: Any, metric: str, mode: str | None) -> Any:
-        mode = self._mode(metric, mode)
+        mode = self.direction(metric, mode)
         members = self.best(metric, mode)["members"]
         values = self.final(metric)[members]
         pick = members[int(np.nanargmin(values) if mode == "min" else np.nanargmax(values))]
         return jax.tree.map(lambda x: np.asarray(x)[pick], tree)
 
-    def _mode(self, metric: str, mode: str | None) -> str:
+    def direction(self, metric: str, mode: str | None = None) -> str:
+        """Whether lower or higher ``metric`` is better: ``mode`` checked when given, else as the
+        task declared (``Task(metric_modes=...)``) or as `METRIC_MODES` knows it.
+
+        Args:
+          metric: a metric by its own name (``loss``, ``accuracy``) or its column's.
+          mode: ``"min"``, ``"max"``, or None.
+
+        Returns:
+          ``"min"`` or ``"max"``.
+
+        Raises:
+          ValueError: an unknown metric, or one whose direction is not known and not given.
+
+        Example:
+          >>> import optax, lrjax
+          >>> result = lrjax.sweep(lrjax.datasets.digits_mlp(), lambda hp: optax.sgd(hp["learning_rate"]),
+          ...                      {"learning_rate": [0.1]}, steps=10, batch_size=32, progress=False)
+          >>> result.direction("eval_accuracy"), result.direction("loss")
+          ('max', 'min')
+        """
         return metric_mode(self._known(metric), mode, self.info.get("metric_modes", {}))
 
     def to_pandas(self) -> Any:
         """One row per member: configuration, seed, final losses and metrics, divergence."""
         import pandas as pd
 
-        frame = pd.DataFrame({k: _readable(value) for k, value in self.configs.items()})
+        frame = pd.DataFrame({k: readable(value) for k, value in self.configs.items()})
         frame["final_train_loss"] = self.final("train_loss")
         for name in self.eval_metrics:
             frame[self.column(name)] = self.final(name)

@@ -229,12 +229,9 @@ def sweep(
                     path, task, optimizer, configs=group_configs, devices=devices, memory_budget=budget, plateau=plateau
                 )
                 expected = {**signature, "group": g}
-                if pop._checkpoint_extra != expected:
-                    diff = {
-                        k: (pop._checkpoint_extra.get(k), value)
-                        for k, value in expected.items()
-                        if pop._checkpoint_extra.get(k) != value
-                    }
+                saved = pop.metadata
+                if saved != expected:
+                    diff = {k: (saved.get(k), value) for k, value in expected.items() if saved.get(k) != value}
                     raise ValueError(
                         f"{path!r} holds a checkpoint of another sweep, (saved, given): {diff}; use another checkpoint directory"
                     )
@@ -250,7 +247,7 @@ def sweep(
                     evaluated = pop.evaluate()["loss"][: len(index) * seeds]
                     shown[f"best_{metric_column('loss', evaluated_on(task))}"] = _lowest(evaluated, pop.diverged)
                 if path is not None and save:
-                    pop._save(path, {**signature, "group": g})
+                    pop.save(path, metadata={**signature, "group": g})
                 if progress:
                     # The lowest minibatch loss of the last step; with evaluations, the lowest loss
                     # of the last one (what `best` ranks by): each named for what it is.

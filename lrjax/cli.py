@@ -588,16 +588,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             enable_compilation_cache()
         return args.run(args)
     except (ValueError, TypeError) as err:
-        command.error(_as_typed(str(err), command))
+        command.error(_as_typed(str(err), args, command))
 
 
-def _as_typed(message: str, parser: argparse.ArgumentParser) -> str:
+def _as_typed(message: str, args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     """``message`` with the argument it starts with named as the flag a user typed (lrjax's
-    validation says ``batch_size must be ...``; the command line's flag is ``--batch-size``)."""
-    for action in parser._actions:
-        flags = [f for f in action.option_strings if f.startswith("--")]
-        if flags and re.match(rf"{re.escape(action.dest)} ", message):
-            return flags[0] + message[len(action.dest) :]
+    validation says ``batch_size must be ...``; the command line's flag is ``--batch-size``):
+    each flag's name is its destination with dashes (argparse's rule), as its usage shows."""
+    usage = parser.format_help()
+    for dest in vars(args):
+        flag = "--" + dest.replace("_", "-")
+        if re.match(rf"{re.escape(dest)} ", message) and re.search(rf"{re.escape(flag)}(?![\w-])", usage):
+            return flag + message[len(dest) :]
     return message
 
 

@@ -524,7 +524,7 @@ def finder(result: Any, *, ax: Axes | None = None) -> Figure:
         others = [k for k in result.configs if k != "seed"]
         _, ax = _subplots(figsize=(10, 4.5) if others else (7, 4.5), layout="constrained")
     lrs, losses = result.lrs, result.losses
-    curves = result._per_config(losses)
+    curves = result.per_config(losses)
     lower, upper = result.band
     median = result.median
     suggestions, spread = result.suggestions, result.spread

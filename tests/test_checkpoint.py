@@ -206,3 +206,34 @@ def test_a_sweep_refuses_the_checkpoint_of_another_sweep(tmp_path, digits, sgd):
         lrjax.sweep(digits, sgd, {"learning_rate": [0.1, 0.2]}, **{**kw, "steps": 30})
     with pytest.raises(ValueError, match="checkpoint_every=5 needs checkpoint=<directory>"):
         lrjax.sweep(digits, sgd, {"learning_rate": [0.1]}, steps=20, checkpoint_every=5, progress=False)
+
+
+def test_metadata_saved_with_a_population_is_what_the_restored_one_returns(tmp_path, digits, sgd):
+    pop = lrjax.Population(digits, sgd, {"learning_rate": [0.1]}, batch_size=32)
+    pop.advance(3)
+    assert pop.metadata == {}
+    given = {"run": "baseline", "group": 2, "budget": [1.5, None], "nested": {"ok": True}}
+    pop.save(tmp_path / "ckpt", metadata=given)
+    restored = lrjax.Population.restore(tmp_path / "ckpt", digits, sgd)
+    assert restored.metadata == given
+    restored.metadata["run"] = "changed"  # a copy: the population's own is unchanged
+    assert restored.metadata == given
+    pop.save(tmp_path / "ckpt")  # saved again without: the checkpoint's metadata is empty
+    assert lrjax.Population.restore(tmp_path / "ckpt", digits, sgd).metadata == {}
+
+
+@pytest.mark.parametrize(
+    "metadata, message",
+    [
+        ({"steps": (1, 2)}, r"read back as given from JSON.*\{'steps': \[1, 2\]\}"),
+        ({1: "a"}, r"read back as given from JSON.*\{'1': 'a'\}"),
+        ({"loss": np.float32(0.5)}, "JSON values: Object of type float32 is not JSON serializable"),
+        ({"loss": float("nan")}, "JSON values: Out of range float values"),
+        ([("run", 1)], "must be a mapping of str keys to JSON values, got list"),
+    ],
+)
+def test_metadata_that_would_not_read_back_as_given_raises_before_writing(tmp_path, digits, sgd, metadata, message):
+    pop = lrjax.Population(digits, sgd, {"learning_rate": [0.1]}, batch_size=32)
+    with pytest.raises(ValueError, match=message):
+        pop.save(tmp_path / "ckpt", metadata=metadata)
+    assert not (tmp_path / "ckpt").exists()

@@ -23,7 +23,7 @@ import numpy as np
 
 from lrjax import _configs
 from lrjax import _validate as v
-from lrjax._result import SweepResult, _readable, metric_mode
+from lrjax._result import SweepResult, metric_mode, readable
 from lrjax._sweep import sweep
 from lrjax._task import Task
 from lrjax.engine.program import OptimizerFn, trace_metric_names
@@ -120,7 +120,7 @@ class BatchSizeResult:
 
         frames = []
         for k, (b, result) in enumerate(zip(self.batch_sizes, self.results, strict=True)):
-            cols = {n: _readable(c)[:: self.seeds] for n, c in result.configs.items() if n != "seed"}
+            cols = {n: readable(c)[:: self.seeds] for n, c in result.configs.items() if n != "seed"}
             frame = pd.DataFrame({"batch_size": int(b), **cols})
             curves = self.curves(k)
             frame["steps"] = int(result.train_loss.shape[1])

@@ -6,25 +6,16 @@ parameters are leaves (they can be traced and batched under `jax.vmap`); modes a
 the learning rate PyTorch reports after ``t`` calls of ``scheduler.step()``.
 """
 
-from lrjax.schedules._anneal import Anneal, cosine_decay, linear, polynomial
+from lrjax.schedules._anneal import cosine_decay, linear, polynomial
 from lrjax.schedules._base import Schedule, is_schedule
 from lrjax.schedules._combine import (
-    BatchScaled,
-    FromEpochFn,
-    Join,
-    Multiply,
     from_epoch_fn,
     join,
     multiply,
     scale_for_batch_size,
 )
-from lrjax.schedules._cyclic import Cyclic, OneCycle, cyclic, one_cycle
+from lrjax.schedules._cyclic import cyclic, one_cycle
 from lrjax.schedules._decay import (
-    Constant,
-    ExponentialDecay,
-    InverseTimeDecay,
-    MultistepDecay,
-    PiecewiseConstant,
     constant,
     exponential_decay,
     inverse_time_decay,
@@ -32,26 +23,11 @@ from lrjax.schedules._decay import (
     piecewise_constant,
     step_decay,
 )
-from lrjax.schedules._restarts import CosineRestarts, cosine_restarts
-from lrjax.schedules._warmup import InverseSqrt, Warmup, inverse_sqrt, warmup, warmup_cosine_decay, warmup_stable_decay
+from lrjax.schedules._restarts import cosine_restarts
+from lrjax.schedules._warmup import inverse_sqrt, warmup, warmup_cosine_decay, warmup_stable_decay
 
 __all__ = [
-    "Anneal",
-    "BatchScaled",
-    "Constant",
-    "CosineRestarts",
-    "Cyclic",
-    "ExponentialDecay",
-    "FromEpochFn",
-    "InverseSqrt",
-    "InverseTimeDecay",
-    "Join",
-    "Multiply",
-    "MultistepDecay",
-    "OneCycle",
-    "PiecewiseConstant",
     "Schedule",
-    "Warmup",
     "constant",
     "cosine_decay",
     "cosine_restarts",

@@ -33,7 +33,7 @@ class Anneal(Schedule):
     Example:
       >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.Anneal(init_value=0.1, end_value=0.0, steps=100, power=1.0, begin_step=0, shape='cosine')(50)
+      >>> S.cosine_decay(0.1, decay_steps=100)(50)
       Array(0.05, dtype=float32)
     """
 

@@ -46,7 +46,7 @@ class Join(Schedule):
     Example:
       >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.Join(schedules=(S.constant(0.1), S.constant(0.01)), boundaries=jnp.asarray([10]))(10)
+      >>> S.join([S.constant(0.1), S.constant(0.01)], boundaries=[10])(10)
       Array(0.01, dtype=float32)
     """
 
@@ -107,7 +107,7 @@ class Multiply(Schedule):
     Example:
       >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.Multiply(schedules=(S.constant(0.1), S.constant(0.5)))(0)
+      >>> S.multiply(S.constant(0.1), S.constant(0.5))(0)
       Array(0.05, dtype=float32)
     """
 
@@ -158,7 +158,7 @@ class FromEpochFn(Schedule):
     Example:
       >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.FromEpochFn(steps_per_epoch=100, fn=lambda epoch: 0.1 / (1 + epoch))(100)
+      >>> S.from_epoch_fn(lambda epoch: 0.1 / (1 + epoch), steps_per_epoch=100)(100)
       Array(0.05, dtype=float32)
     """
 
@@ -208,7 +208,7 @@ class BatchScaled(Schedule):
     Example:
       >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.BatchScaled(schedule=S.constant(0.1), base_batch_size=256, batch_size=512)(0)
+      >>> S.scale_for_batch_size(S.constant(0.1), base_batch_size=256, batch_size=512)(0)
       Array(0.2, dtype=float32)
     """
 

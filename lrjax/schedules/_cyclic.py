@@ -33,7 +33,7 @@ class Cyclic(Schedule):
     Example:
       >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.Cyclic(base_value=0.01, peak_value=0.1, step_size_up=10, step_size_down=10, gamma=1.0)(5)
+      >>> S.cyclic(0.01, peak_value=0.1, step_size_up=10, step_size_down=10)(5)
       Array(0.055, dtype=float32)
     """
 
@@ -117,7 +117,7 @@ class OneCycle(Schedule):
     Example:
       >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.OneCycle(peak_value=0.1, total_steps=100, pct_start=0.3, div_factor=25.0, final_div_factor=1e4)(29)
+      >>> S.one_cycle(0.1, total_steps=100, pct_start=0.3, div_factor=25.0, final_div_factor=1e4)(29)
       Array(0.1, dtype=float32)
     """
 

@@ -31,7 +31,7 @@ class Constant(Schedule):
     Example:
       >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.Constant(value=0.1)(5)
+      >>> S.constant(0.1)(5)
       Array(0.1, dtype=float32)
     """
 
@@ -73,7 +73,7 @@ class PiecewiseConstant(Schedule):
     Example:
       >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.PiecewiseConstant(values=jnp.asarray([0.1, 0.01]), boundaries=jnp.asarray([100]))(100)
+      >>> S.piecewise_constant([0.1, 0.01], boundaries=[100])(100)
       Array(0.01, dtype=float32)
     """
 
@@ -128,7 +128,7 @@ class ExponentialDecay(Schedule):
     Example:
       >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.ExponentialDecay(init_value=0.1, decay_rate=0.5, decay_steps=10, begin_step=0, end_value=None)(20)
+      >>> S.exponential_decay(0.1, decay_rate=0.5, decay_steps=10)(20)
       Array(0.025, dtype=float32)
     """
 
@@ -229,7 +229,7 @@ class MultistepDecay(Schedule):
     Example:
       >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.MultistepDecay(init_value=0.1, milestones=jnp.asarray([10, 20]), decay_rate=0.5)(20)
+      >>> S.multistep_decay(0.1, milestones=[10, 20], decay_rate=0.5)(20)
       Array(0.025, dtype=float32)
     """
 
@@ -281,7 +281,7 @@ class InverseTimeDecay(Schedule):
     Example:
       >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.InverseTimeDecay(init_value=0.1, decay_rate=1.0, decay_steps=10)(10)
+      >>> S.inverse_time_decay(0.1, decay_rate=1.0, decay_steps=10)(10)
       Array(0.05, dtype=float32)
     """
 

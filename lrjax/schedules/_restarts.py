@@ -27,7 +27,7 @@ class CosineRestarts(Schedule):
     Example:
       >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.CosineRestarts(init_value=0.1, period=10, period_mult=1.0, peak_mult=0.5, end_value=0.0)(10)
+      >>> S.cosine_restarts(0.1, period=10, period_mult=1.0, peak_mult=0.5, end_value=0.0)(10)
       Array(0.05, dtype=float32)
     """
 

@@ -34,7 +34,7 @@ class Warmup(Schedule):
     Example:
       >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.Warmup(schedule=S.constant(0.1), warmup_steps=10, init_value=0.0)(5)
+      >>> S.warmup(S.constant(0.1), warmup_steps=10, init_value=0.0)(5)
       Array(0.05, dtype=float32)
     """
 
@@ -219,7 +219,7 @@ class InverseSqrt(Schedule):
     Example:
       >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.InverseSqrt(peak_value=0.1, warmup_steps=100)(400)
+      >>> S.inverse_sqrt(0.1, warmup_steps=100)(400)
       Array(0.05, dtype=float32)
     """
 

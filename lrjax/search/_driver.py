@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from lrjax import _configs
 from lrjax import _validate as v
 from lrjax._population import Population
-from lrjax._result import _readable, evaluated_on, metric_mode
+from lrjax._result import evaluated_on, metric_mode, readable
 from lrjax._task import Task
 from lrjax.engine.program import OptimizerFn, trace_metric_names
 from lrjax.search._result import SearchResult
@@ -146,7 +146,7 @@ class Driver:
         # What `record` writes of each slot, read once per evaluation (not once per row).
         hps = {k: x for k, x in self.pop.configs.items() if k != "seed"}
         columns = _configs.columns(_configs.take(hps, np.arange(self.slots) * self.seeds))
-        self._snapshot = steps, {k: _readable(x) for k, x in columns.items()}
+        self._snapshot = steps, {k: readable(x) for k, x in columns.items()}
         for slot in np.flatnonzero(self.pop.active.reshape(self.slots, self.seeds).any(1)):
             self.curves.append(
                 {

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from lrjax._result import _readable
+from lrjax._result import readable
 
 __all__ = ["SearchResult"]
 
@@ -75,7 +75,7 @@ class SearchResult:
           >>> lrjax.search.SearchResult.from_sweep(sweep).best()["learning_rate"]
           0.1
         """
-        mode = result._mode(metric, mode)
+        mode = result.direction(metric, mode)
         groups = result.configurations()
         finals = result.final(metric)
         diverged = [bool(result.diverged[m].any() or not np.isfinite(finals[m]).all()) for m in groups]
@@ -83,7 +83,7 @@ class SearchResult:
         names = [k for k in result.configs if k != "seed"]
         records, configs = [], {}
         for i, value in enumerate(values):
-            hp = {k: _readable(np.asarray(result.configs[k])[groups[i][:1]])[0].item() for k in names}
+            hp = {k: readable(np.asarray(result.configs[k])[groups[i][:1]])[0].item() for k in names}
             configs[i] = hp
             records.append(
                 {

@@ -9,6 +9,11 @@ import numpy as np
 import pytest
 
 import lrjax.schedules as S
+from lrjax.schedules._anneal import Anneal
+from lrjax.schedules._combine import BatchScaled, FromEpochFn, Join, Multiply
+from lrjax.schedules._cyclic import Cyclic
+from lrjax.schedules._decay import ExponentialDecay, MultistepDecay, PiecewiseConstant
+from lrjax.schedules._warmup import Warmup
 
 BAD = [
     # non-positive lengths
@@ -202,35 +207,35 @@ def test_the_class_rejects_what_its_function_rejects(make, error, message):
 
 
 CLASS_BAD = [  # the arguments the functions own, given to the classes directly
-    (lambda: S.Cyclic(0.1, 1.0, 0, 0, 1.0), ValueError, "step_size_up must be > 0, got 0"),  # was -inf at every step
-    (lambda: S.ExponentialDecay(1.0, 0.5, 0, 0, None, staircase=True), ValueError, "decay_steps must be > 0, got 0"),
-    (lambda: S.Anneal(1.0, 0.0, 0, 1.0, 0, "cosine"), ValueError, "steps must be > 0, got 0"),
-    (lambda: S.Anneal(1.0, 0.0, 10, -1.0, 0, "cosine"), ValueError, "power must be > 0, got -1.0"),
-    (lambda: S.Anneal(1.0, 0.0, 10, 1.0, 0, "quadratic"), ValueError, "shape must be one of"),
-    (lambda: S.PiecewiseConstant(jnp.asarray([1.0, math.nan]), jnp.asarray([5])), ValueError, "values must be finite"),
+    (lambda: Cyclic(0.1, 1.0, 0, 0, 1.0), ValueError, "step_size_up must be > 0, got 0"),  # was -inf at every step
+    (lambda: ExponentialDecay(1.0, 0.5, 0, 0, None, staircase=True), ValueError, "decay_steps must be > 0, got 0"),
+    (lambda: Anneal(1.0, 0.0, 0, 1.0, 0, "cosine"), ValueError, "steps must be > 0, got 0"),
+    (lambda: Anneal(1.0, 0.0, 10, -1.0, 0, "cosine"), ValueError, "power must be > 0, got -1.0"),
+    (lambda: Anneal(1.0, 0.0, 10, 1.0, 0, "quadratic"), ValueError, "shape must be one of"),
+    (lambda: PiecewiseConstant(jnp.asarray([1.0, math.nan]), jnp.asarray([5])), ValueError, "values must be finite"),
     (
-        lambda: S.PiecewiseConstant(jnp.asarray([1.0, 0.5, 0.1]), jnp.asarray([50, 20])),
+        lambda: PiecewiseConstant(jnp.asarray([1.0, 0.5, 0.1]), jnp.asarray([50, 20])),
         ValueError,
         "boundaries must be strictly increasing",
     ),
     (
-        lambda: S.PiecewiseConstant(jnp.asarray([1.0, 0.5]), jnp.asarray([-1])),
+        lambda: PiecewiseConstant(jnp.asarray([1.0, 0.5]), jnp.asarray([-1])),
         ValueError,
         r"boundaries must be >= 0, got -1",
     ),
-    (lambda: S.MultistepDecay(1.0, jnp.asarray([10, -5]), 0.1), ValueError, r"milestones must be >= 0, got -5"),
-    (lambda: S.Join((S.constant(1.0),), jnp.asarray([5])), ValueError, r"boundaries must have 0 entries"),
-    (lambda: S.Join((), jnp.asarray([])), TypeError, "schedules must be a non-empty tuple of lrjax schedules"),
+    (lambda: MultistepDecay(1.0, jnp.asarray([10, -5]), 0.1), ValueError, r"milestones must be >= 0, got -5"),
+    (lambda: Join((S.constant(1.0),), jnp.asarray([5])), ValueError, r"boundaries must have 0 entries"),
+    (lambda: Join((), jnp.asarray([])), TypeError, "schedules must be a non-empty tuple of lrjax schedules"),
     (
-        lambda: S.Join((lambda t: 1.0,), jnp.asarray([])),
+        lambda: Join((lambda t: 1.0,), jnp.asarray([])),
         TypeError,
         "schedules must be a non-empty tuple of lrjax schedules",
     ),
-    (lambda: S.Multiply(()), TypeError, "schedules must be a non-empty tuple of lrjax schedules"),
-    (lambda: S.Warmup(S.constant(1.0), -1, 0.0), ValueError, "warmup_steps must be >= 0, got -1"),
-    (lambda: S.Warmup(0.1, 10, 0.0), TypeError, "schedule must be an lrjax schedule"),
-    (lambda: S.BatchScaled(0.1, 256, 512), TypeError, "schedule must be an lrjax schedule"),
-    (lambda: S.FromEpochFn(10, 0.1), TypeError, "fn must be callable"),
+    (lambda: Multiply(()), TypeError, "schedules must be a non-empty tuple of lrjax schedules"),
+    (lambda: Warmup(S.constant(1.0), -1, 0.0), ValueError, "warmup_steps must be >= 0, got -1"),
+    (lambda: Warmup(0.1, 10, 0.0), TypeError, "schedule must be an lrjax schedule"),
+    (lambda: BatchScaled(0.1, 256, 512), TypeError, "schedule must be an lrjax schedule"),
+    (lambda: FromEpochFn(10, 0.1), TypeError, "fn must be callable"),
 ]
 
 
@@ -242,9 +247,9 @@ def test_an_exported_class_validates_like_its_function(make, error, message):
 
 def test_classes_take_traced_and_batched_values():
     # Validation inspects concrete values only; JAX rebuilds schedules without the constructor.
-    traced = jax.jit(lambda up: S.Cyclic(0.1, 1.0, up, up, 1.0)(3))(jnp.asarray(6))
+    traced = jax.jit(lambda up: Cyclic(0.1, 1.0, up, up, 1.0)(3))(jnp.asarray(6))
     assert float(traced) == pytest.approx(0.1 + 0.9 * 3 / 6)
-    batch = S.Cyclic(
+    batch = Cyclic(
         jnp.asarray([0.1, 0.2]),
         jnp.asarray([1.0, 2.0]),
         jnp.asarray([4, 8]),
@@ -254,7 +259,7 @@ def test_classes_take_traced_and_batched_values():
     values = jax.vmap(lambda s: s(2))(batch)
     np.testing.assert_allclose(values, [0.1 + 0.9 * 2 / 4, 0.2 + 1.8 * 2 / 8], rtol=1e-6)
     axes = jax.tree.map(lambda _: 0, batch)  # a pytree of vmap axes: all leaves 0, never validated
-    assert isinstance(axes, S.Cyclic) and axes.step_size_up == 0
+    assert isinstance(axes, Cyclic) and axes.step_size_up == 0
 
 
 PORTED_FROM_OPTAX = [

@@ -84,7 +84,7 @@ def test_schedules_are_pytrees_with_numeric_leaves_and_static_modes():
     assert leaves == [0.1, 1.0, 5, 7, 0.99]
     assert "exp_range" in str(treedef)
     rebuilt = jax.tree.unflatten(treedef, [0.2, 2.0, 5, 7, 0.98])
-    assert isinstance(rebuilt, S.Cyclic) and rebuilt.mode == "exp_range" and rebuilt.base_value == 0.2
+    assert isinstance(rebuilt, type(schedule)) and rebuilt.mode == "exp_range" and rebuilt.base_value == 0.2
 
 
 def test_giant_int_steps_and_step_counts_as_in_optax():

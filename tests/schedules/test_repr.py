@@ -8,6 +8,7 @@ import pytest
 
 import lrjax.schedules as S
 from lrjax.cli import gallery
+from lrjax.schedules._decay import Constant
 
 STEPS = np.arange(0, 201)
 
@@ -31,7 +32,7 @@ def test_repr_shows_the_values_a_schedule_holds_now():
     doubled = jax.tree.map(lambda x: 2 * x, S.cosine_decay(0.1, decay_steps=100))  # as a sweep rebuilds it
     assert repr(doubled) == "cosine_decay(0.2, decay_steps=200, end_value=0.0, exponent=2.0)"
     assert repr(dataclasses.replace(S.constant(0.1), value=0.5)) == "constant(0.5)"
-    assert repr(S.Constant(value=0.1)) == "Constant(value=0.1)"  # constructed directly: the class and its fields
+    assert repr(Constant(value=0.1)) == "Constant(value=0.1)"  # constructed directly: the class and its fields
 
 
 def test_warmup_stable_decay_takes_total_steps_like_the_rest_of_the_catalogue():

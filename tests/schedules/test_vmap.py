@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import lrjax.schedules as S
+from lrjax.schedules._warmup import Warmup
 
 STEPS = jnp.arange(0, 160, 3)
 
@@ -240,6 +241,6 @@ def test_a_batch_of_schedules_is_a_schedule_with_batched_leaves():
         S.warmup_cosine_decay(0.0, peak_value=peak, warmup_steps=10, total_steps=100) for peak in (0.1, 0.2, 0.4)
     ]
     batch = jax.tree.map(lambda *leaves: jnp.stack([jnp.asarray(x) for x in leaves]), *schedules)
-    assert isinstance(batch, S.Warmup)
+    assert isinstance(batch, Warmup)
     values = jax.vmap(lambda s: s(STEPS))(batch)
     np.testing.assert_allclose(values, np.stack([s(STEPS) for s in schedules]), rtol=1e-6)
