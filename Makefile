@@ -1,6 +1,6 @@
 # Two entry points, each self-contained on a machine with only Python 3.11:
 #   make demo   create .venv, install lrjax, run the main job (a learning-rate sweep on digits)
-#   make test   create .venv, install lrjax with dev extras, lint (ruff), then run the test suite
+#   make test   create .venv, install lrjax with dev extras, lint (ruff, basedpyright), then run the test suite
 #               through nox on the lowest supported JAX (Python 3.11) and the newest (3.12, 3.13)
 #   make quick  the test suite once, in .venv (the JAX that pip resolves for Python 3.11)
 #   make notebooks   open notebooks/ in JupyterLab, in the project's environment
@@ -26,6 +26,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/basedpyright
 
 test: lint
 	$(BIN)/nox

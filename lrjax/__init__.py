@@ -7,7 +7,7 @@ are imported on first use, so ``import lrjax`` and ``import lrjax.schedules`` im
 
 import importlib
 import importlib.metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lrjax import batch_size, schedules, search
 from lrjax._compilation_cache import enable_compilation_cache
@@ -24,6 +24,8 @@ except importlib.metadata.PackageNotFoundError:  # a source tree that was never 
     __version__ = "0+unknown"
 
 _LAZY = ("datasets", "plot")
+if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports them
+    from lrjax import datasets, plot
 
 
 def __getattr__(name: str) -> Any:

@@ -341,7 +341,11 @@ class FinderResult:
     def __repr__(self) -> str:
         stopped = int(np.sum(self.diverged_at >= 0))
         suggestion = self.suggestion
-        shown = f"{suggestion:.3g}" if isinstance(suggestion, float) else np.array2string(suggestion, precision=3)
+        shown = (
+            f"{suggestion:.3g}"
+            if isinstance(suggestion, float)
+            else np.array2string(np.asarray(suggestion), precision=3)
+        )
         return (
             f"FinderResult(task={self.info.get('task')!r}, members={len(self.diverged_at)}, seeds={self.seeds}, "
             f"steps={len(self.lrs)}, lr={self.lrs[0]:.3g}..{self.lrs[-1]:.3g}, stopped={stopped}, "

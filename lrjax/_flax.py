@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from lrjax._supervised import Model
 from lrjax._task import key_shape
@@ -147,7 +148,7 @@ def _kind(variable: Any) -> type:
 
 
 def _placeholder(x: jax.ShapeDtypeStruct) -> jax.Array:
-    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
         return jax.numpy.broadcast_to(jax.random.key(0), x.shape)
     return jax.numpy.zeros(x.shape, x.dtype)
 
@@ -202,7 +203,8 @@ def nnx_model(make_model: Callable[[Any], Any], *, rngs: Sequence[str]) -> Model
         state = jax.tree.map(lambda x: x, state) if stateful else state_shapes
         model = nnx.merge(train_graph, params, placeholder_rngs(), state)
         if streams:
-            nnx.reseed(model, **stream_keys(streams, key))
+            keys: dict[str, Any] = stream_keys(streams, key)
+            nnx.reseed(model, **keys)
         try:
             out = model(inputs)
         except KeyError as err:  # Flax 0.10 draws from its nnx.Rngs when called

@@ -34,7 +34,7 @@ class ReduceOnPlateauState(NamedTuple):
     best: jax.Array
     num_bad: jax.Array
     cooldown_counter: jax.Array
-    count: jax.Array
+    count: jax.Array  # pyright: ignore[reportIncompatibleMethodOverride]: optax.contrib's state names it count
     accumulated: jax.Array
     accumulated_count: jax.Array
 
@@ -149,10 +149,13 @@ def reduce_on_plateau(
             accumulated_count=jnp.where(full, 0, count).astype(jnp.int32),
         )
 
-    def update_fn(updates, state, params=None, *, value, **extra_args):
+    def update_fn(
+        updates: Any, state: ReduceOnPlateauState, params: Any = None, *, value: Any, **extra_args: Any
+    ) -> tuple[Any, ReduceOnPlateauState]:
         del params, extra_args
         state = accumulate(state, value)
         updates = jax.tree.map(lambda u: (state.scale * u).astype(u.dtype), updates)
         return updates, state
 
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    # Optax types update's extras as **extra_args; this one requires value=, as optax.contrib's does.
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)  # pyright: ignore[reportArgumentType]

@@ -15,7 +15,7 @@ import math
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -184,6 +184,7 @@ def check_task_and_optimizer(task: Any, optimizer: Any, hp: Mapping[str, Any], p
         raise TypeError(f"optimizer must be a function hp -> optax.GradientTransformation, got {optimizer!r}")
     # The check follows from tracing alone: a population of the same functions and config
     # structure that passed it passes again (the engine's trace cache remembers it).
+    optimizer = cast(OptimizerFn, optimizer)  # callable, checked above
     cache.traced("checked", task, optimizer, plateau, hp, lambda: _check_reads(task, optimizer, hp, plateau))
 
 
@@ -235,7 +236,7 @@ def _plateau_fn(plateau: Any) -> PlateauFn | None:
     if isinstance(plateau, optax.GradientTransformation):
         return _Fixed(plateau)
     if callable(plateau):
-        return plateau
+        return cast(PlateauFn, plateau)
     raise TypeError(
         f"plateau must be an Optax transformation (e.g. lrjax.reduce_on_plateau()) or a function hp -> one, got {plateau!r}"
     )

@@ -327,7 +327,7 @@ class SweepResult:
             diverged=self.diverged,
             diverged_at=self.diverged_at,
             info=np.asarray(json.dumps(self.info)),
-            **arrays,
+            **arrays,  # pyright: ignore[reportArgumentType]: names of arrays, none of them allow_pickle
         )
 
     @classmethod

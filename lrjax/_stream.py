@@ -179,8 +179,9 @@ class Streams:
         out = []
         for read, iterator in zip(self._read, self._iterators, strict=True):
             entry: dict[str, Any] = {"read": read}
-            if hasattr(iterator, "get_state"):
-                entry["state"] = iterator.get_state()
+            state_of = getattr(iterator, "get_state", None)  # Grain's iterators have it
+            if state_of is not None:
+                entry["state"] = state_of()
             out.append(entry)
         return out
 
@@ -309,8 +310,9 @@ class Streams:
             if self._read[index] == entry["read"]:
                 continue
             iterator = self._iterators[index]
-            if "state" in entry and hasattr(iterator, "set_state"):
-                iterator.set_state(entry["state"])
+            set_state = getattr(iterator, "set_state", None)
+            if "state" in entry and set_state is not None:
+                set_state(entry["state"])
             else:
                 iterator = self._open(index)
                 for _ in range(entry["read"]):

@@ -155,8 +155,9 @@ def pair(where: str, data: Any, adapter: str) -> tuple[Any, Any]:
     """``data`` itself, an ``(inputs, targets)`` pair, or for a stream (``train_data(seed)``,
     ``eval_data()``) its first batch, which must be one: what the adapter's checks read."""
     if callable(data):
+        make: Callable[..., Any] = data
         call = f"{where}(seed)" if where == "train_data" else f"{where}()"
-        batch = first_batch(call, data(stream_seed(0, 0)) if where == "train_data" else data())
+        batch = first_batch(call, make(stream_seed(0, 0)) if where == "train_data" else make())
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
             raise ValueError(f"{call} must yield (inputs, targets) batches for {adapter}")
         return tuple(batch)

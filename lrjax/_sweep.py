@@ -188,7 +188,7 @@ def sweep(
     groups = [np.arange(g, min(g + size, num_configs)) for g in range(0, num_configs, size)]
     # A group holds at least one configuration per device, even over the budget.
     budget = max(memory_budget, state_bytes(one_member, seeds * size))
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         batch_size=batch_size,
         seed=seed,
         seeds=seeds,

@@ -143,6 +143,9 @@ class Task:
     stateful: bool = dataclasses.field(default=False, kw_only=True)
     eval_batch_size: int | None = dataclasses.field(default=None, kw_only=True)
     augment: Callable[[jax.Array, Any], Any] | None = dataclasses.field(default=None, kw_only=True)
+    # Set by __post_init__: the shapes of the training data (a stream's first batch) and the eval data's.
+    _first: Any = dataclasses.field(init=False, repr=False)
+    _eval_first: Any = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         for field in ("init", "loss"):

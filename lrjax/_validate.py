@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.core import Tracer
 
 _BOUNDS = (
     ("gt", ">", operator.gt),
@@ -28,7 +29,7 @@ _BOUNDS = (
 
 def concrete(name: str, value: Any) -> np.ndarray | None:
     """``value`` as a finite NumPy array, or None if it is traced; raises on bad input."""
-    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value)):
+    if any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(value)):
         return None
     if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
         raise TypeError(f"{name} must be a number, got {value!r}")

@@ -581,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argparse reports its own errors, not as a traceback."""
     parser = _parser()
     args = parser.parse_args(argv)
-    command = args.command_parser
+    command: argparse.ArgumentParser = args.command_parser
     try:
         _check(args)
         if not args.no_compilation_cache:

@@ -380,12 +380,12 @@ def quadratic(eigenvalues: Sequence[float] = (1.0, 10.0), *, num_examples: int =
       >>> task.info['max_eigenvalue']
       10.0
     """
-    eigenvalues = np.asarray(eigenvalues, np.float64)
-    v.check_vector("eigenvalues", eigenvalues, gt=0)
-    dim = len(eigenvalues)
+    values = np.asarray(eigenvalues, np.float64)
+    v.check_vector("eigenvalues", values, gt=0)
+    dim = len(values)
     rng = np.random.default_rng(seed)
     q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
-    hessian = (q * eigenvalues) @ q.T
+    hessian = (q * values) @ q.T
     targets = rng.standard_normal((num_examples, dim)).astype(np.float32)
     h = jnp.asarray(hessian, jnp.float32)
 
@@ -398,8 +398,8 @@ def quadratic(eigenvalues: Sequence[float] = (1.0, 10.0), *, num_examples: int =
 
     info = {
         "hessian": hessian,
-        "eigenvalues": eigenvalues,
-        "max_eigenvalue": float(eigenvalues.max()),
+        "eigenvalues": values,
+        "max_eigenvalue": float(values.max()),
         "minimizer": targets.mean(0),
     }
     return Task(init, loss, targets, name="quadratic", info=info)

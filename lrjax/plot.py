@@ -50,6 +50,22 @@ def _subplots(*args: Any, **kwargs: Any) -> tuple[Figure, Any]:
     return fig, axes
 
 
+def _axes(**kwargs: Any) -> Axes:
+    """One `_subplots` axes."""
+    _, ax = _subplots(**kwargs)
+    return ax
+
+
+def _figure(ax: Axes) -> Figure:
+    """The figure ``ax`` is drawn in: the top-level one when ``ax`` is in a subfigure."""
+    from matplotlib.figure import Figure
+
+    fig = ax.figure
+    while not isinstance(fig, Figure):
+        fig = fig.figure  # a subfigure's parent
+    return fig
+
+
 def _inline() -> bool:
     """Whether pyplot draws into Jupyter's output (the inline backend)."""
     import matplotlib
@@ -166,7 +182,7 @@ def schedule(
     items = _labelled(schedules, labels)
     steps = _steps(steps)
     if ax is None:
-        _, ax = _subplots(figsize=(7, 4))
+        ax = _axes(figsize=(7, 4))
     for name, value in values(items, steps).items():
         ax.plot(steps, value, label=name)
     ax.set_xlabel("step (optimizer updates applied)")
@@ -178,7 +194,7 @@ def schedule(
     ax.grid(True, alpha=0.3)
     if len(items) > 1 or labels is not None or isinstance(schedules, Mapping):
         ax.legend(fontsize="small")
-    return ax.figure
+    return _figure(ax)
 
 
 def catalogue(
@@ -236,7 +252,7 @@ def _hyperparameter(result: Any, name: str | None) -> str:
     if name is None:
         varying = _varying(result) or candidates
         name = next((k for k in varying if v.is_learning_rate(k)), varying[0])
-    if name not in result.configs:
+    if name is None or name not in result.configs:
         raise ValueError(f"hyperparameter must be one of {candidates}, got {name!r}")
     return name
 
@@ -451,7 +467,7 @@ def heatmap(result: Any, *, x: str, y: str, metric: str = "loss", ax: Axes | Non
     for value, a, b in zip(scores, xs, ys, strict=True):
         table[np.searchsorted(rows, b), np.searchsorted(columns, a)] = value
     if ax is None:
-        _, ax = _subplots(figsize=(6, 4.5), layout="constrained")
+        ax = _axes(figsize=(6, 4.5), layout="constrained")
     from matplotlib.colors import LogNorm
 
     finite = table[np.isfinite(table)]
@@ -463,11 +479,11 @@ def heatmap(result: Any, *, x: str, y: str, metric: str = "loss", ax: Axes | Non
         cmap="viridis_r" if metric in ("loss", "train_loss") else "viridis",
         norm=LogNorm(finite.min(), finite.max()) if spans else None,
     )
-    ax.figure.colorbar(image, ax=ax, label=_final_label(result, metric))
+    _figure(ax).colorbar(image, ax=ax, label=_final_label(result, metric))
     # A value in each cell only where it fits (about 4 characters of 7-point text), and at most
     # `_TICKS` labelled ticks an axis: readable at 8, 24 or 64 values an axis.
     box = ax.get_position()
-    width, height = (72 * ax.figure.get_size_inches() * [box.width, box.height]) / [columns.size, rows.size]
+    width, height = (72 * _figure(ax).get_size_inches() * [box.width, box.height]) / [columns.size, rows.size]
     if width >= 26 and height >= 12:
         for (r, c), value in np.ndenumerate(table):
             if np.isfinite(value):
@@ -489,7 +505,7 @@ def heatmap(result: Any, *, x: str, y: str, metric: str = "loss", ax: Axes | Non
         ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, lw=2.5, ec="red"))
     except ValueError:
         pass
-    return ax.figure
+    return _figure(ax)
 
 
 _TICKS = 10  # labelled ticks an axis of a heat map, at most
@@ -522,7 +538,7 @@ def finder(result: Any, *, ax: Axes | None = None) -> Figure:
     plt = _pyplot()
     if ax is None:
         others = [k for k in result.configs if k != "seed"]
-        _, ax = _subplots(figsize=(10, 4.5) if others else (7, 4.5), layout="constrained")
+        ax = _axes(figsize=(10, 4.5) if others else (7, 4.5), layout="constrained")
     lrs, losses = result.lrs, result.losses
     curves = result.per_config(losses)
     lower, upper = result.band
@@ -579,7 +595,7 @@ def finder(result: Any, *, ax: Axes | None = None) -> Figure:
         ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         ax.legend(fontsize="small")
-    return ax.figure
+    return _figure(ax)
 
 
 def batch_size(result: Any) -> Figure:
@@ -608,7 +624,7 @@ def batch_size(result: Any) -> Figure:
     fig, axes = _subplots(1, 3 if has_target else 2, figsize=(15 if has_target else 10, 4.2))
     sizes = result.batch_sizes
     colors = plt.get_cmap("viridis")
-    steps_needed = result.steps_to_target() if has_target else None
+    steps_needed = result.steps_to_target() if has_target else np.full((len(sizes), 0), np.nan)
     everything = []
     for k, b in enumerate(sizes):
         curves = result.curves(k)
@@ -684,8 +700,9 @@ _RECORD_COLUMNS = {
     "promoted",
     "bracket",
     "cohort",
+    "parent",
+    "explore",
 }
-_RECORD_COLUMNS |= {"parent", "explore"}
 
 
 def search(result: Any) -> Figure:

@@ -77,7 +77,7 @@ class NoiseScale:
 
 
 def _sq_norm(tree: Any) -> jax.Array:
-    return sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree))
+    return sum((jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)), jnp.zeros((), jnp.float32))
 
 
 def gradient_noise_scale(
@@ -135,11 +135,10 @@ def gradient_noise_scale(
             "the micro-batches split each batch evenly"
         )
     small = batch_size // micro_batches
-    start = task.initial(init_key(seed, 1, 0)) if params is None or (task.stateful and model_state is None) else None
-    if params is None:
-        params = start[0]
-    if task.stateful and model_state is None:
-        model_state = start[1]
+    if params is None or (task.stateful and model_state is None):
+        start_params, start_state = task.initial(init_key(seed, 1, 0))
+        params = start_params if params is None else params
+        model_state = start_state if task.stateful and model_state is None else model_state
     seed_key = seed_keys(seed, 1)[0]
     per_step = _estimates(task, batch_size, micro_batches, steps)(
         params, model_state, task.train_data, order_words(seed_key), key_words(seed_key)

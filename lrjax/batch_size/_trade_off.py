@@ -171,7 +171,7 @@ def fit_critical_batch_size(batch_sizes: np.ndarray, steps: np.ndarray) -> tuple
     """
     ok = np.isfinite(steps)
     b, e = np.asarray(batch_sizes, np.float64)[ok], (np.asarray(steps, np.float64) * batch_sizes)[ok]
-    nan = (float("nan"),) * 3
+    nan = (float("nan"), float("nan"), float("nan"))
     if len(b) < 2 or np.unique(b).size < 2:
         return nan
     s_min, e_min = np.polyfit(b, e, 1, w=1 / e)
@@ -288,13 +288,14 @@ def batch_size_sweep(
         v.check("target", target)
     evaluations = v.integer("evaluations", evaluations)
     hps, n = _configs.check_configs(configs)
+    base = int(sizes[0])
     if lr_rule is not None:
         v.check_choice("lr_rule", lr_rule, ("linear", "sqrt"))
         if not any(v.is_learning_rate(name) for name in hps):
             raise ValueError(
                 f"lr_rule={lr_rule!r} needs a learning-rate config (e.g. 'learning_rate'), got {list(hps)}"
             )
-        base = int(sizes[0]) if base_batch_size is None else v.integer("base_batch_size", base_batch_size)
+        base = base if base_batch_size is None else v.integer("base_batch_size", base_batch_size)
     names = trace_metric_names(task, int(sizes[0]))
     if metric not in names:
         raise ValueError(f"metric must be one of the task's metrics {names}, got {metric!r}")

@@ -203,7 +203,7 @@ class ProgramSet:
 
     def _jit_and_args(
         self, name: str, state: Any, hps: Any, keys: jax.Array, train_data: Any, eval_data: Any
-    ) -> dict[str, tuple[Callable, tuple, dict]]:
+    ) -> dict[str, tuple[Any, tuple, dict]]:  # (a jax.jit-wrapped function, ...)
         """What operation ``name`` compiles: piece -> (the jitted function, arguments to lower it
         with (``state``: the state's shapes and shardings), its XLA compiler options). One
         piece, ``name``; a chunk in parts (`lrjax.engine.parts`) has three: ``split``, ``chunk``
@@ -332,7 +332,7 @@ class ProgramSet:
         return self._compiled[_key(name, hps, eval_data)]
 
 
-def hlo_key(lowered: Any, options: dict, devices: Sequence[jax.Device]) -> Hashable | None:
+def hlo_key(lowered: Any, options: dict, devices: Sequence[Any]) -> Hashable | None:  # jax.Device
     """What decides the executable of ``lowered``: its StableHLO text, the values of the
     constants JAX passes beside the arguments (`hidden_constants`), argument and result pytree
     structures (which the executable checks and the text lacks), compiler options and devices.
@@ -363,9 +363,9 @@ def hidden_constants(lowered: Any) -> Sequence[Any] | None:
     constants out of the HLO into arguments and lists them as ``const_args`` of the lowering
     (JAX 0.7.1 and later); with it off, or on a JAX without the flag, every constant is written
     into the text."""
-    lowering = getattr(lowered, "_lowering", None)
-    if hasattr(lowering, "const_args"):
-        return list(lowering.const_args)
+    const_args = getattr(getattr(lowered, "_lowering", None), "const_args", None)
+    if const_args is not None:
+        return list(const_args)
     return None if _hoists_constants() else []
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
+from typing import Any
 
 import jax.monitoring
 
@@ -23,16 +24,16 @@ class CompileLog:
     seconds: float = 0.0
 
 
-def _listener(event: str, duration: float, **kwargs: object) -> None:
+def _listener(event: str, duration_secs: float, **kwargs: Any) -> None:
     if event == _EVENT:
         with _lock:
             for log in _active:
                 log.count += 1
-                log.seconds += duration
+                log.seconds += duration_secs
 
 
 @contextlib.contextmanager
-def count_compiles() -> Iterator[CompileLog]:
+def count_compiles() -> Generator[CompileLog, None, None]:
     """Context manager yielding a `CompileLog` of the XLA compilations inside it."""
     global _registered
     with _lock:

@@ -52,12 +52,16 @@ def _patches(
     return jnp.concatenate(cols, axis=-1)
 
 
-def _patches_forward(x: jax.Array, spatial, window, strides, padding) -> tuple[jax.Array, None]:
+def _patches_forward(
+    x: jax.Array, spatial: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...], padding: Any
+) -> tuple[jax.Array, None]:
     """`_patches` and no residual: its gradient is linear and reads only shapes."""
     return _patches(x, spatial, window, strides, padding), None
 
 
-def _patches_backward(spatial, window, strides, padding, _: None, g: jax.Array) -> tuple[jax.Array]:
+def _patches_backward(
+    spatial: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...], padding: Any, _: None, g: jax.Array
+) -> tuple[jax.Array]:
     """The gradient of `_patches` (col2im), one stride phase at a time.
 
     Padded position ``p = s·o + k`` (output ``o``, kernel offset ``k``) is, with ``k = s·q + r``,
@@ -148,7 +152,7 @@ def slice_conv(
     k = jnp.transpose(rhs, (*rhs_spec[2:], rhs_spec[1], rhs_spec[0]))  # spatial..., C_in, C_out
     window = k.shape[:-2]
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-    patches = _patches(x, x.shape[1:-1], window, tuple(window_strides), padding)
+    patches: jax.Array = _patches(x, x.shape[1:-1], window, tuple(window_strides), padding)
     out = jnp.matmul(
         patches.reshape(-1, patches.shape[-1]),
         k.reshape(-1, k.shape[-1]),
@@ -177,11 +181,11 @@ def _wanted(eqn: jcore.JaxprEqn) -> bool:
 
 
 def _rule(eqn: jcore.JaxprEqn, invals: list[Any]) -> list[Any]:
-    p = eqn.params
+    p, (lhs, rhs), aval = eqn.params, invals, eqn.outvars[0].aval
     out = slice_conv(
-        *invals, p["window_strides"], p["padding"], p["dimension_numbers"], p["precision"], p["preferred_element_type"]
+        lhs, rhs, p["window_strides"], p["padding"], p["dimension_numbers"], p["precision"], p["preferred_element_type"]
     )
-    return [out.astype(eqn.outvars[0].aval.dtype)]
+    return [out.astype(aval.dtype)]  # pyright: ignore[reportAttributeAccessIssue]: an array's aval (ShapedArray)
 
 
 def has_convs(jaxpr: jcore.Jaxpr) -> bool:

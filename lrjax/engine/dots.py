@@ -130,7 +130,16 @@ def canonical_dot(
     if plain == 0:
         return lax.dot_general(lhs, rhs, dimension_numbers, **kw)
 
-    def dot(a: jax.Array, a_order: list[int], b: jax.Array, b_order: list[int], ac, bc, ab, bb) -> jax.Array:
+    def dot(
+        a: jax.Array,
+        a_order: list[int],
+        b: jax.Array,
+        b_order: list[int],
+        ac: Sequence[int],
+        bc: Sequence[int],
+        ab: Sequence[int],
+        bb: Sequence[int],
+    ) -> jax.Array:
         where_a, where_b = {d: i for i, d in enumerate(a_order)}, {d: i for i, d in enumerate(b_order)}
         dims = (
             ([where_a[d] for d in ac], [where_b[d] for d in bc]),
@@ -166,8 +175,9 @@ def _rule() -> Rule:
         sharding = p.get("out_sharding")
         if sharding is not None and any(axis is not None for axis in sharding.spec):
             return None  # a sharded result: left as it is (unsharded ones are what vmap makes)
-        out = canonical_dot(*invals, p["dimension_numbers"], p["precision"], p["preferred_element_type"])
-        out = out.astype(eqn.outvars[0].aval.dtype)
+        lhs, rhs = invals
+        out = canonical_dot(lhs, rhs, p["dimension_numbers"], p["precision"], p["preferred_element_type"])
+        out = out.astype(eqn.outvars[0].aval.dtype)  # pyright: ignore[reportAttributeAccessIssue]: a ShapedArray
         from_dots[id(out)] = out
         return [out]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Sharding
@@ -33,7 +34,7 @@ def default_devices() -> tuple[Any, ...]:
 def _put_leaf(x: Any, sharding: Sharding) -> jax.Array:
     if sharding.is_fully_addressable:
         return jax.device_put(x, sharding)
-    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
         data = _put_leaf(np.asarray(jax.random.key_data(x)), sharding)
         return jax.jit(jax.random.wrap_key_data, out_shardings=sharding)(data)
     value = np.asarray(x)

@@ -12,12 +12,12 @@ time, never correctness: each only chooses among equivalent ways to compile the 
 
 from __future__ import annotations
 
+import importlib.metadata
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 import jax
-import jaxlib
 import numpy as np
 from jax.sharding import SingleDeviceSharding
 
@@ -32,7 +32,7 @@ _known: dict[tuple[str, str, str], bool] = {}  # (platform, option, value) -> ac
 _lock = threading.Lock()
 
 
-def _accepts(device: jax.Device, options: Mapping[str, Any]) -> bool:
+def _accepts(device: Any, options: Mapping[str, Any]) -> bool:  # a jax.Device
     """Whether a one-operation program compiles on ``device``'s backend with ``options``."""
     x = jax.ShapeDtypeStruct((), np.float32, sharding=SingleDeviceSharding(device))
     try:
@@ -42,7 +42,7 @@ def _accepts(device: jax.Device, options: Mapping[str, Any]) -> bool:
     return True
 
 
-def supported(options: Mapping[str, Any], device: jax.Device) -> dict[str, Any]:
+def supported(options: Mapping[str, Any], device: Any) -> dict[str, Any]:  # a jax.Device
     """The entries of ``options`` that ``device``'s backend accepts (asked once per process,
     platform and value); a `RuntimeWarning` names the others, once each, unless `RETIRED`.
 
@@ -72,7 +72,7 @@ def supported(options: Mapping[str, Any], device: jax.Device) -> dict[str, Any]:
     if dropped:
         warn_once(
             f"options {platform} {dropped}",
-            f"lrjax: XLA on {platform} (jaxlib {jaxlib.__version__}) does not accept the compile options "
+            f"lrjax: XLA on {platform} (jaxlib {importlib.metadata.version('jaxlib')}) does not accept the compile options "
             f"{dropped}; the engine compiles without them: the same results, possibly slower compiles or steps.",
         )
     return {name: value for name, value in options.items() if _known[keys[name]]}

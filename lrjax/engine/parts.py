@@ -136,8 +136,8 @@ def split(layout: Layout, state: PopulationState, hps: Any, active: jax.Array) -
     def part(k: int) -> tuple:
         cut = lambda x, axis: x if axis is None else _take(x, axis, blocks, count, k)
         members = jax.tree.map(cut, state.members, member_axes)
-        per_seed = [cut(x, order_axis) for x in (state.order, state.shuffle, state.keys)]
-        cut_state = PopulationState(members, *per_seed, state.clock)
+        order, shuffle, keys = (cut(x, order_axis) for x in (state.order, state.shuffle, state.keys))
+        cut_state = PopulationState(members, order, shuffle, keys, state.clock)
         return (cut_state, *jax.tree.map(lambda x: cut(x, slot_axis), (hps, active)))
 
     return [part(k) for k in range(count)]

@@ -30,8 +30,9 @@ member of a seed; schedules see the member's own count (Optax's, in its optimize
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -48,8 +49,20 @@ from lrjax.engine.dots import canonical_dots
 from lrjax.engine.shuffle import epoch_order
 from lrjax.engine.sink import sink_transposes
 
-OptimizerFn = Callable[[Any], optax.GradientTransformation]
-PlateauFn = Callable[[Any], optax.GradientTransformationExtraArgs]
+
+class OptimizerFn(Protocol):
+    """``optimizer(hp)``: one member's Optax optimizer from its hyperparameters (a dict of
+    scalars or schedules), called inside the traced program."""
+
+    def __call__(self, hp: Any, /) -> optax.GradientTransformation: ...
+
+
+class PlateauFn(Protocol):
+    """``plateau(hp)``: one member's plateau transformation (`lrjax.reduce_on_plateau`, or
+    ``optax.contrib.reduce_on_plateau``), whose ``update`` takes ``value=``."""
+
+    def __call__(self, hp: Any, /) -> optax.GradientTransformation: ...
+
 
 CHUNK = 100  # steps per call of the chunk program (at most; the count is a runtime value)
 # A member whose loss exceeds its first loss by more than (f − 1)·|first| diverged (see `Layout`).
@@ -277,7 +290,7 @@ def step_key(seed: int, seeds: int, index: int, step: int) -> jax.Array:
 def member_bytes(task: Task, optimizer: OptimizerFn, hp: Any) -> int:
     """Bytes of one member's parameters, model state and optimizer state (from shapes; nothing runs)."""
 
-    def state(hp: Any) -> tuple[Any, Any]:
+    def state(hp: Any) -> tuple[Any, Any, Any]:
         params, model_state = task.initial(jax.random.key(0))
         return params, model_state, optimizer(hp).init(params)
 
@@ -421,8 +434,6 @@ class Programs:
         # them off everywhere.
         self.rewrites = layout.on_cpu and rewrite.enabled()
         self._metric_names: list[str] | None = None
-        self._loss_fn: Any = None
-        self._metrics_fn: Any = None
 
     # -- shapes and shardings -------------------------------------------------------------
 
@@ -444,13 +455,14 @@ class Programs:
             shape = (seeds, *x.shape[:a], members, *x.shape[a:])
             return jax.ShapeDtypeStruct(shape, x.dtype, sharding=NamedSharding(self.mesh, spec))
 
-        return PopulationState(
+        shapes: list[Any] = [  # ShapeDtypeStructs where the state will hold arrays
             jax.tree.map(stacked, self.member_shapes(hp)),
             jax.ShapeDtypeStruct((seeds, self.examples), jnp.int32, sharding=self.per_seed),
             jax.ShapeDtypeStruct((seeds, 2), jnp.uint32, sharding=self.per_seed),
             jax.ShapeDtypeStruct((seeds, 2), jnp.uint32, sharding=self.per_seed),
             jax.ShapeDtypeStruct((), jnp.int32, sharding=self.replicated),
-        )
+        ]
+        return PopulationState(*shapes)
 
     @property
     def examples(self) -> int:
@@ -502,28 +514,30 @@ class Programs:
 
         return state._replace(members=jax.tree.map(gather, state.members))
 
-    def _rewritten(self) -> None:
+    @functools.cached_property
+    def _rewritten(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
         """The task's loss and metrics with their convolutions as slices and matmuls
         (`lrjax.engine.conv`: XLA:CPU's convolution is slow under a vmap over members), traced
-        once from shapes; the task's own functions when they have none or `rewrites` is off."""
+        once from shapes, at first use; the task's own functions when they have none or
+        `rewrites` is off."""
         loss, metrics = self.task.step_loss, self.task.evaluate
         if not self.rewrites:
-            self._loss_fn, self._metrics_fn = loss, metrics
-            return
+            return loss, metrics
         params, model_state = jax.eval_shape(self.task.initial, key_shape())
         batch = self.task.batch_like(self.layout.batch_size)
         key = key_shape() if self.task.rng else None
-        self._loss_fn = rewrite_convs(loss, params, model_state, batch, key)
-        self._metrics_fn = rewrite_convs(metrics, params, model_state, self.task.eval_like())
+        return (
+            rewrite_convs(loss, params, model_state, batch, key),
+            rewrite_convs(metrics, params, model_state, self.task.eval_like()),
+        )
 
     def _loss(self, params: Any, model_state: Any, batch: Any, key: Any) -> tuple[jax.Array, Any]:
-        if self._loss_fn is None:
-            self._rewritten()
-        return self._loss_fn(params, model_state, batch, key)
+        return self._rewritten[0](params, model_state, batch, key)
 
     def batch(self, order: jax.Array, t: jax.Array, data: Any) -> Any:
         """Batch ``t`` of one seed's epoch ``order``; the last partial batch of an epoch is dropped."""
         b = self.layout.batch_size
+        assert b is not None, "a full-batch layout takes no batches"
         idx = jax.lax.dynamic_slice_in_dim(order, (t % (self.task.num_train // b)) * b, b)
         return jax.tree.map(lambda x: jnp.take(x, idx, axis=0), data)
 
@@ -564,7 +578,9 @@ class Programs:
 
     def _augment(self, words: jax.Array, clock: jax.Array, batch: Any) -> Any:
         """One seed's batch at the ``clock`` through the task's ``augment``."""
-        return self.task.augment(augment_key_of(words, clock), batch)
+        augment = self.task.augment
+        assert augment is not None, "called only for a task with augment"
+        return augment(augment_key_of(words, clock), batch)
 
     def chunk(self, state: PopulationState, hps: Any, active: jax.Array, data: Any, n: jax.Array):
         """``n`` (<= `CHUNK`, a runtime value) training steps of every member.
@@ -615,6 +631,7 @@ class Programs:
             if streamed:
                 batches = jax.tree.map(lambda x: squeeze(jax.lax.dynamic_index_in_dim(x, i, 0, False), None), data)
             elif not full_batch:
+                assert self.layout.batch_size is not None  # not full_batch
                 per_epoch = self.task.num_train // self.layout.batch_size
                 new_epoch = lambda: draw(shuffle, t // per_epoch, self.task.num_train)
                 order = jax.lax.cond(t % per_epoch == 0, new_epoch, lambda: order)
@@ -641,9 +658,7 @@ class Programs:
         return list(self._metric_names)
 
     def _metrics(self, params: Any, model_state: Any, data: Any) -> dict[str, jax.Array]:
-        if self._metrics_fn is None:
-            self._rewritten()
-        return self._metrics_fn(params, model_state, data)
+        return self._rewritten[1](params, model_state, data)
 
     def evaluate(self, params: Any, model_state: Any, data: Any) -> dict[str, jax.Array]:
         """Every member's metrics on ``data`` with its parameters and model state: name ->
@@ -661,7 +676,9 @@ class Programs:
         scale becomes the factor the plateau applies to a unit update."""
 
         def one(plateau: Any, hp: Any, value: jax.Array) -> tuple[Any, jax.Array]:
-            scaled, plateau = self.plateau(hp).update(jnp.ones((), jnp.float32), plateau, value=value)
+            assert self.plateau is not None, "observe is compiled only with a plateau"
+            transform = optax.with_extra_args_support(self.plateau(hp))
+            scaled, plateau = transform.update(jnp.ones((), jnp.float32), plateau, value=value)
             return plateau, jnp.asarray(scaled, jnp.float32)
 
         members = state.members

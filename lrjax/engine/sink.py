@@ -183,7 +183,8 @@ def _rule(marks: _Marks) -> Rule:
     every equation itself except the nested ``jit`` calls it leaves to `interpret` to inline."""
 
     def rule(eqn: jcore.JaxprEqn, invals: list[Any]) -> list[Any] | None:
-        name, first = eqn.primitive.name, invals[0] if invals else None
+        first: Any = invals[0] if invals else None
+        name = eqn.primitive.name
         out = None
         if name in ("pjit", "jit") and eqn.params["jaxpr"].jaxpr.eqns:
             return None

@@ -20,11 +20,12 @@ import functools
 import inspect
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 Array = jax.Array
 Numeric = Any  # a Python number, a NumPy/JAX array, or a traced value
@@ -36,6 +37,7 @@ def static_field(**kwargs: Any) -> Any:
     return dataclasses.field(metadata={"static": True}, **kwargs)
 
 
+@dataclass_transform(frozen_default=True, eq_default=False, field_specifiers=(dataclasses.field, static_field))
 def schedule_dataclass(cls: type[_T]) -> type[_T]:
     """Make ``cls`` a frozen dataclass and register it as a pytree.
 
@@ -50,9 +52,9 @@ def schedule_dataclass(cls: type[_T]) -> type[_T]:
     # Every schedule also carries the name of the `factory` that built it (None if constructed
     # directly): its repr and the names of swept columns come from that factory's arguments.
     cls.__annotations__ = {**inspect.get_annotations(cls), "factory": "str | None"}
-    cls.factory = static_field(default=None, repr=False)
+    cls.factory = static_field(default=None, repr=False)  # pyright: ignore[reportAttributeAccessIssue]: added here
     cls = dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
-    fields = dataclasses.fields(cls)
+    fields = dataclasses.fields(cls)  # pyright: ignore[reportArgumentType]: a dataclass from the line above
     meta = tuple(f.name for f in fields if f.metadata.get("static", False))
     data = tuple(f.name for f in fields if not f.metadata.get("static", False))
 
@@ -87,6 +89,9 @@ class Schedule(abc.ABC):
       >>> isinstance(S.cosine_decay(0.1, decay_steps=10), S.Schedule)
       True
     """
+
+    factory: str | None  # the function that built it (a field `schedule_dataclass` adds)
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # every subclass is a dataclass
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -151,7 +156,7 @@ def fit_int32(x: Any) -> Any:
 
 def as_array(x: Numeric) -> Array:
     """A sequence of numbers (or a traced one) as an array, integers outside int32 as floats."""
-    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x)):
+    if any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(x)):
         return jnp.asarray(x)
     return jnp.asarray(fit_int32(np.asarray(x)))
 
@@ -234,7 +239,7 @@ def interpolate(start: Numeric, end: Numeric, r: Array, shape: str) -> Array:
 
 # Where a factory's argument is kept: the field paths that hold it (the first is read), a function
 # of the schedule that computes it, or None where it is not kept.
-_Where = tuple[str, ...] | Callable[["Schedule"], Any] | None
+_Where = tuple[str, ...] | Callable[[Any], Any] | None  # the function takes its own class of schedule
 # Each factory's signature, and where each of its arguments is kept.
 _FACTORIES: dict[str, tuple[inspect.Signature, dict[str, _Where]]] = {}
 
@@ -312,7 +317,7 @@ def _show(value: Any) -> str:
         return repr(value)
     if isinstance(value, (tuple, list)):
         return "[" + ", ".join(_show(x) for x in value) + "]"
-    if isinstance(value, jax.core.Tracer):
+    if isinstance(value, Tracer):
         return repr(value)
     array = np.asarray(value)
     if array.ndim == 0:

@@ -244,7 +244,7 @@ def bayesian(
             if row["steps"] < steps and not row["diverged"]:
                 by_number[row["trial"]].report(row[metric], row["steps"])
         for slot in slots:
-            driver.record(slot, values[slot], diverged[slot], rounds)
+            driver.record(int(slot), float(values[slot]), bool(diverged[slot]), rounds)
         for slot, trial in zip(slots, asked, strict=True):
             if diverged[slot]:
                 trial.set_user_attr("diverged", True)

@@ -66,7 +66,7 @@ class Driver:
         progress: bool,
     ):
         self.started = time.perf_counter()
-        self._population_args = dict(batch_size=batch_size, seed=seed, seeds=seeds, devices=devices)
+        self._population_args: dict[str, Any] = dict(batch_size=batch_size, seed=seed, seeds=seeds, devices=devices)
         self.task, self.optimizer = task, optimizer
         self.pop = Population(task, optimizer, configs, **self._population_args)
         self.seeds = seeds

@@ -121,9 +121,9 @@ def _run(driver: Driver, source: _Source, cohorts: list[_Cohort], eta: float, re
             promoted = {int(slot) for slot in cohort.slots if driver.trial_of[slot] in best}
             for slot in cohort.slots:
                 driver.record(
-                    slot,
-                    values[slot],
-                    diverged[slot],
+                    int(slot),
+                    float(values[slot]),
+                    bool(diverged[slot]),
                     cohort.k,
                     bracket=cohort.bracket,
                     cohort=cohort.id,

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from lrjax._result import readable
+from lrjax._result import SweepResult, readable
 
 __all__ = ["SearchResult"]
 
@@ -54,7 +54,7 @@ class SearchResult:
 
     @classmethod
     def from_sweep(
-        cls, result: Any, *, metric: str = "loss", mode: str | None = None, method: str = "random"
+        cls, result: SweepResult, *, metric: str = "loss", mode: str | None = None, method: str = "random"
     ) -> SearchResult:
         """A `lrjax.SweepResult` (e.g. of `lrjax.search.random` configurations) as a search:
         one trial per configuration with one record, its final ``metric`` averaged over seeds
@@ -75,7 +75,7 @@ class SearchResult:
           >>> lrjax.search.SearchResult.from_sweep(sweep).best()["learning_rate"]
           0.1
         """
-        mode = result.direction(metric, mode)
+        direction = result.direction(metric, mode)
         groups = result.configurations()
         finals = result.final(metric)
         diverged = [bool(result.diverged[m].any() or not np.isfinite(finals[m]).all()) for m in groups]
@@ -104,7 +104,7 @@ class SearchResult:
             "active_member_steps": member_steps,
             "utilization": 1.0,
         }
-        return cls(method, records, metric, mode, "round", info, configs)
+        return cls(method, records, metric, direction, "round", info, configs)
 
     @property
     def history(self) -> Any:

@@ -209,9 +209,10 @@ def choice(values: Sequence[Any]) -> Choice:
       >>> lrjax.search.choice([0.0, 0.9, 0.99]).sample(np.random.default_rng(0), 4)
       array([0.99, 0.9 , 0.9 , 0.  ], dtype=float32)
     """
-    values = tuple(values) if isinstance(values, (list, tuple, np.ndarray)) else None
-    if not values:
+    given = tuple(values) if isinstance(values, (list, tuple, np.ndarray)) else ()
+    if not given:
         raise ValueError("values must be a non-empty sequence of choices")
+    values = given
     structures = {jax.tree.structure(x) for x in values}
     if len(structures) != 1:
         raise ValueError(f"values must share one structure (numbers, or schedules of one kind), got {values!r}")
