@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import optax
@@ -283,6 +284,75 @@ def test_a_killed_bayesian_study_resumes_with_no_trial_lost_or_counted_twice(tmp
     assert sorted(requeued) == sorted(t.number for t in interrupted)
     for t in interrupted:
         assert requeued[t.number].params == t.params  # the interrupted trial was run again
+
+
+WORKER = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    import optax, optuna, lrjax
+    from lrjax.search import bayesian, log_uniform
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage, role = sys.argv[1:3]
+    if role == "dies":  # slow tells (the other worker runs meanwhile); killed right after its third
+        tell, told = optuna.Study.tell, []
+        def slow_tell(self, *args, **kwargs):
+            time.sleep(0.5)
+            out = tell(self, *args, **kwargs)
+            told.append(1)
+            if len(told) == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return out
+        optuna.Study.tell = slow_tell
+    task = lrjax.datasets.linear_regression(64)
+    bayesian(task, lambda hp: optax.sgd(hp["learning_rate"]), {"learning_rate": log_uniform(1e-3, 0.5)},
+             trials=12, batch=2, steps=20, storage=storage, study_name="s", progress=False, heartbeat_interval=0.2)
+    """
+)
+
+
+def test_two_workers_share_a_study_and_the_survivor_retries_only_the_dead_ones_trials(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    start = lambda role: subprocess.Popen(
+        [sys.executable, "-c", WORKER, storage, role],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    states = optuna.trial.TrialState
+
+    def trials() -> list:
+        try:
+            return optuna.load_study(study_name="s", storage=storage).trials
+        except KeyError:  # not created yet
+            return []
+
+    dies = start("dies")
+    deadline = time.monotonic() + 120
+    while not any(t.state == states.COMPLETE for t in trials()):  # the first worker is training
+        assert dies.poll() is None and time.monotonic() < deadline, dies.communicate()
+        time.sleep(0.1)
+    lives = start("lives")
+    try:
+        _, err = lives.communicate(timeout=240)
+        dies.communicate(timeout=60)
+    finally:
+        lives.kill(), dies.kill()
+    assert dies.returncode == -signal.SIGKILL
+    assert lives.returncode == 0, err
+
+    study = trials()
+    pid = lambda t: int(t.user_attrs["lrjax_worker"].rsplit(":", 2)[1])  # host:pid:token
+    complete = [t for t in study if t.state == states.COMPLETE]
+    assert len(complete) == 12 and not [t for t in study if t.state == states.RUNNING]  # exactly the budget
+    assert sorted({pid(t) for t in complete}) == sorted({dies.pid, lives.pid})  # both trained trials
+    assert all("lrjax_heartbeat" in t.user_attrs for t in complete)
+    abandoned = [t for t in study if t.state == states.FAIL and not t.user_attrs.get("lrjax_surplus")]
+    assert [pid(t) for t in abandoned] == [dies.pid]  # only the dead worker's trial, the one it left running
+    retried = [t for t in complete if t.user_attrs.get("requeued_from") == abandoned[0].number]
+    assert len(retried) == 1 and retried[0].params == abandoned[0].params and pid(retried[0]) == lives.pid
 
 
 # -- bad input ---------------------------------------------------------------------------------

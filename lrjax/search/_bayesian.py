@@ -8,14 +8,19 @@ infinite loss, which would distort the sampler's model. Rounds have one shape (a
 round is padded with inactive slots), so the training program compiles once for the whole study.
 
 With ``storage`` (any Optuna storage URL, e.g. ``sqlite:///study.db``) the study outlives the
-process: run the same call again after a crash and it goes on. Trials asked but never told (the
-crash came mid-round) are marked FAILED and their parameters enqueued again (as trials with
-``user_attrs["requeued_from"]``), so no trial is lost and none is counted twice: the study ends with ``trials``
-told trials in all.
+process: run the same call again after a crash and it goes on. Several processes, on one machine
+or several, may run the same call on one storage at once, as Optuna's workers do. Each marks the
+trials it trains with itself and a heartbeat (`lrjax.search._workers`); a trial whose worker is
+gone (its process ended, or no heartbeat for ``grace_period`` seconds) is marked FAILED and its
+parameters enqueued again (as a trial with ``user_attrs["requeued_from"]``), as Optuna's
+``RetryFailedTrialCallback`` does, and only such trials: those of live workers go on. No trial is
+lost and none is counted twice: the study ends with exactly ``trials`` told trials, every worker
+waiting for the others' last trials (and taking over those of a worker that died).
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,6 +35,7 @@ from lrjax.engine.program import OptimizerFn
 from lrjax.search._driver import Driver, check_common
 from lrjax.search._result import SearchResult
 from lrjax.search._space import Choice, Distribution, IntUniform, LogUniform, Uniform, check_space
+from lrjax.search._workers import WORKER, Heartbeat, stale, this_worker
 
 __all__ = ["bayesian", "optuna_distributions"]
 
@@ -89,24 +95,69 @@ def _values(space: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, An
     return out
 
 
-def _reconcile(study: Any) -> int:
-    """Fail the trials a crashed run asked and never told, and enqueue their parameters again.
-    Returns how many there were."""
+def _tell(study: Any, trial: Any, **kwargs: Any) -> bool:
+    """Tell ``trial``; False if it is finished already (another worker failed it as abandoned,
+    or told it first)."""
     optuna = _optuna()
-    stale = list(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
-    for t in stale:
-        study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-    return len(stale)
+    try:
+        study.tell(trial, **kwargs)
+    except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+        number = trial if isinstance(trial, int) else trial.number
+        if next(t for t in study.get_trials(deepcopy=False) if t.number == number).state.is_finished():
+            return False
+        raise
+    return True
+
+
+def _reconcile(study: Any, grace_period: float) -> int:
+    """Fail the running trials whose worker is gone (`stale`) and enqueue their parameters
+    again. Returns how many this call failed."""
+    states = _optuna().trial.TrialState
+    now = time.time()
+    gone = [t for t in study.get_trials(deepcopy=False, states=(states.RUNNING,)) if stale(t, now, grace_period)]
+    failed = 0
+    for t in gone:
+        if _tell(study, t.number, state=states.FAIL):  # first, so that two workers never both requeue it
+            study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
+            failed += 1
+    return failed
+
+
+def _counted(trial: Any) -> bool:
+    """Whether ``trial`` holds one of the study's ``trials``: told by lrjax (completed, or failed
+    because it diverged) or running."""
+    states = _optuna().trial.TrialState
+    return trial.state in (states.COMPLETE, states.RUNNING) or (
+        trial.state == states.FAIL and bool(trial.user_attrs.get("diverged"))
+    )
 
 
 def _told(study: Any) -> int:
     """Trials lrjax has told: completed ones and those failed because they diverged."""
+    running = _optuna().trial.TrialState.RUNNING
+    return sum(_counted(t) and t.state != running for t in study.get_trials(deepcopy=False))
+
+
+def _ask(study: Any, distributions: Mapping[str, Any], want: int, trials: int) -> list[Any]:
+    """Up to ``want`` new trials, marked as this worker's, each within the study's ``trials``:
+    one that another worker's ask made surplus (the two asked at once for the last place) is
+    failed at once, untrained, with ``user_attrs["lrjax_surplus"]``, and its parameters, if they
+    were a retry, enqueued again."""
     states = _optuna().trial.TrialState
-    return sum(
-        t.state == states.COMPLETE or (t.state == states.FAIL and bool(t.user_attrs.get("diverged")))
-        for t in study.get_trials(deepcopy=False)
-    )
+    asked = []
+    for _ in range(want):
+        trial = study.ask(distributions)
+        trial.set_user_attr(WORKER, this_worker())
+        before = sum(_counted(t) for t in study.get_trials(deepcopy=False) if t.number < trial.number)
+        if before < trials:
+            asked.append(trial)
+            continue
+        trial.set_user_attr("lrjax_surplus", True)
+        _tell(study, trial, state=states.FAIL)
+        if "requeued_from" in trial.user_attrs:
+            study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.user_attrs["requeued_from"]})
+        break
+    return asked
 
 
 def _default_sampler(seed: int) -> Any:
@@ -140,6 +191,8 @@ def bayesian(
     eval_every: int | None = None,
     devices: Sequence[Any] | None = None,
     progress: bool = True,
+    heartbeat_interval: float = 60.0,
+    grace_period: float | None = None,
 ) -> SearchResult:
     """Bayesian optimization with Optuna: rounds of ``batch`` trials, each round one program.
 
@@ -159,6 +212,11 @@ def bayesian(
       batch_size, seed, seeds, devices, progress: as for `lrjax.sweep`.
       eval_every: also evaluate every this many steps: recorded in ``learning_curves`` and
         reported to Optuna (``trial.report``), so a study's plots show the curves.
+      heartbeat_interval: seconds between the heartbeats of the trials being trained, which tell
+        other workers on the same study that this one is alive (Optuna's default interval).
+      grace_period: seconds without a heartbeat after which another worker's running trial
+        counts as abandoned and is retried (default twice ``heartbeat_interval``, as Optuna's).
+        A trial whose worker was a process of this host that has ended is retried at once.
 
     Returns:
       A `SearchResult` of the trials trained by this call (``round`` is the round); the whole
@@ -197,8 +255,10 @@ def bayesian(
         )
     elif study.direction.name.lower() != direction:
         raise ValueError(f"study optimizes in direction {study.direction.name.lower()!r}, but mode={mode!r}")
-    interrupted = _reconcile(study)
-    remaining = trials - _told(study)
+    v.check("heartbeat_interval", heartbeat_interval, gt=0)
+    if grace_period is not None:
+        v.check("grace_period", grace_period, gt=0)
+    grace = 2.0 * heartbeat_interval if grace_period is None else grace_period
 
     def configs_of(params: list[dict[str, Any]]) -> dict[str, Any]:
         rows = [_values(space, p) for p in params]
@@ -206,10 +266,19 @@ def bayesian(
         return {name: _configs.as_tree(f"space[{name!r}]", [r[name] for r in rows]) for name in space}
 
     driver = None
-    rounds = 0
-    while remaining > 0:
+    rounds = interrupted = 0
+    while True:
+        interrupted += _reconcile(study, grace)
+        counted = sum(_counted(t) for t in study.get_trials(deepcopy=False))
+        if counted >= trials:
+            if _told(study) >= trials:
+                break
+            time.sleep(min(heartbeat_interval, 1.0))  # other workers' last trials: wait, or take them over
+            continue
+        asked = _ask(study, distributions, min(batch, trials - counted), trials)
+        if not asked:
+            continue
         rounds += 1
-        asked = [study.ask(distributions) for _ in range(min(batch, remaining))]
         for trial in asked:
             trial.set_user_attr("lrjax_round", rounds)
         configs = configs_of([t.params for t in asked])
@@ -222,7 +291,7 @@ def bayesian(
                 mode=mode,
                 method="bayesian",
                 stage="round",
-                total=steps * -(-remaining // batch),
+                total=steps * -(-(trials - counted) // batch),
                 eval_every=eval_every,
                 batch_size=batch_size,
                 seed=seed,
@@ -237,21 +306,29 @@ def bayesian(
             driver.pop.deactivate(driver.members(np.arange(len(asked), batch)))
         driver.start_trials(slots, ids=[t.number for t in asked])
         first_curve = len(driver.curves)
-        driver.advance(steps)
-        values, diverged = driver.measure()
-        by_number = {t.number: t for t in asked}
-        for row in driver.curves[first_curve:]:  # the evaluations along the way, for Optuna's plots
-            if row["steps"] < steps and not row["diverged"]:
-                by_number[row["trial"]].report(row[metric], row["steps"])
+        heartbeat = Heartbeat(asked, heartbeat_interval)
+        try:
+            driver.advance(steps)
+            values, diverged = driver.measure()
+        finally:
+            heartbeat.stop()
         for slot in slots:
             driver.record(int(slot), float(values[slot]), bool(diverged[slot]), rounds)
+        # A trial another worker failed meanwhile (no heartbeat for grace_period: this process
+        # was stopped that long) has been retried there: it is not told here.
+        finished = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+        by_number = {t.number: t for t in asked if t.number not in finished}
+        for row in driver.curves[first_curve:]:  # the evaluations along the way, for Optuna's plots
+            if row["steps"] < steps and not row["diverged"] and row["trial"] in by_number:
+                by_number[row["trial"]].report(row[metric], row["steps"])
         for slot, trial in zip(slots, asked, strict=True):
+            if trial.number in finished:
+                continue
             if diverged[slot]:
                 trial.set_user_attr("diverged", True)
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                _tell(study, trial, state=optuna.trial.TrialState.FAIL)
             else:
-                study.tell(trial, float(values[slot]))
-        remaining -= len(asked)
+                _tell(study, trial, values=float(values[slot]))
     info = dict(trials=trials, batch=batch, steps=steps, rounds=rounds, interrupted=interrupted)
     if driver is None:  # the study was already complete
         return SearchResult("bayesian", [], metric, mode, "round", {**info, "utilization": float("nan")}, {}, study)
