@@ -20,14 +20,14 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from lrjax import _configs, _suggest
 from lrjax import _validate as v
+from lrjax._drive import progress_bar, run
 from lrjax._population import DIVERGENCE_FACTOR, Population, check_divergence_factor
 from lrjax._result import METRIC_MODES, SweepResult, readable
 from lrjax._task import Task
-from lrjax.engine.program import CHUNK, OptimizerFn
+from lrjax.engine.program import OptimizerFn
 from lrjax.schedules import Schedule, exponential_decay, linear
 
 __all__ = ["FinderResult", "Verification", "find_lr", "ramp"]
@@ -449,10 +449,9 @@ def find_lr(
     )
     raw = np.full((pop.size, steps), np.nan)
     stop = np.full(pop.size, -1)
-    bar = tqdm(total=steps, desc=f"find_lr {task.name} · {pop.size} curves", unit="step", disable=not progress)
-    while pop.clock < steps and pop.active.any():
-        start = pop.clock
-        raw[:, start : start + CHUNK] = pop.advance(min(CHUNK, steps - start))
+    bar = progress_bar(steps, f"find_lr {task.name} · {pop.size} curves", progress)
+    for losses in run(pop, steps, bar=bar):
+        raw[:, pop.clock - losses.shape[1] : pop.clock] = losses
         # A curve stops where its smoothed loss diverges, or where the engine froze it (an
         # update turned non-finite): the step whose learning rate did it.
         engine = np.where(pop.diverged, pop.diverged_at, -1)
@@ -462,7 +461,8 @@ def find_lr(
         if (stop >= 0).any():
             pop.deactivate(np.flatnonzero((stop >= 0) & pop.active))
         bar.set_postfix(stopped=int((stop >= 0).sum()), refresh=False)
-        bar.update(pop.clock - start)
+        if not pop.active.any():
+            break
     bar.close()
     after = np.arange(steps)[None, :] > np.where(stop >= 0, stop, steps)[:, None]
     raw[after] = np.nan

@@ -17,11 +17,11 @@ from typing import Any
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from lrjax import _checkpoint, _configs
 from lrjax import _validate as v
 from lrjax._configs import check_configs
+from lrjax._drive import progress_bar, run
 from lrjax._population import (
     DEFAULT_MEMORY_BUDGET,
     DIVERGENCE_FACTOR,
@@ -36,7 +36,7 @@ from lrjax._result import SweepResult, evaluated_on, metric_column
 from lrjax._task import Task
 from lrjax.engine import hosts
 from lrjax.engine.compiles import count_compiles
-from lrjax.engine.program import CHUNK, OptimizerFn
+from lrjax.engine.program import OptimizerFn
 
 __all__ = ["check_configs", "group_size", "sweep"]
 
@@ -49,14 +49,9 @@ def group_size(num_configs: int, seeds: int, bytes_per_member: int, budget: int,
     return min(size, math.ceil(num_configs / num_devices) * num_devices)
 
 
-def _boundaries(steps: int, eval_every: int | None, checkpoint_every: int | None) -> list[tuple[int, bool, bool]]:
-    """(clock, evaluate, checkpoint) at which the sweep stops advancing: every `CHUNK` steps (for
-    the progress bar), every ``eval_every`` steps, every ``checkpoint_every`` steps and at the end,
-    where it always evaluates and checkpoints."""
-    every = lambda k: set(range(k, steps + 1, k)) if k else set()
-    evals, saves = every(eval_every), every(checkpoint_every)
-    stops = sorted(evals | saves | set(range(CHUNK, steps, CHUNK)) | {steps})
-    return [(t, t in evals or t == steps, t in saves or t == steps) for t in stops]
+def _every(k: int | None, steps: int) -> set[int]:
+    """The clocks at which something done every ``k`` steps happens, the last step included."""
+    return (set(range(k, steps + 1, k)) if k else set()) | {steps}
 
 
 def _lowest(values: np.ndarray, diverged: np.ndarray) -> str:
@@ -214,9 +209,8 @@ def sweep(
     started = time.perf_counter()
     parts, compile_seconds = [], 0.0
     members = num_configs * seeds
-    bar = tqdm(
-        total=len(groups) * steps, desc=f"sweep {task.name} · {members} members", unit="step", disable=not progress
-    )
+    bar = progress_bar(len(groups) * steps, f"sweep {task.name} · {members} members", progress)
+    evals, saves = _every(eval_every, steps), _every(checkpoint_every, steps)
     diverged_before = 0  # in finished groups
     shown: dict[str, Any] = {}  # the progress bar's numbers
     with count_compiles() as compiles:
@@ -239,14 +233,13 @@ def sweep(
                 pop = Population(task, optimizer, group_configs, **kwargs)
                 if len(index) < size:
                     pop.deactivate(np.arange(len(index) * seeds, pop.size))
-            for clock, evaluate, save in _boundaries(steps, eval_every, checkpoint_every):
-                if clock <= pop.clock:
-                    continue  # done before the checkpoint this population resumed from
-                losses = pop.advance(clock - pop.clock)
-                if evaluate:
+            bar.update(g * steps + pop.clock - bar.n)  # a resumed population starts where it was saved
+            for losses in run(pop, steps, stops=evals | saves, bar=bar):
+                clock = pop.clock
+                if clock in evals:
                     evaluated = pop.evaluate()["loss"][: len(index) * seeds]
                     shown[f"best_{metric_column('loss', evaluated_on(task))}"] = _lowest(evaluated, pop.diverged)
-                if path is not None and save:
+                if path is not None and clock in saves:
                     pop.save(path, metadata={**signature, "group": g})
                 if progress:
                     # The lowest minibatch loss of the last step; with evaluations, the lowest loss
@@ -254,7 +247,6 @@ def sweep(
                     shown["best_train_loss"] = _lowest(losses[: len(index) * seeds, -1], pop.diverged)
                     shown["diverged"] = diverged_before + int(pop.diverged[: len(index) * seeds].sum())
                     bar.set_postfix(shown, refresh=False)
-                bar.update(g * steps + clock - bar.n)
             diverged_before += int(pop.diverged[: len(index) * seeds].sum())
             parts.append(pop.result())
             compile_seconds += parts[-1].info["compile_seconds"]

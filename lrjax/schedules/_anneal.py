@@ -29,12 +29,6 @@ class Anneal(Schedule):
     ``shape`` picks the weight w: ``linear`` (w = r), ``cosine`` (w = ½(1 − cos πr)) or
     ``1-sqrt`` (w = 1 − √(1 − r)). With ``cycle`` the horizon restarts: it is
     steps · max(1, ⌈(t − begin)/steps⌉) (Keras ``PolynomialDecay(cycle=True)``).
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import lrjax.schedules as S
-      >>> S.cosine_decay(0.1, decay_steps=100)(50)
-      Array(0.05, dtype=float32)
     """
 
     init_value: Numeric

@@ -42,12 +42,6 @@ class Join(Schedule):
 
     Built by `join` (see there for the formula, arguments and references); constructed
     directly, it validates its concrete fields the same way.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import lrjax.schedules as S
-      >>> S.join([S.constant(0.1), S.constant(0.01)], boundaries=[10])(10)
-      Array(0.01, dtype=float32)
     """
 
     schedules: tuple[Schedule, ...]
@@ -103,12 +97,6 @@ class Multiply(Schedule):
 
     Built by `multiply` (see there for the formula, arguments and references); constructed
     directly, it validates its concrete fields the same way.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import lrjax.schedules as S
-      >>> S.multiply(S.constant(0.1), S.constant(0.5))(0)
-      Array(0.05, dtype=float32)
     """
 
     schedules: tuple[Schedule, ...]
@@ -154,12 +142,6 @@ class FromEpochFn(Schedule):
 
     Built by `from_epoch_fn` (see there for the formula, arguments and references); constructed
     directly, it validates its concrete fields the same way.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import lrjax.schedules as S
-      >>> S.from_epoch_fn(lambda epoch: 0.1 / (1 + epoch), steps_per_epoch=100)(100)
-      Array(0.05, dtype=float32)
     """
 
     steps_per_epoch: Numeric
@@ -204,12 +186,6 @@ class BatchScaled(Schedule):
 
     Built by `scale_for_batch_size` (see there for the formula, arguments and references); constructed
     directly, it validates its concrete fields the same way.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import lrjax.schedules as S
-      >>> S.scale_for_batch_size(S.constant(0.1), base_batch_size=256, batch_size=512)(0)
-      Array(0.2, dtype=float32)
     """
 
     schedule: Schedule

@@ -29,12 +29,6 @@ class Cyclic(Schedule):
 
     Built by `cyclic` (see there for the formula, arguments and references); constructed
     directly, it validates its concrete fields the same way.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import lrjax.schedules as S
-      >>> S.cyclic(0.01, peak_value=0.1, step_size_up=10, step_size_down=10)(5)
-      Array(0.055, dtype=float32)
     """
 
     base_value: Numeric
@@ -113,12 +107,6 @@ class OneCycle(Schedule):
 
     Built by `one_cycle` (see there for the formula, arguments and references); constructed
     directly, it validates its concrete fields the same way.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import lrjax.schedules as S
-      >>> S.one_cycle(0.1, total_steps=100, pct_start=0.3, div_factor=25.0, final_div_factor=1e4)(29)
-      Array(0.1, dtype=float32)
     """
 
     peak_value: Numeric

@@ -27,12 +27,6 @@ class Constant(Schedule):
 
     Built by `constant` (see there for the formula, arguments and references); constructed
     directly, it validates its concrete fields the same way.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import lrjax.schedules as S
-      >>> S.constant(0.1)(5)
-      Array(0.1, dtype=float32)
     """
 
     value: Numeric
@@ -69,12 +63,6 @@ class PiecewiseConstant(Schedule):
 
     Built by `piecewise_constant` (see there for the formula, arguments and references); constructed
     directly, it validates its concrete fields the same way.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import lrjax.schedules as S
-      >>> S.piecewise_constant([0.1, 0.01], boundaries=[100])(100)
-      Array(0.01, dtype=float32)
     """
 
     values: Numeric
@@ -124,12 +112,6 @@ class ExponentialDecay(Schedule):
 
     Built by `exponential_decay` and `step_decay` (see there for the formula, arguments and references); constructed
     directly, it validates its concrete fields the same way.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import lrjax.schedules as S
-      >>> S.exponential_decay(0.1, decay_rate=0.5, decay_steps=10)(20)
-      Array(0.025, dtype=float32)
     """
 
     init_value: Numeric
@@ -225,12 +207,6 @@ class MultistepDecay(Schedule):
 
     Built by `multistep_decay` (see there for the formula, arguments and references); constructed
     directly, it validates its concrete fields the same way.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import lrjax.schedules as S
-      >>> S.multistep_decay(0.1, milestones=[10, 20], decay_rate=0.5)(20)
-      Array(0.025, dtype=float32)
     """
 
     init_value: Numeric
@@ -277,12 +253,6 @@ class InverseTimeDecay(Schedule):
 
     Built by `inverse_time_decay` (see there for the formula, arguments and references); constructed
     directly, it validates its concrete fields the same way.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import lrjax.schedules as S
-      >>> S.inverse_time_decay(0.1, decay_rate=1.0, decay_steps=10)(10)
-      Array(0.05, dtype=float32)
     """
 
     init_value: Numeric

@@ -23,12 +23,6 @@ class CosineRestarts(Schedule):
 
     Built by `cosine_restarts` (see there for the formula, arguments and references); constructed
     directly, it validates its concrete fields the same way.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import lrjax.schedules as S
-      >>> S.cosine_restarts(0.1, period=10, period_mult=1.0, peak_mult=0.5, end_value=0.0)(10)
-      Array(0.05, dtype=float32)
     """
 
     init_value: Numeric

@@ -30,12 +30,6 @@ class Warmup(Schedule):
 
     Built by `warmup`, `warmup_cosine_decay` and `warmup_stable_decay` (see there for the formula, arguments and references); constructed
     directly, it validates its concrete fields the same way.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import lrjax.schedules as S
-      >>> S.warmup(S.constant(0.1), warmup_steps=10, init_value=0.0)(5)
-      Array(0.05, dtype=float32)
     """
 
     schedule: Schedule
@@ -215,12 +209,6 @@ class InverseSqrt(Schedule):
 
     Built by `inverse_sqrt` (see there for the formula, arguments and references); constructed
     directly, it validates its concrete fields the same way.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import lrjax.schedules as S
-      >>> S.inverse_sqrt(0.1, warmup_steps=100)(400)
-      Array(0.05, dtype=float32)
     """
 
     peak_value: Numeric

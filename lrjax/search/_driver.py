@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from lrjax import _configs
 from lrjax import _validate as v
+from lrjax._drive import progress_bar, run
 from lrjax._population import Population
 from lrjax._result import evaluated_on, metric_mode, readable
 from lrjax._task import Task
@@ -82,9 +82,7 @@ class Driver:
         self.next_trial = 0
         self.member_steps = 0
         self.active_steps = 0
-        self.bar = tqdm(
-            total=total, desc=f"{method} {task.name} · {self.slots} slots", unit="step", disable=not progress
-        )
+        self.bar = progress_bar(total, f"{method} {task.name} · {self.slots} slots", progress)
 
     # -- slots and trials -------------------------------------------------------------------
 
@@ -119,17 +117,15 @@ class Driver:
         """Advance the population, evaluating at every multiple of ``eval_every`` on the way;
         count the slot-steps run and those of active slots."""
         target = self.pop.clock + max(steps, 0)
-        while self.pop.clock < target:
-            n = target - self.pop.clock
-            if self.eval_every:
-                n = min(n, self.eval_every - self.pop.clock % self.eval_every)
-            active = int(self.pop.active.reshape(self.slots, self.seeds).any(1).sum())
-            self.pop.advance(n)
+        evals = range(self.eval_every, target + 1, self.eval_every) if self.eval_every else ()
+        active = int(self.pop.active.reshape(self.slots, self.seeds).any(1).sum())
+        for losses in run(self.pop, target, stops=evals, bar=self.bar):
+            n = losses.shape[1]
             self.member_steps += self.slots * n
             self.active_steps += active * n
-            self.bar.update(n)
             if self.eval_every and self.pop.clock % self.eval_every == 0:
                 self.measure()
+            active = int(self.pop.active.reshape(self.slots, self.seeds).any(1).sum())
 
     def measure(self) -> tuple[np.ndarray, np.ndarray]:
         """(values, diverged), each (slots,): the seed-mean metric and whether the slot diverged
