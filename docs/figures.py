@@ -39,7 +39,7 @@ two = lrjax.sweep(
 two.plot().savefig("docs/sweep-learning-rate-weight-decay.png", dpi=72)
 finder = lrjax.find_lr(task, adamw, seeds=8, batch_size=64, configs={"weight_decay": [1e-4, 1e-1]}, progress=False)
 finder.plot().savefig("docs/find-lr.png", dpi=80)
-sizes = lrjax.batch_size.batch_size_sweep(
+sizes = lrjax.batch_size_sweep(
     task,
     adam,
     {"learning_rate": lrjax.search.log_grid(1e-3, 3e-2, 4)},

@@ -9,9 +9,11 @@ import importlib
 import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
-from lrjax import batch_size, schedules, search
+from lrjax import schedules, search
+from lrjax._batch_size_sweep import BatchSizeResult, batch_size_sweep, fit_critical_batch_size
 from lrjax._compilation_cache import enable_compilation_cache
 from lrjax._finder import FinderResult, Verification, find_lr
+from lrjax._noise_scale import NoiseScale, gradient_noise_scale
 from lrjax._plateau import ReduceOnPlateauState, reduce_on_plateau
 from lrjax._population import Population
 from lrjax._result import SweepResult
@@ -35,17 +37,21 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BatchSizeResult",
     "FinderResult",
+    "NoiseScale",
     "Population",
     "ReduceOnPlateauState",
     "SweepResult",
     "Task",
     "Verification",
     "__version__",
-    "batch_size",
+    "batch_size_sweep",
     "datasets",
     "enable_compilation_cache",
     "find_lr",
+    "fit_critical_batch_size",
+    "gradient_noise_scale",
     "plot",
     "reduce_on_plateau",
     "schedules",

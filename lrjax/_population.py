@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,7 +29,7 @@ from lrjax._result import SweepResult, evaluated_on
 from lrjax._stream import Streams, eval_batches
 from lrjax._task import Task, key_shape
 from lrjax.engine import cache, hosts
-from lrjax.engine import parts as engine_parts
+from lrjax.engine.plan import DEFAULT_MEMORY_BUDGET, plan
 from lrjax.engine.program import (
     CHUNK,
     DIVERGENCE_FACTOR,
@@ -39,13 +38,9 @@ from lrjax.engine.program import (
     PlateauFn,
     PopulationState,
     Programs,
-    member_bytes,
-    seed_devices,
     seed_keys,
     stacked_axis,
 )
-
-DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of member state, see `state_bytes`
 
 Members = int | Sequence[int] | np.ndarray
 
@@ -207,18 +202,6 @@ def _check_reads(task: Task, optimizer: Any, hp: Mapping[str, Any], plateau: Any
     return True
 
 
-def one_member_bytes(task: Task, optimizer: Any, hp: Mapping[str, Any]) -> int:
-    """`member_bytes`, remembered by the engine's trace cache."""
-    return cache.traced("bytes", task, optimizer, None, hp, lambda: member_bytes(task, optimizer, hp))
-
-
-def state_bytes(member_bytes: int, members: int) -> int:
-    """Bytes a population of ``members`` needs for its state: each member's parameters and
-    optimizer state counted three times (the state, the next state being written, gradients and
-    updates in flight)."""
-    return 3 * members * max(member_bytes, 1)
-
-
 @dataclasses.dataclass(frozen=True)
 class _Fixed:
     """``hp -> tx`` for one transformation shared by every member (hashable, so the engine's
@@ -290,7 +273,7 @@ class Population:
       seeds: seeds per configuration.
       devices: devices to shard the members over (default: all local devices; all global
         devices when `jax.distributed` runs several processes).
-      memory_budget: bytes the state may take (`state_bytes`); more raises `ValueError`. On
+      memory_budget: bytes the state may take (`lrjax.engine.plan.state_bytes`); more raises `ValueError`. On
         CPU each device's members train in parts, one per core, at once (`lrjax.engine.parts`),
         which takes two more copies of the state; a population they do not fit trains whole.
       plateau: optional `lrjax.reduce_on_plateau(...)` (or ``optax.contrib.reduce_on_plateau``, or
@@ -340,27 +323,22 @@ class Population:
         check_task_and_optimizer(task, optimizer, _configs.take(hps, 0), plateau)
         plateau_fn = _plateau_fn(plateau)
         devices = tuple(devices or hosts.default_devices())
-        one_member = one_member_bytes(task, optimizer, _configs.take(hps, 0))
-        by_seed = seed_devices(num_configs, seeds, len(devices))
-        cut, slots = engine_parts.choose(num_configs, seeds, devices, by_seed)
-        if task.streamed and cut[0] > 1:  # a part reads every seed's batches: parts of members only
-            cut = (1, 1)
-        if state_bytes(one_member, seeds * slots) + engine_parts.COPIES * seeds * slots * one_member > memory_budget:
-            across = len(devices) // by_seed  # no room for the parts' copies: one part
-            cut, slots = (1, 1), math.ceil(num_configs / across) * across
-        layout = Layout(seeds, slots, batch_size, devices, cut, by_seed, divergence_factor)
+        layout = plan(
+            task,
+            optimizer,
+            _configs.take(hps, 0),
+            num_configs,
+            seeds=seeds,
+            batch_size=batch_size,
+            devices=devices,
+            memory_budget=memory_budget,
+            divergence_factor=divergence_factor,
+        ).layout
         programs = cache.program_set(task, optimizer, plateau_fn, layout)
         self._metric_names = programs.programs.metric_names()
         if plateau_fn is not None and plateau_metric not in self._metric_names:
             raise ValueError(
                 f"plateau_metric must be one of the task's metrics {self._metric_names}, got {plateau_metric!r}"
-            )
-        needed = state_bytes(one_member, seeds * slots)
-        if needed > memory_budget:
-            raise ValueError(
-                f"the population needs {needed} bytes ({seeds} seeds × {slots} configurations × {one_member} bytes "
-                f"of parameters and optimizer state × 3), more than memory_budget={memory_budget}; "
-                "use fewer members (lrjax.sweep splits them into groups) or a larger budget"
             )
 
         self.task, self.optimizer, self.plateau, self.plateau_metric = task, optimizer, plateau_fn, plateau_metric
@@ -405,7 +383,7 @@ class Population:
         """(size, ...) -> (seeds, slots, ...); padding slots repeat the last configuration or hold ``pad``."""
         x = np.asarray(x)
         y = x.reshape((-1, self.seeds, *x.shape[1:])).swapaxes(0, 1)
-        extra = self._layout.members - y.shape[1]
+        extra = self._layout.slots - y.shape[1]
         if extra:
             fill = (
                 np.repeat(y[:, -1:], extra, axis=1)
@@ -523,7 +501,7 @@ class Population:
         finally:  # a stream that fails keeps the chunks trained before it
             done = sum(n for _, n in buffers)
             self._clock += done
-            seeds_slots = (self.seeds, self._layout.members)
+            seeds_slots = (self.seeds, self._layout.slots)
             stacked = (
                 np.concatenate([hosts.host(b)[:n] for b, n in buffers])
                 if buffers
@@ -678,7 +656,7 @@ class Population:
             raise ValueError(f"dst and src must have the same length, got {dst_index.size} and {src_index.size}")
         source = np.arange(self.size)
         source[dst_index] = src_index
-        configs, slots = self.size // self.seeds, self._layout.members
+        configs, slots = self.size // self.seeds, self._layout.slots
         seed_of = np.tile(np.arange(self.seeds), configs)
         config_of = np.repeat(np.arange(configs), self.seeds)
         src_seed = np.tile(np.arange(self.seeds)[:, None], (1, slots)).astype(np.int32)
@@ -949,7 +927,7 @@ class Population:
         self._active = np.asarray(arrays["active"], bool)
         self._upload()
         shapes = self._programs.programs.state_shapes(self._device_hps)
-        slots = self._layout.members
+        slots = self._layout.slots
 
         def place(saved: np.ndarray, like: jax.ShapeDtypeStruct) -> jax.Array:
             extra = slots - saved.shape[1]

@@ -9,7 +9,6 @@ the same shape so that they share one set of compiled programs.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -29,24 +28,15 @@ from lrjax._population import (
     check_batch_size,
     check_divergence_factor,
     check_task_and_optimizer,
-    one_member_bytes,
-    state_bytes,
 )
 from lrjax._result import SweepResult, evaluated_on, metric_column
 from lrjax._task import Task
 from lrjax.engine import hosts
 from lrjax.engine.compiles import count_compiles
+from lrjax.engine.plan import plan
 from lrjax.engine.program import OptimizerFn
 
-__all__ = ["check_configs", "group_size", "sweep"]
-
-
-def group_size(num_configs: int, seeds: int, bytes_per_member: int, budget: int, num_devices: int) -> int:
-    """Configurations per population: as many as fit ``budget`` (see `state_bytes`), a multiple
-    of the device count."""
-    fit = max(budget // state_bytes(bytes_per_member, seeds), 1)
-    size = max(num_devices, fit // num_devices * num_devices)
-    return min(size, math.ceil(num_configs / num_devices) * num_devices)
+__all__ = ["check_configs", "sweep"]
 
 
 def _every(k: int | None, steps: int) -> set[int]:
@@ -178,11 +168,19 @@ def sweep(
         checkpoint = v.directory("checkpoint", checkpoint)
         checkpoint_every = checkpoint_every or eval_every
     devices = tuple(devices or hosts.default_devices())
-    one_member = one_member_bytes(task, optimizer, _configs.take(hps, 0))
-    size = group_size(num_configs, seeds, one_member, memory_budget, len(devices))
-    groups = [np.arange(g, min(g + size, num_configs)) for g in range(0, num_configs, size)]
-    # A group holds at least one configuration per device, even over the budget.
-    budget = max(memory_budget, state_bytes(one_member, seeds * size))
+    planned = plan(
+        task,
+        optimizer,
+        _configs.take(hps, 0),
+        num_configs,
+        seeds=seeds,
+        batch_size=batch_size,
+        devices=devices,
+        memory_budget=memory_budget,
+        divergence_factor=divergence_factor,
+        split=True,
+    )
+    groups, size, budget = planned.groups, planned.group_size, planned.memory_budget
     kwargs: dict[str, Any] = dict(
         batch_size=batch_size,
         seed=seed,
@@ -215,7 +213,7 @@ def sweep(
     shown: dict[str, Any] = {}  # the progress bar's numbers
     with count_compiles() as compiles:
         for g, index in enumerate(groups):
-            padded = np.concatenate([index, np.full(size - len(index), index[-1])])
+            padded = np.concatenate([np.asarray(index), np.full(size - len(index), index[-1])])
             group_configs = _configs.take(hps, padded)
             path = None if checkpoint is None else os.path.join(os.fspath(checkpoint), f"group_{g:04d}")
             if path is not None and _checkpoint.exists(path):

@@ -19,11 +19,11 @@ import optax
 import lrjax.schedules as S
 from lrjax import __version__, search
 from lrjax import _validate as v
+from lrjax._batch_size_sweep import batch_size_sweep
 from lrjax._compilation_cache import enable_compilation_cache
 from lrjax._finder import find_lr
 from lrjax._sweep import sweep
 from lrjax._task import Task
-from lrjax.batch_size import batch_size_sweep
 
 
 def gallery(total_steps: int, peak: float = 0.1) -> dict[str, S.Schedule]:

@@ -606,14 +606,14 @@ def batch_size(result: Any) -> Figure:
     S = S_min(1 + B_noise/B), E = E_min(1 + B/B_noise) and its asymptotes S_min and E_min.
 
     Args:
-      result: a `lrjax.batch_size.BatchSizeResult`.
+      result: a `lrjax.BatchSizeResult`.
 
     Returns:
       The matplotlib figure.
 
     Example:
       >>> import optax, lrjax
-      >>> result = lrjax.batch_size.batch_size_sweep(
+      >>> result = lrjax.batch_size_sweep(
       ...     lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
       ...     {"learning_rate": [0.1]}, [4, 16, 64], steps=200, target=0.05, progress=False)
       >>> [ax.get_xlabel() for ax in lrjax.plot.batch_size(result).axes]

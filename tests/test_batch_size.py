@@ -1,5 +1,7 @@
-"""`lrjax.batch_size`: the gradient noise scale against per-example gradients computed exactly;
+"""The batch-size tools: the gradient noise scale against per-example gradients computed exactly;
 batch-size sweeps against stand-alone sweeps; the critical-batch-size fit; bad input."""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +10,8 @@ import optax
 import pytest
 
 import lrjax
-from lrjax.batch_size import batch_size_sweep, fit_critical_batch_size, gradient_noise_scale
+from lrjax import batch_size_sweep, fit_critical_batch_size, gradient_noise_scale
+from lrjax.engine import augment_key, cache, count_compiles
 from lrjax.engine.program import order_words, seed_keys
 from lrjax.engine.shuffle import epoch_order
 
@@ -18,9 +21,10 @@ def regression():
     return lrjax.datasets.linear_regression(4096, noise=0.5)
 
 
-def _per_example_grads(task, params, index=None):
-    """(n, 2) exact per-example gradients of the mean squared error, (w, b) order."""
-    x, y = task.train_data
+def _per_example_grads(task, params, index=None, data=None):
+    """(n, 2) exact per-example gradients of the mean squared error, (w, b) order, on ``data``
+    (default: the task's training data, or its examples ``index``)."""
+    x, y = task.train_data if data is None else data
     if index is not None:
         x, y = x[index], y[index]
     one = lambda p, xi, yi: task.loss(p, (xi[None], yi[None]))
@@ -58,6 +62,34 @@ def test_each_steps_estimates_are_the_formulas_on_its_micro_batches(regression):
     trace = (small_sq - big_sq) / (c(32) - c(512))
     np.testing.assert_allclose(noise.per_step["trace"], [trace], rtol=1e-4)
     np.testing.assert_allclose(noise.per_step["gradient_norm_sq"], [big_sq - c(512) * trace], rtol=1e-4)
+
+
+def test_the_noise_scale_measures_the_augmented_batches_training_sees(regression):
+    """With ``augment``, step 1's batch is the seed's second batch through ``augment`` with the
+    key of clock 1 (`lrjax.engine.augment_key`), as a population trains on it."""
+    noisy = lambda key, batch: (batch[0] + 0.3 * jax.random.normal(key, batch[0].shape), batch[1])
+    task = dataclasses.replace(regression, augment=noisy)
+    params = task.init(jax.random.key(3))
+    noise = gradient_noise_scale(task, params, batch_size=512, micro_batches=16, steps=2, seed=5)
+    order = np.asarray(epoch_order(order_words(seed_keys(5, 1)[0]), 0, 4096))
+    x, y = (np.asarray(a)[order[512:1024]] for a in task.train_data)
+    seen = noisy(augment_key(5, 1, 0, 1), (jnp.asarray(x), jnp.asarray(y)))
+    g = _per_example_grads(task, params, data=seen).reshape(16, 32, 2)
+    small_sq, big_sq = (g.mean(1) ** 2).sum(1).mean(), (g.mean((0, 1)) ** 2).sum()
+    c = lambda b: (4096 - b) / (4095 * b)
+    np.testing.assert_allclose(noise.per_step["trace"][1], (small_sq - big_sq) / (c(32) - c(512)), rtol=1e-4)
+
+
+def test_measuring_again_compiles_nothing_until_the_engine_cache_is_cleared(regression):
+    params = regression.init(jax.random.key(0))
+    measure = lambda: gradient_noise_scale(regression, params, batch_size=64, micro_batches=4, steps=3)
+    measure()
+    with count_compiles() as again:
+        measure()
+    cache.clear()
+    with count_compiles() as cleared:
+        measure()
+    assert (again.count, cleared.count) == (0, 1)
 
 
 @pytest.mark.parametrize(

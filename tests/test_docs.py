@@ -18,7 +18,7 @@ import lrjax
 MODULES = sorted(m.name for m in pkgutil.walk_packages(lrjax.__path__, "lrjax."))
 # Examples that change process-wide JAX settings run in a process of their own.
 OWN_PROCESS = {"lrjax._compilation_cache"}
-PUBLIC = ["lrjax", "lrjax.schedules", "lrjax.search", "lrjax.batch_size", "lrjax.datasets", "lrjax.plot"]
+PUBLIC = ["lrjax", "lrjax.schedules", "lrjax.search", "lrjax.datasets", "lrjax.plot", "lrjax.engine"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -219,7 +219,7 @@ def test_the_noise_scale_reads_a_tasks_model_state_and_keys():
             rng=True,
         ),
     }
-    noise = lambda task: lrjax.batch_size.gradient_noise_scale(task, batch_size=64, micro_batches=4, steps=3)
+    noise = lambda task: lrjax.gradient_noise_scale(task, batch_size=64, micro_batches=4, steps=3)
     plain, state, coin = (noise(tasks[k]) for k in ("plain", "state", "coin"))
     np.testing.assert_allclose(state.gradient_norm_sq, 4 * plain.gradient_norm_sq, rtol=1e-5)
     np.testing.assert_allclose(state.b_simple, plain.b_simple, rtol=1e-5)

@@ -225,7 +225,7 @@ class ProgramSet:
 
         def losses(q: Programs, hps: Any) -> jax.ShapeDtypeStruct:
             shape = (CHUNK, *jax.tree.leaves(hps)[0].shape[:2])
-            return jax.ShapeDtypeStruct(shape, np.float32, sharding=NamedSharding(q.mesh, P(None, "seeds", "members")))
+            return jax.ShapeDtypeStruct(shape, np.float32, sharding=NamedSharding(q.mesh, P(None, "seeds", "slots")))
 
         def chunk(q: Programs, state: Any, hps: Any) -> tuple[Callable, tuple, dict]:
             out = sharding_of((state, losses(q, hps)))
@@ -379,11 +379,23 @@ def traced(what: str, task: Task, optimizer: OptimizerFn, plateau: Any, hp: Any,
     and plateau, the structure, shapes and dtypes of one member's ``hp``): for facts that follow
     from tracing alone, never from the values. An exception is not remembered."""
     key = (what, task, function_key(optimizer), function_key(plateau), _hp_signature(hp))
-    found = _TRACED.get(key)
+    return _kept(_TRACED, key, compute)
+
+
+def _kept(lru: _LRU, key: Hashable, build: Callable[[], Any]) -> Any:
+    """``lru``'s value for ``key``, built (and kept) if it has none."""
+    found = lru.get(key)
     if found is None:
-        found = compute()
-        _TRACED.put(key, found)
+        found = build()
+        lru.put(key, found)
     return found
+
+
+def program(key: Hashable, build: Callable[[], Any]) -> Any:
+    """A program outside a population's (e.g. the gradient noise scale's jitted function):
+    ``build()``, kept in the engine's bounded program cache under ``key``, which `clear`
+    empties. ``key`` holds what the program depends on (the task by identity, sizes)."""
+    return _kept(_PROGRAM_SETS, ("program", key), build)
 
 
 def program_set(task: Task, optimizer: OptimizerFn, plateau: PlateauFn | None, layout: Layout) -> ProgramSet:
@@ -391,8 +403,4 @@ def program_set(task: Task, optimizer: OptimizerFn, plateau: PlateauFn | None, l
     `lrjax.engine.rewrite.enabled`); built on first use. The optimizer and plateau are keyed by
     `function_key`."""
     key = (task, function_key(optimizer), function_key(plateau), layout, rewrite.enabled())
-    found = _PROGRAM_SETS.get(key)
-    if found is None:
-        found = ProgramSet(Programs(task, optimizer, plateau, layout))
-        _PROGRAM_SETS.put(key, found)
-    return found
+    return _kept(_PROGRAM_SETS, key, lambda: ProgramSet(Programs(task, optimizer, plateau, layout)))

@@ -66,8 +66,8 @@ def choose(configs: int, seeds: int, devices: Sequence[Any], seed_devices: int =
       seed_devices: how many of them shard the seeds (`lrjax.engine.program.seed_devices`).
 
     Returns:
-      ``((seed_parts, member_parts), slots)``: at most one of the two counts above 1; ``slots``
-      configuration slots, a multiple of ``M × member_parts`` (padding repeats a configuration).
+      ``((seed_parts, slot_parts), slots)``: at most one of the two counts above 1; ``slots``
+      configuration slots, a multiple of ``M × slot_parts`` (padding repeats a configuration).
 
     Example:
       >>> from lrjax.engine.parts import choose
@@ -75,16 +75,16 @@ def choose(configs: int, seeds: int, devices: Sequence[Any], seed_devices: int =
       >>> choose(64, 1, jax.devices()[:1])[1] % 64
       0
     """
-    member_devices = len(devices) // seed_devices
-    per_device = math.ceil(configs / member_devices)
-    whole = ((1, 1), per_device * member_devices)
+    slot_devices = len(devices) // seed_devices
+    per_device = math.ceil(configs / slot_devices)
+    whole = ((1, 1), per_device * slot_devices)
     if jax.process_count() > 1 or not all(d.platform == "cpu" for d in devices):
         return whole
     per_core = max(cores() // len(jax.local_devices(backend="cpu")), 1)
     if per_device >= 2:
         per_part = math.ceil(per_device / per_core)
         parts = math.ceil(per_device / per_part)
-        return (1, parts), parts * per_part * member_devices
+        return (1, parts), parts * per_part * slot_devices
     local_seeds = seeds // seed_devices
     seed_parts = max(k for k in range(1, min(per_core, local_seeds) + 1) if local_seeds % k == 0)
     return (seed_parts, 1), whole[1]
@@ -92,10 +92,8 @@ def choose(configs: int, seeds: int, devices: Sequence[Any], seed_devices: int =
 
 def part_layout(layout: Layout) -> Layout:
     """The layout of one part of ``layout``."""
-    seed_parts, member_parts = layout.parts
-    return dataclasses.replace(
-        layout, seeds=layout.seeds // seed_parts, members=layout.members // member_parts, parts=(1, 1)
-    )
+    seed_parts, slot_parts = layout.parts
+    return dataclasses.replace(layout, seeds=layout.seeds // seed_parts, slots=layout.slots // slot_parts, parts=(1, 1))
 
 
 def _axes(layout: Layout, state: PopulationState) -> tuple[Any, int, int, int | None]:
@@ -110,7 +108,7 @@ def _axes(layout: Layout, state: PopulationState) -> tuple[Any, int, int, int | 
 def _blocks(layout: Layout) -> int:
     """Blocks the cut axis is laid out in: one per device along it (the members' or the seeds'
     axis of the device mesh), so that every part keeps each device's share on that device."""
-    return layout.member_devices if layout.parts[1] > 1 else layout.seed_devices
+    return layout.slot_devices if layout.parts[1] > 1 else layout.seed_devices
 
 
 def _take(x: jax.Array, axis: int, blocks: int, parts: int, k: int) -> jax.Array:

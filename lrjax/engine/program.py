@@ -117,11 +117,11 @@ class Layout:
     ``stop_factor``; never when ℓ₀ = 0)."""
 
     seeds: int
-    members: int  # configuration slots, a multiple of the member devices
+    slots: int  # configuration slots, a multiple of the devices sharding them
     batch_size: int | None  # None: full batch
     devices: tuple
-    parts: tuple[int, int] = (1, 1)  # (seed parts, member parts) a chunk runs in: `lrjax.engine.parts`
-    seed_devices: int = 1  # the devices as a (seed_devices, member devices) mesh: `seed_devices`
+    parts: tuple[int, int] = (1, 1)  # (seed parts, slot parts) a chunk runs in: `lrjax.engine.parts`
+    seed_devices: int = 1  # the devices as a (seed_devices, slot_devices) mesh: `seed_devices`
     divergence_factor: float | None = DIVERGENCE_FACTOR
 
     @property
@@ -130,7 +130,7 @@ class Layout:
         return all(d.platform == "cpu" for d in self.devices)
 
     @property
-    def member_devices(self) -> int:
+    def slot_devices(self) -> int:
         """Devices the configuration slots are sharded over (the mesh's second axis)."""
         return len(self.devices) // self.seed_devices
 
@@ -203,7 +203,28 @@ def seed_keys(seed: int, seeds: int) -> jax.Array:
 
 
 def init_key(seed: int, seeds: int, index: int) -> jax.Array:
-    """The key passed to ``task.init`` for seed ``index`` of a population with ``seed`` and ``seeds``."""
+    """The key passed to ``task.init`` for seed ``index`` of a population with ``seed`` and ``seeds``.
+
+    Args:
+      seed: the population's ``seed``.
+      seeds: its ``seeds`` (seeds per configuration).
+      index: the seed index, in ``[0, seeds)``; member ``i * seeds + index`` starts from it.
+
+    Returns:
+      A typed JAX key: ``task.init(init_key(seed, seeds, index))`` are those members'
+      initial parameters.
+
+    Example:
+      >>> import jax, optax, lrjax
+      >>> from lrjax.engine import init_key
+      >>> task = lrjax.datasets.linear_regression()
+      >>> pop = lrjax.Population(task, lambda hp: optax.sgd(hp["learning_rate"]), {"learning_rate": [0.1, 0.2]},
+      ...                        seed=3, seeds=2)
+      >>> member = 1 * 2 + 1                                 # configuration 1, seed index 1
+      >>> start = task.init(init_key(3, 2, 1))
+      >>> bool(all(jax.tree.leaves(jax.tree.map(lambda a, b: a[member] == b, pop.params, start))))
+      True
+    """
     return _keys(seed_keys(seed, seeds)[index])[0]
 
 
@@ -232,6 +253,21 @@ def augment_key_of(words: jax.Array, clock: jax.Array) -> jax.Array:
     see `augment_key`."""
     stream = jax.random.fold_in(jax.random.wrap_key_data(words, impl="threefry2x32"), jnp.uint32(_AUGMENT))
     return jax.random.fold_in(stream, clock)
+
+
+def take_batch(order: jax.Array, t: jax.Array, data: Any, batch_size: int) -> Any:
+    """Batch ``t`` of one seed's epoch ``order`` (traced): examples ``order[j·B : (j+1)·B]``
+    of ``data`` with ``j = t mod ⌊n/B⌋``; the last partial batch of an epoch is dropped."""
+    n = jax.tree.leaves(data)[0].shape[0]
+    idx = jax.lax.dynamic_slice_in_dim(order, (t % (n // batch_size)) * batch_size, batch_size)
+    return jax.tree.map(lambda x: jnp.take(x, idx, axis=0), data)
+
+
+def augmented(task: Task, words: jax.Array, clock: jax.Array, batch: Any) -> Any:
+    """One seed's batch at the population's ``clock`` through the task's ``augment``, keyed by
+    `augment_key_of` the seed's `key_words` (traced)."""
+    assert task.augment is not None, "called only for a task with augment"
+    return task.augment(augment_key_of(words, clock), batch)
 
 
 def augment_key(seed: int, seeds: int, index: int, step: int) -> jax.Array:
@@ -285,16 +321,6 @@ def step_key(seed: int, seeds: int, index: int, step: int) -> jax.Array:
       True
     """
     return step_key_of(key_words(seed_keys(seed, seeds)[index]), jnp.int32(step))
-
-
-def member_bytes(task: Task, optimizer: OptimizerFn, hp: Any) -> int:
-    """Bytes of one member's parameters, model state and optimizer state (from shapes; nothing runs)."""
-
-    def state(hp: Any) -> tuple[Any, Any, Any]:
-        params, model_state = task.initial(jax.random.key(0))
-        return params, model_state, optimizer(hp).init(params)
-
-    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(jax.eval_shape(state, hp)))
 
 
 def _with_value(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
@@ -424,9 +450,9 @@ class Programs:
 
     def __init__(self, task: Task, optimizer: OptimizerFn, plateau: PlateauFn | None, layout: Layout):
         self.task, self.optimizer, self.plateau, self.layout = task, optimizer, plateau, layout
-        grid = np.array(layout.devices, dtype=object).reshape(layout.seed_devices, layout.member_devices)
-        self.mesh = Mesh(grid, ("seeds", "members"))
-        self.slots = NamedSharding(self.mesh, P("seeds", "members"))  # (seeds, members) arrays
+        grid = np.array(layout.devices, dtype=object).reshape(layout.seed_devices, layout.slot_devices)
+        self.mesh = Mesh(grid, ("seeds", "slots"))
+        self.slots = NamedSharding(self.mesh, P("seeds", "slots"))  # (seeds, slots) arrays
         self.replicated = NamedSharding(self.mesh, P())
         self.per_seed = NamedSharding(self.mesh, P("seeds"))  # (seeds, ...) data-order arrays
         # The jaxpr rewrites (`lrjax.engine.rewrite`) were measured on XLA:CPU only: on a GPU the
@@ -443,16 +469,16 @@ class Programs:
 
     def state_shapes(self, hps: Any) -> PopulationState:
         """The population state's shapes, dtypes and shardings for hyperparameters like ``hps``
-        (leaves (seeds, members)). Every member leaf is sharded along its seed and member axes
-        over the layout's (seed devices, member devices) mesh, and each seed's data order lives
+        (leaves (seeds, slots)). Every member leaf is sharded along its seed and slot axes
+        over the layout's (seed devices, slot devices) mesh, and each seed's data order lives
         on the devices of its seed."""
         hp = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[2:], x.dtype), hps)
-        seeds, members = self.layout.seeds, self.layout.members
+        seeds, slots = self.layout.seeds, self.layout.slots
 
         def stacked(x: jax.ShapeDtypeStruct) -> jax.ShapeDtypeStruct:
             a = member_axis(x.ndim)
-            spec = P("seeds", *([None] * a), "members")
-            shape = (seeds, *x.shape[:a], members, *x.shape[a:])
+            spec = P("seeds", *([None] * a), "slots")
+            shape = (seeds, *x.shape[:a], slots, *x.shape[a:])
             return jax.ShapeDtypeStruct(shape, x.dtype, sharding=NamedSharding(self.mesh, spec))
 
         shapes: list[Any] = [  # ShapeDtypeStructs where the state will hold arrays
@@ -534,13 +560,6 @@ class Programs:
     def _loss(self, params: Any, model_state: Any, batch: Any, key: Any) -> tuple[jax.Array, Any]:
         return self._rewritten[0](params, model_state, batch, key)
 
-    def batch(self, order: jax.Array, t: jax.Array, data: Any) -> Any:
-        """Batch ``t`` of one seed's epoch ``order``; the last partial batch of an epoch is dropped."""
-        b = self.layout.batch_size
-        assert b is not None, "a full-batch layout takes no batches"
-        idx = jax.lax.dynamic_slice_in_dim(order, (t % (self.task.num_train // b)) * b, b)
-        return jax.tree.map(lambda x: jnp.take(x, idx, axis=0), data)
-
     def _member_step(
         self, state: MemberState, hp: Any, active: jax.Array, batch: Any, words: jax.Array
     ) -> tuple[MemberState, jax.Array]:
@@ -576,12 +595,6 @@ class Programs:
         )
         return new_state, jnp.where(run, loss, jnp.nan).astype(jnp.float32)
 
-    def _augment(self, words: jax.Array, clock: jax.Array, batch: Any) -> Any:
-        """One seed's batch at the ``clock`` through the task's ``augment``."""
-        augment = self.task.augment
-        assert augment is not None, "called only for a task with augment"
-        return augment(augment_key_of(words, clock), batch)
-
     def chunk(self, state: PopulationState, hps: Any, active: jax.Array, data: Any, n: jax.Array):
         """``n`` (<= `CHUNK`, a runtime value) training steps of every member.
 
@@ -592,14 +605,16 @@ class Programs:
         ``data`` is the training set, or, for a streamed task, the chunk's batches (CHUNK, seeds,
         batch, ...), step-major, read by step ``i`` of the chunk.
 
-        Returns the new state and the losses (CHUNK, seeds, members): the loss before each
+        Returns the new state and the losses (CHUNK, seeds, slots): the loss before each
         step's update, NaN where a member is inactive or diverged and after step ``n``."""
         streamed = self.task.streamed
         full_batch = self.layout.batch_size is None and not streamed
         shared = full_batch and self.task.augment is None  # one batch for every seed
-        seeds, members = self.layout.seeds, self.layout.members
-        step, draw, batch, augment = self._member_step, epoch_order, self.batch, self._augment
-        if members > 1:
+        seeds, slots = self.layout.seeds, self.layout.slots
+        step, draw = self._member_step, epoch_order
+        batch = functools.partial(take_batch, batch_size=self.layout.batch_size or 0)
+        augment = functools.partial(augmented, self.task)
+        if slots > 1:
             axes = _per_seed_axes(state.members)
             step = jax.vmap(step, in_axes=(axes, 0, 0, None, None), out_axes=(axes, 0))
         if seeds > 1:
@@ -618,7 +633,7 @@ class Programs:
             """``x`` (seed axis first, member axis at ``member_axis`` if any) without the axes
             of length 1."""
             drop = {0} if seeds == 1 else set()
-            if member_axis is not None and members == 1:
+            if member_axis is not None and slots == 1:
                 drop.add(member_axis)
             return x.reshape(tuple(d for i, d in enumerate(x.shape) if i not in drop))
 
@@ -639,10 +654,10 @@ class Programs:
             if self.task.augment is not None:
                 batches = augment(words, t, batches)
             members_state, loss = step(members_state, hps, active, batches, words)
-            losses = jax.lax.dynamic_update_index_in_dim(losses, loss.reshape(seeds, members), i, 0)
+            losses = jax.lax.dynamic_update_index_in_dim(losses, loss.reshape(seeds, slots), i, 0)
             return members_state, order, t + 1, losses
 
-        losses = jnp.full((CHUNK, seeds, members), jnp.nan, jnp.float32)
+        losses = jnp.full((CHUNK, seeds, slots), jnp.nan, jnp.float32)
         members_in = jax.tree.map(lambda x: squeeze(x, stacked_axis(x)), state.members)
         carry = (members_in, squeeze(state.order, None), state.clock, losses)
         members_out, order, clock, losses = jax.lax.fori_loop(0, n, body, carry)

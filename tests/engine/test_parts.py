@@ -15,7 +15,9 @@ import optax
 import pytest
 
 import lrjax
-from lrjax.engine import Layout, parts
+from lrjax.engine import parts
+from lrjax.engine.plan import member_bytes, state_bytes
+from lrjax.engine.program import Layout, MemberState, PopulationState
 from tests.engine.conftest import run_on_devices
 
 CLOSE = dict(rtol=1e-5, atol=1e-6)  # 130 steps: ulp-level differences grow to ~1e-7
@@ -62,10 +64,10 @@ def test_the_seeds_are_sharded_only_when_that_gives_each_device_fewer_members(co
 
 def test_split_then_join_is_the_identity_and_cuts_device_blocks():
     # 2 device blocks of 6 members, cut into 3 parts: part k holds members {2k, 2k+1} of each block.
-    layout = Layout(seeds=1, members=12, batch_size=4, devices=tuple(jax.devices()[:1]) * 2, parts=(1, 3))
+    layout = Layout(seeds=1, slots=12, batch_size=4, devices=tuple(jax.devices()[:1]) * 2, parts=(1, 3))
     kernel = jnp.arange(1 * 5 * 12 * 3, dtype=jnp.float32).reshape(1, 5, 12, 3)  # (seeds, in, members, out)
-    state = lrjax.engine.PopulationState(
-        lrjax.engine.MemberState(
+    state = PopulationState(
+        MemberState(
             {"w": kernel},
             {"count": jnp.arange(12)[None]},
             (),
@@ -141,9 +143,7 @@ def test_no_parts_when_their_copies_do_not_fit_the_memory_budget(digits, cores):
     sgd = lambda hp: optax.sgd(hp["learning_rate"])
     configs = {"learning_rate": [0.01, 0.1]}
     roomy = lrjax.Population(digits, sgd, configs, batch_size=32)
-    need = lrjax._population.state_bytes(
-        lrjax._population.one_member_bytes(digits, sgd, {"learning_rate": np.float32(0.1)}), 2
-    )
+    need = state_bytes(member_bytes(digits, sgd, {"learning_rate": np.float32(0.1)}), 2)
     tight = lrjax.Population(digits, sgd, configs, batch_size=32, memory_budget=need)
     assert roomy._layout.parts == (1, 2) and tight._layout.parts == (1, 1)
 
@@ -161,7 +161,7 @@ TWO_DEVICES = textwrap.dedent(
     whole = lrjax.sweep(task, opt, configs, **kw)
     parts.cores = lambda: 4  # 2 per device: 2 parts of 2 slots on each device, 8 slots in all
     pop = lrjax.Population(task, opt, configs, seeds=2, batch_size=32)
-    assert pop._layout.parts == (1, 2) and pop._layout.members == 8, pop._layout
+    assert pop._layout.parts == (1, 2) and pop._layout.slots == 8, pop._layout
     cut = lrjax.sweep(task, opt, configs, **kw)
     np.testing.assert_allclose(cut.train_loss, whole.train_loss, rtol=1e-6, atol=1e-7)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), cut.final_params, whole.final_params)
@@ -173,7 +173,7 @@ TWO_DEVICES = textwrap.dedent(
     kw = dict(steps=30, batch_size=32, seeds=8, eval_every=10, progress=False)
     single = lrjax.sweep(task, opt, one, devices=jax.devices()[:1], **kw)
     pop = lrjax.Population(task, opt, one, seeds=8, batch_size=32)
-    assert (pop._layout.seed_devices, pop._layout.parts, pop._layout.members) == (2, (2, 1), 1), pop._layout
+    assert (pop._layout.seed_devices, pop._layout.parts, pop._layout.slots) == (2, (2, 1), 1), pop._layout
     leaf = jax.tree.leaves(pop._state.members.params)[0]
     assert leaf.sharding.shard_shape(leaf.shape)[:2] == (4, 1)
     spread = lrjax.sweep(task, opt, one, **kw)

@@ -48,7 +48,7 @@ class BatchSizeResult:
 
     Example:
       >>> import optax, lrjax
-      >>> result = lrjax.batch_size.batch_size_sweep(
+      >>> result = lrjax.batch_size_sweep(
       ...     lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
       ...     {"learning_rate": [0.05, 0.2]}, [8, 16, 32, 64], examples=4096, target=0.05, progress=False)
       >>> result.to_pandas()[["batch_size", "learning_rate", "reached"]].shape
@@ -164,7 +164,7 @@ def fit_critical_batch_size(batch_sizes: np.ndarray, steps: np.ndarray) -> tuple
 
     Example:
       >>> import numpy as np
-      >>> from lrjax.batch_size import fit_critical_batch_size
+      >>> from lrjax import fit_critical_batch_size
       >>> b = np.array([16, 64, 256, 1024])
       >>> [round(x, 6) for x in fit_critical_batch_size(b, 50 * (1 + 200 / b))]
       [200.0, 50.0, 10000.0]
@@ -265,7 +265,7 @@ def batch_size_sweep(
 
     Example:
       >>> import optax, lrjax
-      >>> result = lrjax.batch_size.batch_size_sweep(
+      >>> result = lrjax.batch_size_sweep(
       ...     lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
       ...     {"learning_rate": [0.1]}, [4, 16, 64], steps=200, target=0.05, progress=False)
       >>> result.trade_off()[0].round(1).tolist()             # steps to reach 0.05 at each B

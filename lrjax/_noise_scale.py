@@ -25,7 +25,6 @@ ratio is taken (the paper's advice: the ratio of averages, not the average of ra
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import jax
@@ -34,7 +33,7 @@ import numpy as np
 
 from lrjax import _validate as v
 from lrjax._task import Task
-from lrjax.engine import program
+from lrjax.engine import cache, program
 from lrjax.engine.program import init_key, key_words, order_words, seed_keys
 from lrjax.engine.shuffle import epoch_order
 
@@ -55,7 +54,7 @@ class NoiseScale:
 
     Example:
       >>> import lrjax
-      >>> noise = lrjax.batch_size.gradient_noise_scale(lrjax.datasets.linear_regression(), batch_size=64,
+      >>> noise = lrjax.gradient_noise_scale(lrjax.datasets.linear_regression(), batch_size=64,
       ...                                               micro_batches=8, steps=10)
       >>> noise.micro_batch_size, noise.per_step["trace"].shape
       (8, (10,))
@@ -118,7 +117,7 @@ def gradient_noise_scale(
 
     Example:
       >>> import lrjax
-      >>> noise = lrjax.batch_size.gradient_noise_scale(lrjax.datasets.linear_regression(), batch_size=128,
+      >>> noise = lrjax.gradient_noise_scale(lrjax.datasets.linear_regression(), batch_size=128,
       ...                                               micro_batches=16, steps=20)
       >>> bool(noise.b_simple > 0)
       True
@@ -161,12 +160,16 @@ def _spread(b: int, n: int) -> float:
     return (n - b) / ((n - 1) * b)
 
 
-@functools.lru_cache(maxsize=16)
 def _estimates(task: Task, big: int, micro: int, steps: int) -> Any:
     """The jitted program: (params, model state, data, order words, key words) -> per-step
-    estimates of |G|² and tr(Σ).
-    Kept for the task (by identity) and sizes, so measuring again, e.g. at other parameters
-    along training, compiles nothing."""
+    estimates of |G|² and tr(Σ). Step ``t`` takes the batch a population's seed trains on at
+    clock ``t`` (`lrjax.engine.program.take_batch` of that epoch's order, through the task's
+    ``augment``). Kept in the engine's program cache for the task (by identity) and sizes, so
+    measuring again, e.g. at other parameters along training, compiles nothing."""
+    return cache.program(("gradient_noise_scale", task, big, micro, steps), lambda: _build(task, big, micro, steps))
+
+
+def _build(task: Task, big: int, micro: int, steps: int) -> Any:
     small, n = big // micro, task.num_train
     per_epoch = n // big
 
@@ -177,9 +180,10 @@ def _estimates(task: Task, big: int, micro: int, steps: int) -> Any:
             return task.step_loss(params, model_state, batch, key)[0]
 
         def step(_: None, t: jax.Array) -> tuple[None, dict[str, jax.Array]]:
-            epoch = epoch_order(order, t // per_epoch, task.num_train)
-            idx = jax.lax.dynamic_slice_in_dim(epoch, (t % per_epoch) * big, big).reshape(micro, small)
-            batches = jax.tree.map(lambda x: jnp.take(x, idx, axis=0), data)
+            batch = program.take_batch(epoch_order(order, t // per_epoch, n), t, data, big)
+            if task.augment is not None:
+                batch = program.augmented(task, words, t, batch)
+            batches = jax.tree.map(lambda x: x.reshape(micro, small, *x.shape[1:]), batch)
             grads = jax.vmap(jax.grad(loss), in_axes=(None, 0, 0, None))(params, batches, jnp.arange(micro), t)
             small_sq = jnp.mean(jax.vmap(_sq_norm)(grads))
             big_sq = _sq_norm(jax.tree.map(lambda g: jnp.mean(g, 0), grads))
