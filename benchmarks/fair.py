@@ -181,7 +181,7 @@ def worker(devices: int) -> dict:
     import optax
 
     import lrjax
-    from lrjax.engine import cache, dots
+    from lrjax.engine import cache, dots, operations
     from lrjax.engine import options as compile_options
     from lrjax.engine.conv import rewrite_convs
     from lrjax.engine.dots import canonical_dots
@@ -231,7 +231,7 @@ def worker(devices: int) -> dict:
                 (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), jnp.asarray(index))
                 return losses, task.loss(params, eval_data)
 
-            wanted = {**cache._CHUNK, **dots.COMPILE_OPTIONS}
+            wanted = {**operations.CHUNK_OPTIONS, **dots.COMPILE_OPTIONS}
             options = compile_options.supported(wanted, jax.devices()[0]) if engine else {}
             scan = jax.jit(scan).lower(jnp.float32(0.1)).compile(compiler_options=options)
             timed(lambda: scan(jnp.float32(0.1)))

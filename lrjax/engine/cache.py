@@ -33,35 +33,13 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from lrjax._task import Task
-from lrjax.engine import dots, options, parts, rewrite
-from lrjax.engine.program import CHUNK, Layout, OptimizerFn, PlateauFn, Programs
+from lrjax.engine import operations, parts, rewrite
+from lrjax.engine.program import Layout, OptimizerFn, PlateauFn, Programs
 
 MAX_PROGRAM_SETS = 16
 MAX_EXECUTABLES = 64
-
-# XLA:CPU compile options (other platforms compile with their defaults). Measured on the digits
-# MLP sweep (2-core CPU): the MLIR fusion emitters spend ~8 ms compiling each fusion, the classic
-# ones about half; the backend optimisation level trades compile time against run time. Init
-# and reset run rarely: their threefry draws compile at level 0 in half the time. The split and
-# join of a chunk in parts (`lrjax.engine.parts`) only move data: at level 0 they compile in
-# 0.1 s instead of 0.4-0.6 s (an 8-seed Adam range test), and ran no slower (64-member user MLP,
-# side by side). The chunk, which
-# runs every step, keeps the MLIR emitters: its transposing fusions (activations into and out of
-# the batched matmuls) ran 2-4x slower with the classic ones, and the warm sweep 10-20% slower
-# (digits MLPs and CNN, measured side by side in one process). Its matmuls are laid out by
-# `lrjax.engine.dots`, which needs transpose folding off. XLA's copy insertion with region
-# analysis proves that the new optimizer state can be written in place over the loop's carry
-# (without it the chunk copied the first layer's momentum every step); alternating processes,
-# best of 5: user MLP 0.68-0.70 -> 0.65-0.68 s, built-in MLP 0.43-0.44 -> 0.40-0.42 s, CNN
-# 0.38-0.39 -> 0.37-0.38 s, the same losses. Each is passed only where the backend knows it
-# (`lrjax.engine.options`); jaxlib 0.12 has no ``xla_cpu_use_fusion_emitters``.
-_RARE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
-_CHUNK = {"xla_backend_optimization_level": 1, "xla_cpu_copy_insertion_use_region_analysis": True}
-_DEFAULT = {"xla_cpu_use_fusion_emitters": False}
 
 
 class _LRU:
@@ -97,11 +75,6 @@ class _LRU:
 _PROGRAM_SETS = _LRU(MAX_PROGRAM_SETS)
 _EXECUTABLES = _LRU(MAX_EXECUTABLES)
 _TRACED = _LRU(MAX_EXECUTABLES)
-
-
-def sharding_of(tree: Any) -> Any:
-    """The shardings of a tree of ``jax.ShapeDtypeStruct`` or arrays."""
-    return jax.tree.map(lambda x: x.sharding, tree)
 
 
 def clear() -> None:
@@ -201,81 +174,6 @@ class ProgramSet:
             self._part = Programs(p.task, p.optimizer, p.plateau, parts.part_layout(p.layout))
         return self._part
 
-    def _jit_and_args(
-        self, name: str, state: Any, hps: Any, keys: jax.Array, train_data: Any, eval_data: Any
-    ) -> dict[str, tuple[Any, tuple, dict]]:  # (a jax.jit-wrapped function, ...)
-        """What operation ``name`` compiles: piece -> (the jitted function, arguments to lower it
-        with (``state``: the state's shapes and shardings), its XLA compiler options). One
-        piece, ``name``; a chunk in parts (`lrjax.engine.parts`) has three: ``split``, ``chunk``
-        (of one part) and ``join``."""
-        p = self.programs
-        on_cpu = p.layout.on_cpu
-        chunk_options = {**_CHUNK, **dots.COMPILE_OPTIONS} if p.rewrites else _CHUNK
-
-        def jit(fn: Callable, donate: Any, out: Any, wanted: dict, args: tuple) -> tuple[Callable, tuple, dict]:
-            compile_options = options.supported(wanted, p.layout.devices[0]) if on_cpu else {}
-            return (
-                jax.jit(fn, donate_argnums=donate, out_shardings=out, compiler_options=compile_options or None),
-                args,
-                compile_options,
-            )
-
-        def slots(q: Programs, hps: Any, dtype: Any) -> jax.ShapeDtypeStruct:
-            return jax.ShapeDtypeStruct(tuple(jax.tree.leaves(hps)[0].shape[:2]), dtype, sharding=q.slots)
-
-        def losses(q: Programs, hps: Any) -> jax.ShapeDtypeStruct:
-            shape = (CHUNK, *jax.tree.leaves(hps)[0].shape[:2])
-            return jax.ShapeDtypeStruct(shape, np.float32, sharding=NamedSharding(q.mesh, P(None, "seeds", "slots")))
-
-        def chunk(q: Programs, state: Any, hps: Any) -> tuple[Callable, tuple, dict]:
-            out = sharding_of((state, losses(q, hps)))
-            return jit(q.chunk, 0, out, chunk_options, (state, hps, slots(q, hps, bool), train_data, np.int32(0)))
-
-        if name == "chunk" and p.layout.parts != (1, 1):
-            q = self._part_programs()
-            cut = lambda *args: parts.split(p.layout, *args)
-            whole = (state, hps, slots(p, hps, bool))
-            pieces = jax.eval_shape(cut, *whole)
-            count = len(pieces)
-            part_hps = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=q.slots), pieces[0][1])
-            part_state = q.state_shapes(part_hps)
-            part = (part_state, part_hps, slots(q, part_hps, bool))
-            glue = lambda outs: parts.join(p.layout, outs)
-            return {
-                "split": jit(cut, (), [sharding_of(part)] * count, _RARE, whole),
-                "chunk": chunk(q, part_state, part_hps),
-                "join": jit(
-                    glue,
-                    (),
-                    sharding_of((state, losses(p, hps))),
-                    _RARE,
-                    ([(part_state, losses(q, part_hps))] * count,),
-                ),
-            }
-        if name == "chunk":
-            return {name: chunk(p, state, hps)}
-        shardings = sharding_of(state)
-        table = {  # name: (function, donated state, output shardings, options, arguments)
-            "init": (p.init, (), shardings, _RARE, (hps, keys)),
-            "reset": (p.reset, 0, shardings, _RARE, (state, hps, keys, slots(p, hps, bool))),
-            "copy": (p.copy, 0, shardings, _DEFAULT, (state, slots(p, hps, np.int32), slots(p, hps, np.int32))),
-            "evaluate": (
-                p.evaluate,
-                (),
-                p.slots,
-                _DEFAULT,
-                (state.members.params, state.members.model_state, eval_data),
-            ),
-            "observe": (
-                p.observe,
-                0,
-                shardings,
-                _DEFAULT,
-                (state, hps, slots(p, hps, np.float32), slots(p, hps, bool)),
-            ),
-        }
-        return {name: jit(*table[name])}
-
     def ensure(self, names: Sequence[str], hps: Any, keys: jax.Array, train_data: Any, eval_data: Any) -> None:
         """Compile the operations ``names`` for hyperparameters like ``hps`` unless compiled.
 
@@ -298,11 +196,11 @@ class ProgramSet:
                     jobs[name] = {name: ([], found)}
                     continue
                 jobs[name] = {}
-                for piece, (fn, args, options) in self._jit_and_args(
-                    name, state, hps, keys, train_data, eval_data
+                for piece, (fn, args, compile_options) in operations.pieces(
+                    p, self._part_programs, name, state, hps, keys, train_data, eval_data
                 ).items():
                     lowered = fn.lower(*args)
-                    key = hlo_key(lowered, options, p.layout.devices)
+                    key = hlo_key(lowered, compile_options, p.layout.devices)
                     found = _EXECUTABLES.get(key) if key is not None else None
                     cache_keys = [k for k in (key, shared) if k is not None]
                     jobs[name][piece] = (cache_keys, found if found is not None else pool.submit(lowered.compile))

@@ -1,6 +1,6 @@
 """XLA compile options the engine asks for, passed only where the backend knows them.
 
-The engine's programs compile with a few XLA:CPU options (`lrjax.engine.cache` says what each
+The engine's programs compile with a few XLA:CPU options (`lrjax.engine.operations` says what each
 one buys). XLA renames and drops options between releases, and an unknown option makes the
 whole compilation fail (jaxlib 0.12: ``INVALID_ARGUMENT: No such compile option:
 'xla_cpu_use_fusion_emitters'``). So the backend is asked once per process and platform which

@@ -624,7 +624,7 @@ class Programs:
             augment = jax.vmap(augment, in_axes=(0, None, None if full_batch else 0))
         if self.rewrites:
             # Every matmul of the step (forward, gradients) in the operand layout of XLA:CPU's
-            # fast kernels; `lrjax.engine.cache` compiles the chunk with the options this needs.
+            # fast kernels; `lrjax.engine.operations` compiles the chunk with the options this needs.
             # Then the transposes vmap puts around the update (members first) moved past its
             # elementwise operations, where they cancel: the update runs in the stored order.
             step = sink_transposes(canonical_dots(step))

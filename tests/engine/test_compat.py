@@ -14,7 +14,7 @@ import pytest
 from jax.extend import source_info_util
 
 import lrjax
-from lrjax.engine import cache, dots, options, rewrite
+from lrjax.engine import cache, dots, operations, options, rewrite
 from lrjax.engine.conv import has_convs
 from lrjax.engine.sink import sink_transposes
 from tests.engine.conftest import run
@@ -44,7 +44,7 @@ def _plain(task, optimizer, monkeypatch, **kwargs):
 
 
 def test_an_unknown_compile_option_is_dropped_with_one_warning(digits, adam, sgd, fresh, monkeypatch):
-    monkeypatch.setattr(cache, "_CHUNK", {**cache._CHUNK, "xla_cpu_lrjax_no_such_option": True})
+    monkeypatch.setattr(operations, "CHUNK_OPTIONS", {**operations.CHUNK_OPTIONS, "xla_cpu_lrjax_no_such_option": True})
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         result = run(digits, adam, CONFIGS, steps=30, batch_size=32)
