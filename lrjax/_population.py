@@ -320,19 +320,12 @@ class Population:
         seed = v.integer("seed", seed, minimum=0)
         memory_budget = v.integer("memory_budget", memory_budget)
         batch_size = check_batch_size(task, batch_size)
-        check_task_and_optimizer(task, optimizer, _configs.take(hps, 0), plateau)
+        hp = _configs.take(hps, 0)
+        check_task_and_optimizer(task, optimizer, hp, plateau)
         plateau_fn = _plateau_fn(plateau)
         devices = tuple(devices or hosts.default_devices())
         layout = plan(
-            task,
-            optimizer,
-            _configs.take(hps, 0),
-            num_configs,
-            seeds=seeds,
-            batch_size=batch_size,
-            devices=devices,
-            memory_budget=memory_budget,
-            divergence_factor=divergence_factor,
+            task, optimizer, hp, num_configs, seeds, batch_size, devices, memory_budget, divergence_factor
         ).layout
         programs = cache.program_set(task, optimizer, plateau_fn, layout)
         self._metric_names = programs.programs.metric_names()

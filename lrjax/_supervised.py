@@ -41,7 +41,7 @@ SUPERVISED_LOSSES = {"cross_entropy": cross_entropy, "mse": mse}
 
 def resolve_loss(loss: LossArg) -> tuple[str | None, Callable[[jax.Array, jax.Array], jax.Array]]:
     """``(name, function)`` of a supervised loss given by name (`SUPERVISED_LOSSES`) or as a
-    function (name None); an adapter checks it before it builds the model."""
+    function (name None); `supervised` checks it before it builds the model."""
     if isinstance(loss, str):
         if loss not in SUPERVISED_LOSSES:
             raise ValueError(f"loss must be one of {tuple(SUPERVISED_LOSSES)} or a callable, got {loss!r}")
@@ -80,21 +80,21 @@ class Model:
 
 
 def supervised(
-    model: Model,
+    build: Callable[[tuple[Any, Any]], Model],
     train_data: Any,
     eval_data: Any,
     loss: LossArg,
     name: str,
-    *,
     adapter: str,
     eval_batch_size: int | None = None,
     augment: Callable[[jax.Array, Any], Any] | None = None,
-    train_sample: tuple[Any, Any] | None = None,
 ) -> Task:
-    """A `Task` that trains ``model`` on ``(inputs, targets)`` pairs with ``loss``.
+    """A `Task` that trains the model ``build`` makes on ``(inputs, targets)`` pairs with ``loss``.
 
     Args:
-      model: the adapter's `Model`.
+      build: ``build(sample) -> `` the adapter's `Model`, given `pair` of ``train_data`` (a
+        model that infers its shapes from a batch, as linen's, reads it); called once ``loss``
+        is checked.
       train_data: ``(inputs, targets)``, or a stream of such batches (`Task`).
       eval_data: ``(inputs, targets)``, a stream of them, or None.
       loss: ``"cross_entropy"`` (integer labels; accuracy is reported too), ``"mse"``, or
@@ -102,8 +102,6 @@ def supervised(
       name: the task's name.
       adapter: the adapter's name, for the errors.
       eval_batch_size, augment: as for `Task`.
-      train_sample: `pair` of ``train_data`` if the caller has it (a stream is then not read
-        again).
 
     Returns:
       The `Task`, with ``rng`` and ``stateful`` as the model has them.
@@ -114,9 +112,10 @@ def supervised(
         model's classes (a stream's: in its first batch), or a mode switch that does not switch
         (see `Model`).
     """
-    train_pair = pair("train_data", train_data, adapter) if train_sample is None else train_sample
-    eval_pair = None if eval_data is None else pair("eval_data", eval_data, adapter)
     loss_name, loss_fn = resolve_loss(loss)
+    train_pair = pair("train_data", train_data, adapter)
+    model = build(train_pair)
+    eval_pair = None if eval_data is None else pair("eval_data", eval_data, adapter)
 
     def train_loss(params: Any, *rest: Any) -> Any:
         state = rest[0] if model.stateful else None

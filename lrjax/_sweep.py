@@ -156,7 +156,8 @@ def sweep(
         eval_every = v.integer("eval_every", eval_every)
     v.integer("seed", seed, minimum=0)
     divergence_factor = check_divergence_factor(divergence_factor)
-    check_task_and_optimizer(task, optimizer, _configs.take(hps, 0), plateau)
+    hp = _configs.take(hps, 0)
+    check_task_and_optimizer(task, optimizer, hp, plateau)
     check_batch_size(task, batch_size)  # before the progress bar starts
     if checkpoint_every is not None:
         checkpoint_every = v.integer("checkpoint_every", checkpoint_every)
@@ -169,16 +170,7 @@ def sweep(
         checkpoint_every = checkpoint_every or eval_every
     devices = tuple(devices or hosts.default_devices())
     planned = plan(
-        task,
-        optimizer,
-        _configs.take(hps, 0),
-        num_configs,
-        seeds=seeds,
-        batch_size=batch_size,
-        devices=devices,
-        memory_budget=memory_budget,
-        divergence_factor=divergence_factor,
-        split=True,
+        task, optimizer, hp, num_configs, seeds, batch_size, devices, memory_budget, divergence_factor, split=True
     )
     groups, size, budget = planned.groups, planned.group_size, planned.memory_budget
     kwargs: dict[str, Any] = dict(

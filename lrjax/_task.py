@@ -424,26 +424,15 @@ class Task:
         """
         from lrjax import _flax, _supervised
 
-        _supervised.resolve_loss(loss)
-        sample = _supervised.pair("train_data", train_data, "Task.from_linen")
-        model = _flax.linen_model(
-            module,
-            np.asarray(sample[0][:1]),
-            rngs=rngs,
-            mutable=mutable,
-            train_kwargs=train_kwargs,
-            eval_kwargs=eval_kwargs,
-        )
+        def build(sample: tuple[Any, Any]) -> Any:
+            x = np.asarray(sample[0][:1])
+            return _flax.linen_model(
+                module, x, rngs=rngs, mutable=mutable, train_kwargs=train_kwargs, eval_kwargs=eval_kwargs
+            )
+
+        label = name or type(module).__name__
         return _supervised.supervised(
-            model,
-            train_data,
-            eval_data,
-            loss,
-            name or type(module).__name__,
-            adapter="Task.from_linen",
-            eval_batch_size=eval_batch_size,
-            augment=augment,
-            train_sample=sample,
+            build, train_data, eval_data, loss, label, "Task.from_linen", eval_batch_size, augment
         )
 
     @classmethod
@@ -507,17 +496,10 @@ class Task:
         """
         from lrjax import _flax, _supervised
 
-        _supervised.resolve_loss(loss)
-        model = _flax.nnx_model(make_model, rngs=rngs)
+        build = lambda _: _flax.nnx_model(make_model, rngs=rngs)
+        label = name or "nnx"
         return _supervised.supervised(
-            model,
-            train_data,
-            eval_data,
-            loss,
-            name or "nnx",
-            adapter="Task.from_nnx",
-            eval_batch_size=eval_batch_size,
-            augment=augment,
+            build, train_data, eval_data, loss, label, "Task.from_nnx", eval_batch_size, augment
         )
 
     @classmethod
@@ -574,17 +556,10 @@ class Task:
         """
         from lrjax import _equinox, _supervised
 
-        _supervised.resolve_loss(loss)
-        model = _equinox.equinox_model(make_model, rng=rng)
+        build = lambda _: _equinox.equinox_model(make_model, rng=rng)
+        label = name or "equinox"
         return _supervised.supervised(
-            model,
-            train_data,
-            eval_data,
-            loss,
-            name or "equinox",
-            adapter="Task.from_equinox",
-            eval_batch_size=eval_batch_size,
-            augment=augment,
+            build, train_data, eval_data, loss, label, "Task.from_equinox", eval_batch_size, augment
         )
 
 

@@ -269,6 +269,19 @@ def _batch_size_command(args: argparse.Namespace) -> int:
 
 
 METHODS = ("random", "bayesian", "halving", "hyperband", "pbt")
+# Each policy's own arguments from the flags (``random`` is a sweep of random configurations).
+_POLICIES: dict[str, tuple[Any, Any]] = {
+    "bayesian": (
+        search.bayesian,
+        lambda a: dict(trials=a.trials, batch=a.batch, steps=a.steps, storage=a.storage, study_name=a.study_name),
+    ),
+    "halving": (
+        search.successive_halving,
+        lambda a: dict(n=a.n, min_steps=a.min_steps, max_steps=a.steps, steps=a.search_steps or 2 * a.steps),
+    ),
+    "hyperband": (search.hyperband, lambda a: dict(min_steps=a.min_steps, max_steps=a.steps)),
+    "pbt": (search.pbt, lambda a: dict(population=a.population, steps=a.steps, interval=a.interval)),
+}
 
 
 def _search_command(args: argparse.Namespace) -> int:
@@ -285,38 +298,13 @@ def _search_command(args: argparse.Namespace) -> int:
     if args.method == "random":
         swept = sweep(task, opt, search.random(space, args.trials, seed=args.seed), steps=args.steps, **common)
         result = search.SearchResult.from_sweep(swept)
-    elif args.method == "bayesian":
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        result = search.bayesian(
-            task,
-            opt,
-            space,
-            trials=args.trials,
-            batch=args.batch,
-            steps=args.steps,
-            storage=args.storage,
-            study_name=args.study_name,
-            **common,
-        )
-    elif args.method == "halving":
-        result = search.successive_halving(
-            task,
-            opt,
-            space,
-            n=args.n,
-            min_steps=args.min_steps,
-            max_steps=args.steps,
-            steps=args.search_steps or 2 * args.steps,
-            **common,
-        )
-    elif args.method == "hyperband":
-        result = search.hyperband(task, opt, space, min_steps=args.min_steps, max_steps=args.steps, **common)
     else:
-        result = search.pbt(
-            task, opt, space, population=args.population, steps=args.steps, interval=args.interval, **common
-        )
+        if args.method == "bayesian":
+            import optuna
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+        policy, own = _POLICIES[args.method]
+        result = policy(task, opt, space, **own(args), **common)
     seconds = time.perf_counter() - started
     info = result.info
     print(

@@ -720,10 +720,9 @@ def search(result: Any) -> Figure:
 
     Example:
       >>> import optax, lrjax
-      >>> from lrjax.search import log_uniform, successive_halving
-      >>> result = successive_halving(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
-      ...                             {"learning_rate": log_uniform(1e-3, 1.0)}, n=9, min_steps=10, max_steps=90,
-      ...                             progress=False)
+      >>> task, sgd = lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"])
+      >>> result = lrjax.search.hyperband(task, sgd, {"learning_rate": lrjax.search.log_uniform(1e-3, 1.0)},
+      ...                                 min_steps=10, max_steps=90, progress=False)
       >>> [ax.get_xlabel() for ax in lrjax.plot.search(result).axes][:2]
       ['trial', 'learning_rate']
     """

@@ -84,7 +84,6 @@ def plan(
     optimizer: OptimizerFn,
     hp: Mapping[str, Any],
     configs: int,
-    *,
     seeds: int,
     batch_size: int | None,
     devices: Sequence[Any],

@@ -235,7 +235,8 @@ def bayesian(
     trials = v.integer("trials", trials)
     batch = v.integer("batch", batch)
     steps = v.integer("steps", steps)
-    mode = check_common(task, metric, mode, batch_size, seeds, seed, eval_every)
+    common = check_common(task, optimizer, metric, mode, batch_size, seed, seeds, eval_every, devices, progress)
+    mode = common.mode
     direction = "minimize" if mode == "min" else "maximize"
     distributions = optuna_distributions(space)
     if not distributions:
@@ -283,22 +284,8 @@ def bayesian(
             trial.set_user_attr("lrjax_round", rounds)
         configs = configs_of([t.params for t in asked])
         if driver is None:
-            driver = Driver(
-                task,
-                optimizer,
-                configs,
-                metric=metric,
-                mode=mode,
-                method="bayesian",
-                stage="round",
-                total=steps * -(-(trials - counted) // batch),
-                eval_every=eval_every,
-                batch_size=batch_size,
-                seed=seed,
-                seeds=seeds,
-                devices=devices,
-                progress=progress,
-            )
+            total = steps * -(-(trials - counted) // batch)
+            driver = Driver(common, configs, method="bayesian", stage="round", total=total)
         else:
             driver.new_population(configs)
         slots = np.arange(len(asked))

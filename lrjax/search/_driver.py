@@ -9,6 +9,7 @@ seeds; a slot with a diverged seed, or a non-finite mean, has diverged.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,7 +26,7 @@ from lrjax.engine.program import OptimizerFn, trace_metric_names
 from lrjax.search._result import SearchResult
 from lrjax.search._space import Distribution
 
-__all__ = ["Driver", "check_common", "is_space"]
+__all__ = ["Common", "Driver", "check_common", "is_space"]
 
 
 def is_space(value: Mapping[str, Any]) -> bool:
@@ -38,43 +39,23 @@ class Driver:
     """A population of ``slots`` trial slots and the bookkeeping of one search.
 
     Args:
-      task, optimizer: as for `lrjax.Population`.
+      common: the policy's checked common arguments (`check_common`): ``metric`` and ``mode``
+        rank trials; ``eval_every`` adds evaluations (recorded in ``curves`` only).
       configs: the first configuration of every slot.
-      metric, mode: the metric that ranks trials and its direction.
       method, stage: the policy's name and its stage column (``rung``, ...).
       total: the number of clock steps, for the progress bar.
-      eval_every: also evaluate every this many clock steps (recorded in ``curves`` only).
-      batch_size, seed, seeds, devices, progress: as for `lrjax.sweep`.
     """
 
-    def __init__(
-        self,
-        task: Task,
-        optimizer: OptimizerFn,
-        configs: Mapping[str, Any],
-        *,
-        metric: str,
-        mode: str,
-        method: str,
-        stage: str,
-        total: int,
-        eval_every: int | None,
-        batch_size: int | None,
-        seed: int,
-        seeds: int,
-        devices: Sequence[Any] | None,
-        progress: bool,
-    ):
+    def __init__(self, common: Common, configs: Mapping[str, Any], *, method: str, stage: str, total: int):
         self.started = time.perf_counter()
-        self._population_args: dict[str, Any] = dict(batch_size=batch_size, seed=seed, seeds=seeds, devices=devices)
-        self.task, self.optimizer = task, optimizer
-        self.pop = Population(task, optimizer, configs, **self._population_args)
-        self.seeds = seeds
-        self.slots = self.pop.size // seeds
-        self.metric, self.mode, self.method, self.stage = metric, mode, method, stage
+        self.common = common
+        self.task, self.optimizer, self.seeds = common.task, common.optimizer, common.seeds
+        self.pop = Population(self.task, self.optimizer, configs, **self._population_args())
+        self.slots = self.pop.size // self.seeds
+        self.metric, self.mode, self.method, self.stage = common.metric, common.mode, method, stage
         self.records: list[dict[str, Any]] = []
         self.curves: list[dict[str, Any]] = []
-        self.eval_every = eval_every
+        self.eval_every = common.eval_every
         self._measured: tuple[int, int, Any] | None = None  # (population id, clock, values)
         self._snapshot: tuple[np.ndarray, dict[str, np.ndarray]] = (np.zeros(0, int), {})
         self.trial_configs: dict[int, dict[str, Any]] = {}
@@ -82,7 +63,11 @@ class Driver:
         self.next_trial = 0
         self.member_steps = 0
         self.active_steps = 0
-        self.bar = progress_bar(total, f"{method} {task.name} · {self.slots} slots", progress)
+        self.bar = progress_bar(total, f"{method} {self.task.name} · {self.slots} slots", common.progress)
+
+    def _population_args(self) -> dict[str, Any]:
+        c = self.common
+        return dict(batch_size=c.batch_size, seed=c.seed, seeds=c.seeds, devices=c.devices)
 
     # -- slots and trials -------------------------------------------------------------------
 
@@ -93,7 +78,7 @@ class Driver:
 
     def new_population(self, configs: Mapping[str, Any]) -> None:
         """Replace the population by a fresh one of ``configs`` (same shapes: nothing compiles)."""
-        self.pop = Population(self.task, self.optimizer, configs, **self._population_args)
+        self.pop = Population(self.task, self.optimizer, configs, **self._population_args())
 
     def start_trials(self, slots: Any, ids: Any = None) -> np.ndarray:
         """Trial ids for ``slots`` (whose configs are already in the population): ``ids``, or
@@ -204,10 +189,36 @@ class Driver:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class Common:
+    """The arguments every search policy takes, checked (`check_common`): ``mode`` is resolved
+    from the metric when it was None; the others as for `lrjax.sweep`."""
+
+    task: Task
+    optimizer: OptimizerFn
+    metric: str
+    mode: str
+    batch_size: int | None
+    seed: int
+    seeds: int
+    eval_every: int | None
+    devices: Sequence[Any] | None
+    progress: bool
+
+
 def check_common(
-    task: Task, metric: str, mode: str | None, batch_size: int | None, seeds: int, seed: int, eval_every: int | None
-) -> str:
-    """The policies' shared arguments, checked before anything compiles; returns the mode."""
+    task: Task,
+    optimizer: OptimizerFn,
+    metric: str,
+    mode: str | None,
+    batch_size: int | None,
+    seed: int,
+    seeds: int,
+    eval_every: int | None,
+    devices: Sequence[Any] | None,
+    progress: bool,
+) -> Common:
+    """The policies' shared arguments, checked before anything compiles."""
     if not isinstance(task, Task):
         raise TypeError(f"task must be an lrjax.Task, got {task!r}")
     if eval_every is not None:
@@ -219,4 +230,5 @@ def check_common(
     names = trace_metric_names(task, batch_size)
     if metric not in names:
         raise ValueError(f"metric must be one of the task's metrics {names}, got {metric!r}")
-    return metric_mode(metric, mode, task.metric_modes)
+    mode = metric_mode(metric, mode, task.metric_modes)
+    return Common(task, optimizer, metric, mode, batch_size, seed, seeds, eval_every, devices, progress)

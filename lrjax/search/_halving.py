@@ -29,7 +29,7 @@ from lrjax import _configs
 from lrjax import _validate as v
 from lrjax._task import Task
 from lrjax.engine.program import OptimizerFn
-from lrjax.search._driver import Driver, check_common, is_space
+from lrjax.search._driver import Common, Driver, check_common, is_space
 from lrjax.search._result import SearchResult
 from lrjax.search._space import check_space, sample
 
@@ -152,13 +152,13 @@ def _run(driver: Driver, source: _Source, cohorts: list[_Cohort], eta: float, re
                 cohorts.append(_Cohort(slots, now, template, bracket, id=len(cohorts)))
 
 
-def _start(task: Task, optimizer: OptimizerFn, source: _Source, slots: int, **driver: Any) -> Driver:
-    """A `Driver` of ``slots`` trial slots filled from ``source`` (``driver``: its keywords)."""
+def _start(common: Common, source: _Source, slots: int, method: str, total: int) -> Driver:
+    """A `Driver` of ``slots`` trial slots filled from ``source``."""
     if source.left < slots:
         raise ValueError(
             f"space_or_configs must hold at least {slots} configurations (one per slot), got {source.left}"
         )
-    out = Driver(task, optimizer, source.take(slots), stage="rung", **driver)
+    out = Driver(common, source.take(slots), method=method, stage="rung", total=total)
     out.start_trials(np.arange(slots))
     return out
 
@@ -229,24 +229,9 @@ def successive_halving(
     n = v.integer("n", n)
     if n < eta:
         raise ValueError(f"n must be >= reduction_factor ({eta:g}) so that the first rung promotes a trial, got {n}")
-    mode = check_common(task, metric, mode, batch_size, seeds, seed, eval_every)
+    common = check_common(task, optimizer, metric, mode, batch_size, seed, seeds, eval_every, devices, progress)
     source = _Source(space_or_configs, seed)
-    driver = _start(
-        task,
-        optimizer,
-        source,
-        n,
-        method="successive_halving",
-        metric=metric,
-        mode=mode,
-        total=horizon,
-        eval_every=eval_every,
-        batch_size=batch_size,
-        seed=seed,
-        seeds=seeds,
-        devices=devices,
-        progress=progress,
-    )
+    driver = _start(common, source, n, "successive_halving", horizon)
     schedule = rungs(min_steps, max_steps, eta)
     _run(driver, source, [_Cohort(np.arange(n), 0, schedule, 0)], eta, refill, horizon)
     info = dict(
@@ -328,26 +313,11 @@ def hyperband(
       (17, [0, 1, 2])
     """
     min_steps, max_steps, eta, horizon = _check(min_steps, max_steps, reduction_factor, steps)
-    mode = check_common(task, metric, mode, batch_size, seeds, seed, eval_every)
+    common = check_common(task, optimizer, metric, mode, batch_size, seed, seeds, eval_every, devices, progress)
     plan = brackets(min_steps, max_steps, eta)
     total = sum(trials for trials, _ in plan)
     source = _Source(space_or_configs, seed)
-    driver = _start(
-        task,
-        optimizer,
-        source,
-        total,
-        method="hyperband",
-        metric=metric,
-        mode=mode,
-        total=horizon,
-        eval_every=eval_every,
-        batch_size=batch_size,
-        seed=seed,
-        seeds=seeds,
-        devices=devices,
-        progress=progress,
-    )
+    driver = _start(common, source, total, "hyperband", horizon)
     cohorts, first = [], 0
     for b, (trials, schedule) in enumerate(plan):
         cohorts.append(_Cohort(np.arange(first, first + trials), 0, schedule, b, id=b))

@@ -108,24 +108,9 @@ def pbt(
     v.check("quantile", quantile, gt=0, le=0.5)
     v.check_vector("perturb", list(perturb), gt=0)
     v.check("resample_probability", resample_probability, ge=0, le=1)
-    mode = check_common(task, metric, mode, batch_size, seeds, seed, eval_every)
+    common = check_common(task, optimizer, metric, mode, batch_size, seed, seeds, eval_every, devices, progress)
     rng = np.random.default_rng(seed)
-    driver = Driver(
-        task,
-        optimizer,
-        random(space, population, seed=seed),
-        metric=metric,
-        mode=mode,
-        method="pbt",
-        stage="generation",
-        total=steps,
-        eval_every=eval_every,
-        batch_size=batch_size,
-        seed=seed,
-        seeds=seeds,
-        devices=devices,
-        progress=progress,
-    )
+    driver = Driver(common, random(space, population, seed=seed), method="pbt", stage="generation", total=steps)
     pop = driver.pop
     driver.start_trials(np.arange(population))
     count = max(1, math.floor(quantile * population))
