@@ -23,11 +23,12 @@ import numpy as np
 
 from lrjax import _configs, _suggest
 from lrjax import _validate as v
+from lrjax._checks import check_divergence_factor
 from lrjax._drive import progress_bar, run
-from lrjax._population import DIVERGENCE_FACTOR, Population, check_divergence_factor
+from lrjax._population import Population
 from lrjax._result import METRIC_MODES, SweepResult, readable
 from lrjax._task import Task
-from lrjax.engine.program import OptimizerFn
+from lrjax.engine.program import DIVERGENCE_FACTOR, OptimizerFn
 from lrjax.schedules import Schedule, exponential_decay, linear
 
 __all__ = ["FinderResult", "Verification", "find_lr", "ramp"]

@@ -19,22 +19,16 @@ import numpy as np
 
 from lrjax import _checkpoint, _configs
 from lrjax import _validate as v
+from lrjax._checks import check_batch_size, check_divergence_factor, check_task_and_optimizer
 from lrjax._configs import check_configs
 from lrjax._drive import progress_bar, run
-from lrjax._population import (
-    DEFAULT_MEMORY_BUDGET,
-    DIVERGENCE_FACTOR,
-    Population,
-    check_batch_size,
-    check_divergence_factor,
-    check_task_and_optimizer,
-)
+from lrjax._population import Population
 from lrjax._result import SweepResult, evaluated_on, metric_column
 from lrjax._task import Task
 from lrjax.engine import hosts
 from lrjax.engine.compiles import count_compiles
-from lrjax.engine.plan import plan
-from lrjax.engine.program import OptimizerFn
+from lrjax.engine.plan import DEFAULT_MEMORY_BUDGET, plan
+from lrjax.engine.program import DIVERGENCE_FACTOR, OptimizerFn
 
 __all__ = ["check_configs", "sweep"]
 
