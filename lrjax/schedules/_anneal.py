@@ -23,8 +23,7 @@ from lrjax.schedules._base import (
 class Anneal(Schedule):
     """end + (init − end) · w(r)^power, r the remaining fraction of ``steps`` after ``begin_step``.
 
-    Built by `linear`, `polynomial` and `cosine_decay` (see there for the formula, arguments and references); constructed
-    directly, it validates its concrete fields the same way.
+    Built by `linear`, `polynomial` and `cosine_decay`, documented there.
 
     ``shape`` picks the weight w: ``linear`` (w = r), ``cosine`` (w = ½(1 − cos πr)) or
     ``1-sqrt`` (w = 1 − √(1 − r)). With ``cycle`` the horizon restarts: it is

@@ -40,8 +40,7 @@ def as_schedule(name: str, value: ScheduleLike) -> Schedule:
 class Join(Schedule):
     """Schedule k runs on [b_{k−1}, b_k) and sees t − b_{k−1}.
 
-    Built by `join` (see there for the formula, arguments and references); constructed
-    directly, it validates its concrete fields the same way.
+    Built by `join`, documented there.
     """
 
     schedules: tuple[Schedule, ...]
@@ -95,8 +94,7 @@ def join(schedules: Sequence[ScheduleLike], *, boundaries: Sequence[Numeric]) ->
 class Multiply(Schedule):
     """The product of the schedules' values.
 
-    Built by `multiply` (see there for the formula, arguments and references); constructed
-    directly, it validates its concrete fields the same way.
+    Built by `multiply`, documented there.
     """
 
     schedules: tuple[Schedule, ...]
@@ -140,8 +138,7 @@ def multiply(*schedules: ScheduleLike) -> Multiply:
 class FromEpochFn(Schedule):
     """fn(⌊t / steps_per_epoch⌋).
 
-    Built by `from_epoch_fn` (see there for the formula, arguments and references); constructed
-    directly, it validates its concrete fields the same way.
+    Built by `from_epoch_fn`, documented there.
     """
 
     steps_per_epoch: Numeric
@@ -184,8 +181,7 @@ def from_epoch_fn(fn: Callable[[Array], Array], *, steps_per_epoch: Numeric) -> 
 class BatchScaled(Schedule):
     """schedule(t) · (b/b₀) (``linear``) or · √(b/b₀) (``sqrt``).
 
-    Built by `scale_for_batch_size` (see there for the formula, arguments and references); constructed
-    directly, it validates its concrete fields the same way.
+    Built by `scale_for_batch_size`, documented there.
     """
 
     schedule: Schedule

@@ -27,8 +27,7 @@ ANNEAL_SHAPES = {"cosine": "cosine", "linear": "linear", "cos": "cosine"}  # "co
 class Cyclic(Schedule):
     """Triangular waves between ``base_value`` and ``peak_value``.
 
-    Built by `cyclic` (see there for the formula, arguments and references); constructed
-    directly, it validates its concrete fields the same way.
+    Built by `cyclic`, documented there.
     """
 
     base_value: Numeric
@@ -105,8 +104,7 @@ def cyclic(
 class OneCycle(Schedule):
     """PyTorch's OneCycleLR phases, held at the final value after ``total_steps``.
 
-    Built by `one_cycle` (see there for the formula, arguments and references); constructed
-    directly, it validates its concrete fields the same way.
+    Built by `one_cycle`, documented there.
     """
 
     peak_value: Numeric

@@ -25,8 +25,7 @@ from lrjax.schedules._base import (
 class Constant(Schedule):
     """``value`` at every step.
 
-    Built by `constant` (see there for the formula, arguments and references); constructed
-    directly, it validates its concrete fields the same way.
+    Built by `constant`, documented there.
     """
 
     value: Numeric
@@ -61,8 +60,7 @@ def constant(value: Numeric) -> Constant:
 class PiecewiseConstant(Schedule):
     """``values[i]`` with ``i`` the number of ``boundaries`` <= t.
 
-    Built by `piecewise_constant` (see there for the formula, arguments and references); constructed
-    directly, it validates its concrete fields the same way.
+    Built by `piecewise_constant`, documented there.
     """
 
     values: Numeric
@@ -110,8 +108,7 @@ def piecewise_constant(values: Sequence[Numeric], *, boundaries: Sequence[Numeri
 class ExponentialDecay(Schedule):
     """init · rate^((t − begin)/decay_steps), optionally floored and clipped.
 
-    Built by `exponential_decay` and `step_decay` (see there for the formula, arguments and references); constructed
-    directly, it validates its concrete fields the same way.
+    Built by `exponential_decay` and `step_decay`, documented there.
     """
 
     init_value: Numeric
@@ -205,8 +202,7 @@ def step_decay(init_value: Numeric, *, step_size: Numeric, decay_rate: Numeric =
 class MultistepDecay(Schedule):
     """init · rate^(number of milestones <= t).
 
-    Built by `multistep_decay` (see there for the formula, arguments and references); constructed
-    directly, it validates its concrete fields the same way.
+    Built by `multistep_decay`, documented there.
     """
 
     init_value: Numeric
@@ -251,8 +247,7 @@ def multistep_decay(init_value: Numeric, *, milestones: Sequence[Numeric], decay
 class InverseTimeDecay(Schedule):
     """init / (1 + rate · t / decay_steps).
 
-    Built by `inverse_time_decay` (see there for the formula, arguments and references); constructed
-    directly, it validates its concrete fields the same way.
+    Built by `inverse_time_decay`, documented there.
     """
 
     init_value: Numeric

@@ -21,8 +21,7 @@ def _cycle_start(i: Array, period: Array, mult: Array, exact: bool) -> Array:
 class CosineRestarts(Schedule):
     """SGDR: cycle i lasts period · period_mult^i; within it a cosine from a decayed peak.
 
-    Built by `cosine_restarts` (see there for the formula, arguments and references); constructed
-    directly, it validates its concrete fields the same way.
+    Built by `cosine_restarts`, documented there.
     """
 
     init_value: Numeric

@@ -28,8 +28,7 @@ DECAY_SHAPES = ("linear", "cosine", "1-sqrt")
 class Warmup(Schedule):
     """A ramp from ``init_value`` to ``schedule(0)`` over ``warmup_steps``, then the schedule.
 
-    Built by `warmup`, `warmup_cosine_decay` and `warmup_stable_decay` (see there for the formula, arguments and references); constructed
-    directly, it validates its concrete fields the same way.
+    Built by `warmup`, `warmup_cosine_decay` and `warmup_stable_decay`, documented there.
     """
 
     schedule: Schedule
@@ -207,8 +206,7 @@ def warmup_stable_decay(
 class InverseSqrt(Schedule):
     """peak · min(t/W, √(W/t)), 0 at t = 0.
 
-    Built by `inverse_sqrt` (see there for the formula, arguments and references); constructed
-    directly, it validates its concrete fields the same way.
+    Built by `inverse_sqrt`, documented there.
     """
 
     peak_value: Numeric
