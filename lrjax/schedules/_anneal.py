@@ -71,7 +71,7 @@ def linear(init_value: Numeric, *, end_value: Numeric, steps: Numeric, begin_ste
       begin_step: t₀ >= 0, the step at which the ramp starts.
 
     Returns:
-      An `Anneal` of linear shape.
+      A `Schedule`: an ``Anneal`` of linear shape.
 
     Example:
       >>> import jax.numpy as jnp
@@ -107,7 +107,7 @@ def polynomial(
       cycle: restart the horizon at multiples of T (Keras semantics).
 
     Returns:
-      An `Anneal` of linear shape raised to ``power``.
+      A `Schedule`: an ``Anneal`` of linear shape raised to ``power``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -135,7 +135,7 @@ def cosine_decay(
       exponent: e > 0.
 
     Returns:
-      An `Anneal` of cosine shape.
+      A `Schedule`: an ``Anneal`` of cosine shape.
 
     Example:
       >>> import jax.numpy as jnp

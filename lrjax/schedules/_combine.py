@@ -75,7 +75,7 @@ def join(schedules: Sequence[ScheduleLike], *, boundaries: Sequence[Numeric]) ->
       boundaries: K strictly increasing, non-negative steps.
 
     Returns:
-      A `Join`.
+      A `Schedule`: a ``Join``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -121,7 +121,7 @@ def multiply(*schedules: ScheduleLike) -> Multiply:
       *schedules: one or more schedules (or numbers).
 
     Returns:
-      A `Multiply`.
+      A `Schedule`: a ``Multiply``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -166,7 +166,7 @@ def from_epoch_fn(fn: Callable[[Array], Array], *, steps_per_epoch: Numeric) -> 
       steps_per_epoch: optimizer steps per epoch, > 0.
 
     Returns:
-      A `FromEpochFn`.
+      A `Schedule`: a ``FromEpochFn``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -217,7 +217,7 @@ def scale_for_batch_size(
       rule: ``"linear"`` or ``"sqrt"``.
 
     Returns:
-      A `BatchScaled`.
+      A `Schedule`: a ``BatchScaled``.
 
     Example:
       >>> import jax.numpy as jnp

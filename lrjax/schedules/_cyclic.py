@@ -87,7 +87,7 @@ def cyclic(
       gamma: γ in (0, 1] for ``exp_range``.
 
     Returns:
-      A `Cyclic`.
+      A `Schedule`: a ``Cyclic``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -177,7 +177,7 @@ def one_cycle(
       three_phase: use the three-phase variant (fast.ai style).
 
     Returns:
-      A `OneCycle`.
+      A `Schedule`: a ``OneCycle``.
 
     Example:
       >>> import jax.numpy as jnp

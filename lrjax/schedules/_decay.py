@@ -45,7 +45,7 @@ def constant(value: Numeric) -> Constant:
       value: the value at every step.
 
     Returns:
-      A `Constant`.
+      A `Schedule`: a ``Constant``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -91,7 +91,7 @@ def piecewise_constant(values: Sequence[Numeric], *, boundaries: Sequence[Numeri
       boundaries: strictly increasing, non-negative step counts.
 
     Returns:
-      A `PiecewiseConstant`.
+      A `Schedule`: a ``PiecewiseConstant``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -165,7 +165,7 @@ def exponential_decay(
       end_value: optional bound on the value.
 
     Returns:
-      An `ExponentialDecay`.
+      A `Schedule`: an ``ExponentialDecay``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -186,7 +186,7 @@ def step_decay(init_value: Numeric, *, step_size: Numeric, decay_rate: Numeric =
       decay_rate: γ > 0, the factor applied every ``step_size`` steps.
 
     Returns:
-      An `ExponentialDecay` with ``staircase=True``.
+      A `Schedule`: an ``ExponentialDecay`` with ``staircase=True``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -231,7 +231,7 @@ def multistep_decay(init_value: Numeric, *, milestones: Sequence[Numeric], decay
       decay_rate: γ > 0.
 
     Returns:
-      A `MultistepDecay`.
+      A `Schedule`: a ``MultistepDecay``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -285,7 +285,7 @@ def inverse_time_decay(
       staircase: floor t / T.
 
     Returns:
-      An `InverseTimeDecay`.
+      A `Schedule`: an ``InverseTimeDecay``.
 
     Example:
       >>> import jax.numpy as jnp

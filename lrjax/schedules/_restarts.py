@@ -86,7 +86,7 @@ def cosine_restarts(
       end_value: η₁, the value each cycle anneals towards.
 
     Returns:
-      A `CosineRestarts`.
+      A `Schedule`: a ``CosineRestarts``.
 
     Example:
       >>> import jax.numpy as jnp

@@ -64,7 +64,7 @@ def warmup(schedule: Schedule, *, warmup_steps: Numeric, init_value: Numeric = 0
       shape: ``"linear"``, ``"cosine"`` or ``"exponential"``.
 
     Returns:
-      A `Warmup`.
+      A `Schedule`: a ``Warmup``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -115,7 +115,7 @@ def warmup_cosine_decay(
       exponent: e > 0.
 
     Returns:
-      A `Warmup` of a cosine `Anneal`.
+      A `Schedule`: a ``Warmup`` of a cosine ``Anneal``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -170,7 +170,7 @@ def warmup_stable_decay(
       decay_shape: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
 
     Returns:
-      A `Warmup` of a `Join` of a constant and an `Anneal`.
+      A `Schedule`: a ``Warmup`` of a ``Join`` of a constant and an ``Anneal``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -235,7 +235,7 @@ def inverse_sqrt(peak_value: Numeric, *, warmup_steps: Numeric) -> InverseSqrt:
       warmup_steps: W > 0.
 
     Returns:
-      An `InverseSqrt`.
+      A `Schedule`: an ``InverseSqrt``.
 
     Example:
       >>> import jax.numpy as jnp
