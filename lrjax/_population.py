@@ -94,7 +94,8 @@ class Population:
 
     A task whose ``train_data`` is a stream (``train_data(seed) -> batches``) trains each seed
     on its own stream, batch after batch. A background thread reads the next chunk of 100
-    steps' batches while a chunk trains, also between calls of `advance`; a chunk's batches
+    steps' batches, checks them and puts them on the devices while a chunk trains, also
+    between calls of `advance`; a chunk's batches
     count as read once it has trained. `save` records where every stream is after the last
     trained batch: a Grain iterator's state (``get_state``), which `restore` sets again; for any
     other iterable, the batches read, which `restore` skips on a stream made anew (exact when
@@ -182,8 +183,9 @@ class Population:
         self._keys = hosts.put(seed_keys(seed, seeds), replicated)
         if task.streamed:
             # The chunk reads (CHUNK, seeds, batch, ...) batches, each seed's on its seed's devices.
-            self._streams: Streams | None = Streams(task.train_data, task.batch_like(None), seed, seeds)
             per_step = NamedSharding(programs.programs.mesh, P(None, "seeds"))
+            place = lambda batches: hosts.put(batches, per_step)
+            self._streams: Streams | None = Streams(task.train_data, task.batch_like(None), seed, seeds, place)
             self._train_data = jax.tree.map(
                 lambda x: jax.ShapeDtypeStruct((CHUNK, seeds, *x.shape), x.dtype, sharding=per_step),
                 task.batch_like(None),
@@ -350,11 +352,9 @@ class Population:
         if self._streams is None:
             yield from (self._train_data for _ in counts)
             return
-        sharding = jax.tree.leaves(self._train_data)[0].sharding
         clock = self._clock
         for n in counts:
-            batches = self._streams.take(n, clock, ahead=CHUNK, pad_to=CHUNK)  # a stream's error surfaces here
-            yield hosts.put(batches, sharding)
+            yield self._streams.take(n, clock, ahead=CHUNK, pad_to=CHUNK)  # a stream's error surfaces here
             self._streams.commit(n)
             clock += n
 

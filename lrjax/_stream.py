@@ -23,7 +23,7 @@ import concurrent.futures
 import json
 import pickle
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -142,24 +142,36 @@ def _arrays(where: str, batch: Any) -> Any:
     return jax.tree.unflatten(jax.tree.structure(batch), arrays)
 
 
+class _Chunk(NamedTuple):
+    """A chunk's batches of every seed, stacked and placed: ``steps`` steps from the
+    population's step ``clock``, and the first non-finite (step, seed, leaf) among them."""
+
+    steps: int
+    batches: Any
+    bad: tuple[int, int, int] | None
+    clock: int = -1
+
+
 class Streams:
     """The seeds' streams of a population: read ahead on a background thread, taken a chunk
     of steps at a time.
 
     Batches are read a step at a time (one batch of every seed) into a buffer of steps read but
     not yet trained, with where every stream is after each. `take` returns the next steps'
-    batches and starts reading the ones after them while the caller trains; `commit` marks
-    them trained. `where` is the position after the last committed step, whatever was read
-    ahead, so a checkpoint resumes exactly there.
+    batches and starts, on the background thread, reading the ones after them and putting them
+    on the devices (stacked into one array a leaf, checked for non-finite values), while the
+    caller trains; `commit` marks them trained. `where` is the position after the last
+    committed step, whatever was read ahead, so a checkpoint resumes exactly there.
 
     Args:
       make: ``make(seed) -> iterable of batches``, the task's ``train_data``.
       like: one batch's shapes and dtypes (`jax.ShapeDtypeStruct` leaves): every batch must match.
       seed, seeds: the population's base seed and its number of seeds.
+      place: puts a chunk's stacked host arrays on the devices (default: leaves them on the host).
     """
 
-    def __init__(self, make: StreamFn, like: Any, seed: int, seeds: int):
-        self.make, self.like, self.seed, self.seeds = make, like, seed, seeds
+    def __init__(self, make: StreamFn, like: Any, seed: int, seeds: int, place: Callable[[Any], Any] = lambda x: x):
+        self.make, self.like, self.seed, self.seeds, self.place = make, like, seed, seeds, place
         self._paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(like)[0]]
         self._shapes = [x.shape for x in jax.tree.leaves(like)]
         self._treedef = jax.tree.structure(like)
@@ -170,6 +182,8 @@ class Streams:
         self._committed = self._position()
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lrjax-stream")
         self._pending: concurrent.futures.Future | None = None
+        self._prepared: _Chunk | None = None  # the next chunk's batches, on the devices
+        self._next_clock = 0  # the population's step the background's chunk starts at
 
     def _open(self, index: int) -> Iterator[Any]:
         return iter(self.make(stream_seed(self.seed, index)))
@@ -186,10 +200,12 @@ class Streams:
         return out
 
     def _settle(self) -> None:
-        """Wait for the background reading (its errors are left for `take` to meet again)."""
+        """Wait for the background reading; keep the chunk it placed (its reading errors are
+        left for `take` to meet again)."""
         if self._pending is not None:
-            concurrent.futures.wait([self._pending])
-            self._pending = None
+            job, self._pending = self._pending, None
+            concurrent.futures.wait([job])
+            self._prepared = job.result()._replace(clock=self._next_clock) if job.exception() is None else None
 
     def _last(self) -> list[dict[str, Any]]:
         """The position after the last buffered step (called with no reading under way)."""
@@ -207,52 +223,72 @@ class Streams:
         self._rows.append((row, position))
         return position
 
-    def _fill(self, count: int, clock: int, back: list[dict[str, Any]]) -> None:
+    def _fill(self, count: int, clock: int, back: list[dict[str, Any]]) -> list[list[list[np.ndarray]]]:
         """Read ``count`` more steps, the first of them the population's step ``clock``; stop
-        quietly at a batch that fails (`take` reads it again and raises)."""
+        quietly at a batch that fails (`take` reads it again and raises). Returns the rows read."""
+        read = []
         for k in range(count):
             try:
                 back = self._read_step(clock + k, back)
             except Exception:
-                return
+                break
+            read.append(self._rows[-1][0])
+        return read
+
+    def _stack(self, rows: list[list[list[np.ndarray]]], pad_to: int) -> _Chunk:
+        """``rows`` as one array a leaf, (max(len(rows), pad_to), seeds, batch, ...) with zeros
+        after them, put on the devices; and the first non-finite (step, seed, leaf), if any."""
+        stacked, bad = [], None
+        for k, (shape, like) in enumerate(zip(self._shapes, jax.tree.leaves(self.like), strict=True)):
+            out = np.zeros((max(len(rows), pad_to), self.seeds, *shape), like.dtype)
+            np.stack([row[s][k] for row in rows for s in range(self.seeds)], out=out[: len(rows)].reshape(-1, *shape))
+            leaf = out[: len(rows)]
+            if np.issubdtype(leaf.dtype, np.inexact) and not np.isfinite(leaf).all():
+                t, index = (int(i) for i in np.argwhere(~np.isfinite(leaf))[0][:2])
+                bad = min(bad, (t, index, k)) if bad is not None else (t, index, k)
+            stacked.append(out)
+        return _Chunk(len(rows), self.place(jax.tree.unflatten(self._treedef, stacked)), bad)
+
+    def _ahead(self, count: int, clock: int, back: list[dict[str, Any]], have: list, pad_to: int) -> _Chunk:
+        """Background: read ``count`` steps from ``clock`` on, then stack and place the next
+        chunk, the rows ``have`` already buffered and those read, from step ``clock - len(have)``."""
+        rows = have + self._fill(count, clock, back)
+        return self._stack(rows[:pad_to] if pad_to else rows, pad_to)
 
     def take(self, steps: int, clock: int, ahead: int = 0, pad_to: int = 0) -> Any:
-        """The next ``steps`` batches of every seed, arrays ``(steps, seeds, batch, ...)``; then
-        reading the ``ahead`` steps after them starts in the background. Nothing is committed.
+        """The next ``steps`` batches of every seed, arrays ``(steps, seeds, batch, ...)`` put
+        on the devices by ``place``; then reading the ``ahead`` steps after them, and placing
+        them, starts in the background. Nothing is committed.
 
         Args:
           steps: batches to take from each stream.
           clock: the population's step of the first of them (for the errors).
           ahead: steps to read ahead, after these, while the caller trains on them.
-          pad_to: at least this many rows in the arrays, zeros after the batches.
+          pad_to: at least this many rows in the arrays (zeros, or later batches, after them).
 
         Raises:
           ValueError: a stream that ends, or a batch of another structure, shape or dtype than
             the first, or with values that are not finite. `where` is then unchanged.
         """
         self._settle()
-        while len(self._rows) < steps:
-            self._read_step(clock + len(self._rows), self._last())
-        rows = [self._rows[t][0] for t in range(steps)]
-        # One array a leaf, its first ``steps`` rows the batches (zeros after), checked for NaN
-        # and infinity at once.
-        stacked = []
-        for k, (shape, like) in enumerate(zip(self._shapes, jax.tree.leaves(self.like), strict=True)):
-            out = np.zeros((max(steps, pad_to), self.seeds, *shape), like.dtype)
-            np.stack([row[s][k] for row in rows for s in range(self.seeds)], out=out[:steps].reshape(-1, *shape))
-            stacked.append(out)
-        for k, arr in enumerate(stacked):
-            leaf = arr[:steps]
-            if np.issubdtype(leaf.dtype, np.inexact) and not np.isfinite(leaf).all():
-                t, index = (int(i) for i in np.argwhere(~np.isfinite(leaf))[0][:2])
-                raise ValueError(
-                    f"train_data's batch {self._committed[index]['read'] + t} for seed {index} (step {clock + t})"
-                    f"{jax.tree_util.keystr(self._paths[k])} must be finite, got NaN or infinite values"
-                )
+        chunk, self._prepared = self._prepared, None
+        if chunk is None or chunk.clock != clock or chunk.steps < steps:
+            while len(self._rows) < steps:
+                self._read_step(clock + len(self._rows), self._last())
+            chunk = self._stack([self._rows[t][0] for t in range(steps)], pad_to)._replace(clock=clock)
+        if chunk.bad is not None and chunk.bad[0] < steps:
+            t, index, k = chunk.bad
+            raise ValueError(
+                f"train_data's batch {self._committed[index]['read'] + t} for seed {index} (step {clock + t})"
+                f"{jax.tree_util.keystr(self._paths[k])} must be finite, got NaN or infinite values"
+            )
         if ahead:
-            count = ahead - (len(self._rows) - steps)
-            self._pending = self._pool.submit(self._fill, count, clock + len(self._rows), self._last())
-        return jax.tree.unflatten(self._treedef, stacked)
+            have = [self._rows[t][0] for t in range(steps, len(self._rows))]
+            count = ahead - len(have)
+            job = self._pool.submit(self._ahead, count, clock + len(self._rows), self._last(), have, pad_to)
+            self._pending = job
+            self._next_clock = clock + steps
+        return chunk.batches
 
     def commit(self, steps: int) -> None:
         """Mark the next ``steps`` taken steps trained: `where` moves past them."""
@@ -300,6 +336,7 @@ class Streams:
         self._settle()
         decoded = [{**entry, "state": _decode(entry["state"])} if "state" in entry else dict(entry) for entry in where]
         self._rows.clear()
+        self._prepared = None
         self._seek(decoded)
         self._committed = decoded
 

@@ -89,6 +89,10 @@ def test_the_next_chunk_is_read_ahead_between_calls_and_a_checkpoint_counts_only
     while len(read) < SEEDS * (30 + 100) and time.monotonic() < deadline:  # the background thread reads on
         time.sleep(0.01)
     assert len(read) == SEEDS * 130  # 30 steps trained, the next chunk's 100 read ahead
+    first._streams.where()  # waits for the background thread
+    ahead = first._streams._prepared  # and put on the devices, ahead of the chunk that trains on them
+    assert (ahead.clock, ahead.steps) == (30, 100)
+    assert all(isinstance(x, jax.Array) and x.shape[:2] == (100, SEEDS) for x in jax.tree.leaves(ahead.batches))
     first.save(tmp_path / "pop")  # where the streams are: after the 30 trained batches
     tail = lrjax.Population.restore(tmp_path / "pop", task, plain.sgd).advance(STEPS - 30)
     whole = lrjax.Population(task, plain.sgd, CONFIGS, seeds=SEEDS).advance(STEPS)
