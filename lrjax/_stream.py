@@ -146,10 +146,10 @@ class _Chunk(NamedTuple):
     """A chunk's batches of every seed, stacked and placed: ``steps`` steps from the
     population's step ``clock``, and the first non-finite (step, seed, leaf) among them."""
 
+    clock: int
     steps: int
     batches: Any
     bad: tuple[int, int, int] | None
-    clock: int = -1
 
 
 class Streams:
@@ -183,7 +183,6 @@ class Streams:
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lrjax-stream")
         self._pending: concurrent.futures.Future | None = None
         self._prepared: _Chunk | None = None  # the next chunk's batches, on the devices
-        self._next_clock = 0  # the population's step the background's chunk starts at
 
     def _open(self, index: int) -> Iterator[Any]:
         return iter(self.make(stream_seed(self.seed, index)))
@@ -205,7 +204,7 @@ class Streams:
         if self._pending is not None:
             job, self._pending = self._pending, None
             concurrent.futures.wait([job])
-            self._prepared = job.result()._replace(clock=self._next_clock) if job.exception() is None else None
+            self._prepared = job.result() if job.exception() is None else None
 
     def _last(self) -> list[dict[str, Any]]:
         """The position after the last buffered step (called with no reading under way)."""
@@ -235,8 +234,8 @@ class Streams:
             read.append(self._rows[-1][0])
         return read
 
-    def _stack(self, rows: list[list[list[np.ndarray]]], pad_to: int) -> _Chunk:
-        """``rows`` as one array a leaf, (max(len(rows), pad_to), seeds, batch, ...) with zeros
+    def _stack(self, clock: int, rows: list[list[list[np.ndarray]]], pad_to: int) -> _Chunk:
+        """``rows``, from the population's step ``clock`` on, as one array a leaf, (max(len(rows), pad_to), seeds, batch, ...) with zeros
         after them, put on the devices; and the first non-finite (step, seed, leaf), if any."""
         stacked, bad = [], None
         for k, (shape, like) in enumerate(zip(self._shapes, jax.tree.leaves(self.like), strict=True)):
@@ -247,13 +246,13 @@ class Streams:
                 t, index = (int(i) for i in np.argwhere(~np.isfinite(leaf))[0][:2])
                 bad = min(bad, (t, index, k)) if bad is not None else (t, index, k)
             stacked.append(out)
-        return _Chunk(len(rows), self.place(jax.tree.unflatten(self._treedef, stacked)), bad)
+        return _Chunk(clock, len(rows), self.place(jax.tree.unflatten(self._treedef, stacked)), bad)
 
-    def _ahead(self, count: int, clock: int, back: list[dict[str, Any]], have: list, pad_to: int) -> _Chunk:
-        """Background: read ``count`` steps from ``clock`` on, then stack and place the next
-        chunk, the rows ``have`` already buffered and those read, from step ``clock - len(have)``."""
-        rows = have + self._fill(count, clock, back)
-        return self._stack(rows[:pad_to] if pad_to else rows, pad_to)
+    def _ahead(self, start: int, have: list, count: int, back: list[dict[str, Any]], pad_to: int) -> _Chunk:
+        """Background: read ``count`` more steps, then stack and place the chunk from the
+        population's step ``start`` on: the rows ``have`` already buffered and those read."""
+        rows = have + self._fill(count, start + len(have), back)
+        return self._stack(start, rows[:pad_to] if pad_to else rows, pad_to)
 
     def take(self, steps: int, clock: int, ahead: int = 0, pad_to: int = 0) -> Any:
         """The next ``steps`` batches of every seed, arrays ``(steps, seeds, batch, ...)`` put
@@ -275,7 +274,7 @@ class Streams:
         if chunk is None or chunk.clock != clock or chunk.steps < steps:
             while len(self._rows) < steps:
                 self._read_step(clock + len(self._rows), self._last())
-            chunk = self._stack([self._rows[t][0] for t in range(steps)], pad_to)._replace(clock=clock)
+            chunk = self._stack(clock, [self._rows[t][0] for t in range(steps)], pad_to)
         if chunk.bad is not None and chunk.bad[0] < steps:
             t, index, k = chunk.bad
             raise ValueError(
@@ -284,10 +283,7 @@ class Streams:
             )
         if ahead:
             have = [self._rows[t][0] for t in range(steps, len(self._rows))]
-            count = ahead - len(have)
-            job = self._pool.submit(self._ahead, count, clock + len(self._rows), self._last(), have, pad_to)
-            self._pending = job
-            self._next_clock = clock + steps
+            self._pending = self._pool.submit(self._ahead, clock + steps, have, ahead - len(have), self._last(), pad_to)
         return chunk.batches
 
     def commit(self, steps: int) -> None:
