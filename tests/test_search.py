@@ -389,6 +389,26 @@ def test_bad_input_raises_before_training(regression, run, message):
     assert compiles.count == 0
 
 
+@pytest.mark.parametrize(
+    "run, name",
+    [
+        (lambda t, **k: successive_halving(t, SGD, LR, n=9, min_steps=10, max_steps=90, **k), "successive_halving"),
+        (lambda t, **k: hyperband(t, SGD, LR, min_steps=10, max_steps=90, **k), "hyperband"),
+        (lambda t, **k: pbt(t, SGD, LR, population=8, steps=40, interval=10, **k), "pbt"),
+        (lambda t, **k: bayesian(t, SGD, LR, trials=4, batch=2, steps=10, **k), "bayesian"),
+    ],
+)
+def test_a_misspelled_option_is_a_type_error_as_for_any_keyword(regression, run, name):
+    # The policies take their shared options as ``**options: Unpack[SearchOptions]``: a key that
+    # is not an option raises what Python raises for an unknown keyword, before anything compiles.
+    with (
+        count_compiles() as compiles,
+        pytest.raises(TypeError, match=rf"^{name}\(\) got an unexpected keyword argument 'sedes'$"),
+    ):
+        run(regression, sedes=2)
+    assert compiles.count == 0
+
+
 def test_every_result_reads_alike_and_plots(regression):
     import matplotlib
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Unpack
 
 import jax
 import numpy as np
@@ -32,7 +32,7 @@ from lrjax import _configs
 from lrjax import _validate as v
 from lrjax._task import Task
 from lrjax.engine.program import OptimizerFn
-from lrjax.search._driver import Driver, check_common
+from lrjax.search._driver import Driver, SearchOptions, check_common
 from lrjax.search._result import SearchResult
 from lrjax.search._space import Choice, Distribution, IntUniform, LogUniform, Uniform, check_space
 from lrjax.search._workers import WORKER, Heartbeat, stale, this_worker
@@ -179,20 +179,13 @@ def bayesian(
     trials: int,
     batch: int,
     steps: int,
-    metric: str = "loss",
-    mode: str | None = None,
     sampler: Any = None,
     storage: Any = None,
     study_name: str | None = None,
     study: Any = None,
-    batch_size: int | None = None,
-    seed: int = 0,
-    seeds: int = 1,
-    eval_every: int | None = None,
-    devices: Sequence[Any] | None = None,
-    progress: bool = True,
     heartbeat_interval: float = 60.0,
     grace_period: float | None = None,
+    **options: Unpack[SearchOptions],
 ) -> SearchResult:
     """Bayesian optimization with Optuna: rounds of ``batch`` trials, each round one program.
 
@@ -204,19 +197,18 @@ def bayesian(
         by diverging); a resumed study runs only the rest.
       batch: trials per round, trained together.
       steps: training steps of every trial.
-      metric, mode: the evaluation metric told to Optuna and its direction.
       sampler: an Optuna sampler (default ``TPESampler(seed=seed, constant_liar=True)``).
       storage: an Optuna storage (URL or object): the study is loaded from it if it exists.
       study_name: the study's name in ``storage``.
       study: an existing ``optuna.Study`` to continue (instead of sampler/storage/name).
-      batch_size, seed, seeds, devices, progress: as for `lrjax.sweep`.
-      eval_every: also evaluate every this many steps: recorded in ``learning_curves`` and
-        reported to Optuna (``trial.report``), so a study's plots show the curves.
       heartbeat_interval: seconds between the heartbeats of the trials being trained, which tell
         other workers on the same study that this one is alive (Optuna's default interval).
       grace_period: seconds without a heartbeat after which another worker's running trial
         counts as abandoned and is retried (default twice ``heartbeat_interval``, as Optuna's).
         A trial whose worker was a process of this host that has ended is retried at once.
+      **options: `SearchOptions`: ``metric`` and ``mode`` are the value told to Optuna and its
+        direction; the evaluations of ``eval_every`` are also reported (``trial.report``), so
+        a study's plots show the curves.
 
     Returns:
       A `SearchResult` of the trials trained by this call (``round`` is the round); the whole
@@ -235,8 +227,8 @@ def bayesian(
     trials = v.integer("trials", trials)
     batch = v.integer("batch", batch)
     steps = v.integer("steps", steps)
-    common = check_common(task, optimizer, metric, mode, batch_size, seed, seeds, eval_every, devices, progress)
-    mode = common.mode
+    common = check_common("bayesian", task, optimizer, options)
+    metric, mode = common.metric, common.mode
     direction = "minimize" if mode == "min" else "maximize"
     distributions = optuna_distributions(space)
     if not distributions:
@@ -249,7 +241,7 @@ def bayesian(
     if study is None:
         study = optuna.create_study(
             storage=storage,
-            sampler=sampler or _default_sampler(seed),
+            sampler=sampler or _default_sampler(common.seed),
             study_name=study_name,
             direction=direction,
             load_if_exists=True,
@@ -285,7 +277,7 @@ def bayesian(
         configs = configs_of([t.params for t in asked])
         if driver is None:
             total = steps * -(-(trials - counted) // batch)
-            driver = Driver(common, configs, method="bayesian", stage="round", total=total)
+            driver = Driver(common, configs, stage="round", total=total)
         else:
             driver.new_population(configs)
         slots = np.arange(len(asked))

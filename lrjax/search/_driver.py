@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from lrjax.engine.program import OptimizerFn, trace_metric_names
 from lrjax.search._result import SearchResult
 from lrjax.search._space import Distribution
 
-__all__ = ["Common", "Driver", "check_common", "is_space"]
+__all__ = ["Common", "Driver", "SearchOptions", "check_common", "is_space"]
 
 
 def is_space(value: Mapping[str, Any]) -> bool:
@@ -42,17 +42,17 @@ class Driver:
       common: the policy's checked common arguments (`check_common`): ``metric`` and ``mode``
         rank trials; ``eval_every`` adds evaluations (recorded in ``curves`` only).
       configs: the first configuration of every slot.
-      method, stage: the policy's name and its stage column (``rung``, ...).
+      stage: the policy's stage column (``rung``, ...).
       total: the number of clock steps, for the progress bar.
     """
 
-    def __init__(self, common: Common, configs: Mapping[str, Any], *, method: str, stage: str, total: int):
+    def __init__(self, common: Common, configs: Mapping[str, Any], *, stage: str, total: int):
         self.started = time.perf_counter()
         self.common = common
         self.task, self.optimizer, self.seeds = common.task, common.optimizer, common.seeds
-        self.pop = Population(self.task, self.optimizer, configs, **self._population_args())
+        self.pop = Population(self.task, self.optimizer, configs, **common.population)
         self.slots = self.pop.size // self.seeds
-        self.metric, self.mode, self.method, self.stage = common.metric, common.mode, method, stage
+        self.metric, self.mode, self.method, self.stage = common.metric, common.mode, common.method, stage
         self.records: list[dict[str, Any]] = []
         self.curves: list[dict[str, Any]] = []
         self.eval_every = common.eval_every
@@ -63,11 +63,7 @@ class Driver:
         self.next_trial = 0
         self.member_steps = 0
         self.active_steps = 0
-        self.bar = progress_bar(total, f"{method} {self.task.name} · {self.slots} slots", common.progress)
-
-    def _population_args(self) -> dict[str, Any]:
-        c = self.common
-        return dict(batch_size=c.batch_size, seed=c.seed, seeds=c.seeds, devices=c.devices)
+        self.bar = progress_bar(total, f"{common.method} {self.task.name} · {self.slots} slots", common.progress)
 
     # -- slots and trials -------------------------------------------------------------------
 
@@ -78,7 +74,7 @@ class Driver:
 
     def new_population(self, configs: Mapping[str, Any]) -> None:
         """Replace the population by a fresh one of ``configs`` (same shapes: nothing compiles)."""
-        self.pop = Population(self.task, self.optimizer, configs, **self._population_args())
+        self.pop = Population(self.task, self.optimizer, configs, **self.common.population)
 
     def start_trials(self, slots: Any, ids: Any = None) -> np.ndarray:
         """Trial ids for ``slots`` (whose configs are already in the population): ``ids``, or
@@ -189,15 +185,31 @@ class Driver:
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class Common:
-    """The arguments every search policy takes, checked (`check_common`): ``mode`` is resolved
-    from the metric when it was None; the others as for `lrjax.sweep`."""
+class SearchOptions(TypedDict, total=False):
+    """The keyword arguments every search policy takes besides its own, all optional.
 
-    task: Task
-    optimizer: OptimizerFn
+    Keys:
+      metric: the evaluation metric that ranks trials (default ``"loss"``); one of the task's
+        metrics.
+      mode: ``"min"`` or ``"max"`` (default: the metric's known direction, `lrjax.METRIC_MODES`).
+      batch_size, seed, devices, progress: as for `lrjax.sweep` (defaults: the task's batch
+        size, 0, every device, a progress bar).
+      seeds: seeds per trial (default 1); a trial is ranked by its seeds' mean.
+      eval_every: also evaluate every this many clock steps (default never), recorded in the
+        result's ``learning_curves``; the policy's decisions use its own evaluations only.
+
+    Example:
+      >>> import optax, lrjax
+      >>> from lrjax.search import SearchOptions, log_uniform, pbt
+      >>> options: SearchOptions = {"seeds": 2, "eval_every": 10, "progress": False}
+      >>> result = pbt(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
+      ...              {"learning_rate": log_uniform(1e-3, 0.5)}, population=4, steps=40, interval=20, **options)
+      >>> result.info["seeds"], sorted(set(result.learning_curves["steps"]))
+      (2, [10, 20, 30, 40])
+    """
+
     metric: str
-    mode: str
+    mode: str | None
     batch_size: int | None
     seed: int
     seeds: int
@@ -206,29 +218,48 @@ class Common:
     progress: bool
 
 
-def check_common(
-    task: Task,
-    optimizer: OptimizerFn,
-    metric: str,
-    mode: str | None,
-    batch_size: int | None,
-    seed: int,
-    seeds: int,
-    eval_every: int | None,
-    devices: Sequence[Any] | None,
-    progress: bool,
-) -> Common:
-    """The policies' shared arguments, checked before anything compiles."""
+@dataclasses.dataclass(frozen=True)
+class Common:
+    """A policy's `SearchOptions`, checked (`check_common`), with its task and optimizer:
+    ``mode`` is resolved from the metric; ``population`` holds `lrjax.Population`'s keywords."""
+
+    task: Task
+    optimizer: OptimizerFn
+    method: str
+    metric: str
+    mode: str
+    eval_every: int | None
+    progress: bool
+    population: dict[str, Any]
+
+    @property
+    def seed(self) -> int:
+        return self.population["seed"]
+
+    @property
+    def seeds(self) -> int:
+        return self.population["seeds"]
+
+
+def check_common(method: str, task: Task, optimizer: OptimizerFn, options: SearchOptions) -> Common:
+    """The ``options`` of the policy ``method`` with their defaults, checked before anything
+    compiles (a key that is not an option is a TypeError, as Python raises for a keyword)."""
+    unknown = sorted(set(options) - set(SearchOptions.__annotations__))
+    if unknown:
+        raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}")
     if not isinstance(task, Task):
         raise TypeError(f"task must be an lrjax.Task, got {task!r}")
+    eval_every, batch_size = options.get("eval_every"), options.get("batch_size")
     if eval_every is not None:
         v.integer("eval_every", eval_every)
-    v.integer("seeds", seeds)
-    v.integer("seed", seed, minimum=0)
+    seeds = v.integer("seeds", options.get("seeds", 1))
+    seed = v.integer("seed", options.get("seed", 0), minimum=0)
     if batch_size is not None:
         v.integer("batch_size", batch_size)
+    metric = options.get("metric", "loss")
     names = trace_metric_names(task, batch_size)
     if metric not in names:
         raise ValueError(f"metric must be one of the task's metrics {names}, got {metric!r}")
-    mode = metric_mode(metric, mode, task.metric_modes)
-    return Common(task, optimizer, metric, mode, batch_size, seed, seeds, eval_every, devices, progress)
+    mode = metric_mode(metric, options.get("mode"), task.metric_modes)
+    population = dict(batch_size=batch_size, seed=seed, seeds=seeds, devices=options.get("devices"))
+    return Common(task, optimizer, method, metric, mode, eval_every, options.get("progress", True), population)

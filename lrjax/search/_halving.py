@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Unpack
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from lrjax import _configs
 from lrjax import _validate as v
 from lrjax._task import Task
 from lrjax.engine.program import OptimizerFn
-from lrjax.search._driver import Common, Driver, check_common, is_space
+from lrjax.search._driver import Common, Driver, SearchOptions, check_common, is_space
 from lrjax.search._result import SearchResult
 from lrjax.search._space import check_space, sample
 
@@ -152,13 +152,13 @@ def _run(driver: Driver, source: _Source, cohorts: list[_Cohort], eta: float, re
                 cohorts.append(_Cohort(slots, now, template, bracket, id=len(cohorts)))
 
 
-def _start(common: Common, source: _Source, slots: int, method: str, total: int) -> Driver:
+def _start(common: Common, source: _Source, slots: int, total: int) -> Driver:
     """A `Driver` of ``slots`` trial slots filled from ``source``."""
     if source.left < slots:
         raise ValueError(
             f"space_or_configs must hold at least {slots} configurations (one per slot), got {source.left}"
         )
-    out = Driver(common, source.take(slots), method=method, stage="rung", total=total)
+    out = Driver(common, source.take(slots), stage="rung", total=total)
     out.start_trials(np.arange(slots))
     return out
 
@@ -174,14 +174,7 @@ def successive_halving(
     reduction_factor: float = 3,
     refill: bool = True,
     steps: int | None = None,
-    metric: str = "loss",
-    mode: str | None = None,
-    batch_size: int | None = None,
-    seed: int = 0,
-    seeds: int = 1,
-    eval_every: int | None = None,
-    devices: Sequence[Any] | None = None,
-    progress: bool = True,
+    **options: Unpack[SearchOptions],
 ) -> SearchResult:
     """Successive halving over ``n`` trial slots trained as one program.
 
@@ -204,12 +197,8 @@ def successive_halving(
       refill: start new trials in freed slots.
       steps: the length of the search in steps of the population's clock (default
         ``max_steps``: as long as one trial's full training).
-      metric, mode: the evaluation metric that ranks trials, and ``"min"`` or ``"max"``
-        (default: the metric's known direction).
-      batch_size, seed, seeds, devices, progress: as for `lrjax.sweep`; with ``seeds`` each
-        trial trains that many seeds and is ranked by their mean.
-      eval_every: also evaluate every this many clock steps, between rungs (recorded in
-        ``learning_curves``; decisions use the rungs' evaluations only).
+      **options: `SearchOptions` (``metric``, ``mode``, ``seeds``, ``eval_every``, ...); the
+        rungs' evaluations decide.
 
     Returns:
       A `SearchResult` whose ``history`` has a row per trial per rung reached (``cohort``:
@@ -229,9 +218,9 @@ def successive_halving(
     n = v.integer("n", n)
     if n < eta:
         raise ValueError(f"n must be >= reduction_factor ({eta:g}) so that the first rung promotes a trial, got {n}")
-    common = check_common(task, optimizer, metric, mode, batch_size, seed, seeds, eval_every, devices, progress)
-    source = _Source(space_or_configs, seed)
-    driver = _start(common, source, n, "successive_halving", horizon)
+    common = check_common("successive_halving", task, optimizer, options)
+    source = _Source(space_or_configs, common.seed)
+    driver = _start(common, source, n, horizon)
     schedule = rungs(min_steps, max_steps, eta)
     _run(driver, source, [_Cohort(np.arange(n), 0, schedule, 0)], eta, refill, horizon)
     info = dict(
@@ -276,14 +265,7 @@ def hyperband(
     reduction_factor: float = 3,
     refill: bool = False,
     steps: int | None = None,
-    metric: str = "loss",
-    mode: str | None = None,
-    batch_size: int | None = None,
-    seed: int = 0,
-    seeds: int = 1,
-    eval_every: int | None = None,
-    devices: Sequence[Any] | None = None,
-    progress: bool = True,
+    **options: Unpack[SearchOptions],
 ) -> SearchResult:
     """Hyperband (Li et al. 2018): every bracket of successive halving at once, one program.
 
@@ -298,8 +280,7 @@ def hyperband(
       reduction_factor: η >= 2.
       refill: start new trials in freed slots (default: no, as Li et al.).
       steps: the search's length in clock steps (default ``max_steps``).
-      metric, mode, batch_size, seed, seeds, eval_every, devices, progress: as for
-        `successive_halving`.
+      **options: `SearchOptions`, as for `successive_halving`.
 
     Returns:
       A `SearchResult`; ``history`` has ``bracket`` (0 the widest) and ``promoted``.
@@ -313,11 +294,11 @@ def hyperband(
       (17, [0, 1, 2])
     """
     min_steps, max_steps, eta, horizon = _check(min_steps, max_steps, reduction_factor, steps)
-    common = check_common(task, optimizer, metric, mode, batch_size, seed, seeds, eval_every, devices, progress)
+    common = check_common("hyperband", task, optimizer, options)
     plan = brackets(min_steps, max_steps, eta)
     total = sum(trials for trials, _ in plan)
-    source = _Source(space_or_configs, seed)
-    driver = _start(common, source, total, "hyperband", horizon)
+    source = _Source(space_or_configs, common.seed)
+    driver = _start(common, source, total, horizon)
     cohorts, first = [], 0
     for b, (trials, schedule) in enumerate(plan):
         cohorts.append(_Cohort(np.arange(first, first + trials), 0, schedule, b, id=b))

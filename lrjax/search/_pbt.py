@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from lrjax import _configs
 from lrjax import _validate as v
 from lrjax._task import Task
 from lrjax.engine.program import OptimizerFn
-from lrjax.search._driver import Driver, check_common
+from lrjax.search._driver import Driver, SearchOptions, check_common
 from lrjax.search._result import SearchResult
 from lrjax.search._space import Distribution, check_space, random
 
@@ -59,14 +59,7 @@ def pbt(
     quantile: float = 0.25,
     perturb: Sequence[float] = (0.8, 1.2),
     resample_probability: float = 0.25,
-    metric: str = "loss",
-    mode: str | None = None,
-    batch_size: int | None = None,
-    seed: int = 0,
-    seeds: int = 1,
-    eval_every: int | None = None,
-    devices: Sequence[Any] | None = None,
-    progress: bool = True,
+    **options: Unpack[SearchOptions],
 ) -> SearchResult:
     """Population-based training of ``population`` members drawn from ``space``.
 
@@ -81,11 +74,8 @@ def pbt(
       quantile: in (0, 0.5]: the bottom and top fractions, at least one member each.
       perturb: the factors an explored value is multiplied by, one drawn per value.
       resample_probability: in [0, 1], the chance a value is drawn afresh instead.
-      metric, mode: the evaluation metric ranking members and ``"min"``/``"max"``.
-      batch_size, seed, seeds, devices, progress: as for `lrjax.sweep`; with ``seeds`` every
-        member trains that many seeds, ranked by their mean, and exploits copy all of them.
-      eval_every: also evaluate every this many steps within a generation (recorded in
-        ``learning_curves``; exploits use the generations' evaluations only).
+      **options: `SearchOptions` (``metric``, ``mode``, ``seeds``, ``eval_every``, ...); the
+        generations' evaluations decide, and an exploit copies all seeds of a member.
 
     Returns:
       A `SearchResult`: ``history`` has a row per member per generation with ``parent`` (the
@@ -108,9 +98,9 @@ def pbt(
     v.check("quantile", quantile, gt=0, le=0.5)
     v.check_vector("perturb", list(perturb), gt=0)
     v.check("resample_probability", resample_probability, ge=0, le=1)
-    common = check_common(task, optimizer, metric, mode, batch_size, seed, seeds, eval_every, devices, progress)
-    rng = np.random.default_rng(seed)
-    driver = Driver(common, random(space, population, seed=seed), method="pbt", stage="generation", total=steps)
+    common = check_common("pbt", task, optimizer, options)
+    rng, seeds = np.random.default_rng(common.seed), common.seeds
+    driver = Driver(common, random(space, population, seed=common.seed), stage="generation", total=steps)
     pop = driver.pop
     driver.start_trials(np.arange(population))
     count = max(1, math.floor(quantile * population))
