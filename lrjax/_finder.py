@@ -59,6 +59,17 @@ def _one_or_many(values: np.ndarray) -> float | np.ndarray:
     return float(values[0]) if values.shape == (1,) else values
 
 
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """What `FinderResult.verify` trains again: the range test's task, optimizer, extra
+    configurations and devices."""
+
+    task: Task
+    optimizer: OptimizerFn
+    hps: dict[str, Any]
+    devices: Sequence[Any] | None
+
+
 @dataclasses.dataclass(repr=False)
 class Verification:
     """`FinderResult.verify`: the suggestion and its neighbours, trained.
@@ -148,10 +159,7 @@ class FinderResult:
     diverged_at: np.ndarray
     configs: dict[str, np.ndarray]
     info: dict[str, Any]
-    _task: Task | None = dataclasses.field(default=None, compare=False)
-    _optimizer: OptimizerFn | None = dataclasses.field(default=None, compare=False)
-    _hps: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
-    _devices: Sequence[Any] | None = dataclasses.field(default=None, compare=False)
+    _setup: _Setup | None = dataclasses.field(default=None, compare=False)
 
     @property
     def seeds(self) -> int:
@@ -276,7 +284,7 @@ class FinderResult:
 
         v.check_choice("method", method, tuple(_suggest.METHODS))
         steps = 5 * len(self.lrs) if steps is None else v.integer("steps", steps)
-        if self._task is None or self._optimizer is None:
+        if self._setup is None:
             raise ValueError("verify() needs the task and optimizer of find_lr; this result was built without them")
         suggested = np.asarray(self.suggestions[method], np.float64)
         if not np.all(np.isfinite(suggested)):
@@ -285,16 +293,17 @@ class FinderResult:
                 "the curves stopped too early; lower min_lr or use more steps"
             )
         lrs = suggested[:, None] * FACTORS[None, :]
-        extra = _configs.take(self._hps, np.repeat(np.arange(self.num_configs), len(FACTORS)))
+        setup = self._setup
+        extra = _configs.take(setup.hps, np.repeat(np.arange(self.num_configs), len(FACTORS)))
         result = sweep(
-            self._task,
-            self._optimizer,
+            setup.task,
+            setup.optimizer,
             {**extra, "learning_rate": lrs.reshape(-1)},
             steps=steps,
             batch_size=self.info["batch_size"] if batch_size is None else batch_size,
             seed=self.info["seed"],
             seeds=self.seeds,
-            devices=self._devices,
+            devices=setup.devices,
             progress=progress,
         )
         mode = result.direction(metric, mode)
@@ -495,8 +504,5 @@ def find_lr(
         diverged_at=stop.astype(np.int64),
         configs=member_configs,
         info=info,
-        _task=task,
-        _optimizer=optimizer,
-        _hps=hps,
-        _devices=devices,
+        _setup=_Setup(task, optimizer, hps, devices),
     )

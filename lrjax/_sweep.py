@@ -167,27 +167,16 @@ def sweep(
         task, optimizer, hp, num_configs, seeds, batch_size, devices, memory_budget, divergence_factor, split=True
     )
     groups, size, budget = planned.groups, planned.group_size, planned.memory_budget
-    kwargs: dict[str, Any] = dict(
-        batch_size=batch_size,
-        seed=seed,
-        seeds=seeds,
-        devices=devices,
-        memory_budget=budget,
-        plateau=plateau,
-        plateau_metric=plateau_metric,
-        divergence_factor=divergence_factor,
-    )
-
+    # The arguments that decide every member's training: each group's Population gets them, and
+    # a checkpoint records them (with the sweep's length and grouping) to be resumed only by them.
+    decides: dict[str, Any] = dict(batch_size=batch_size, seed=seed, seeds=seeds, divergence_factor=divergence_factor)
     signature = _signature(
         hps,
         steps=steps,
         eval_every=eval_every,
-        batch_size=batch_size,
-        seed=seed,
-        seeds=seeds,
         group_size=size,
         plateau_metric=plateau_metric if plateau is not None else None,
-        divergence_factor=divergence_factor,
+        **decides,
     )
 
     started = time.perf_counter()
@@ -214,7 +203,16 @@ def sweep(
                         f"{path!r} holds a checkpoint of another sweep, (saved, given): {diff}; use another checkpoint directory"
                     )
             else:
-                pop = Population(task, optimizer, group_configs, **kwargs)
+                pop = Population(
+                    task,
+                    optimizer,
+                    group_configs,
+                    devices=devices,
+                    memory_budget=budget,
+                    plateau=plateau,
+                    plateau_metric=plateau_metric,
+                    **decides,
+                )
                 if len(index) < size:
                     pop.deactivate(np.arange(len(index) * seeds, pop.size))
             bar.update(g * steps + pop.clock - bar.n)  # a resumed population starts where it was saved
