@@ -18,7 +18,7 @@ from lrjax._plateau import ReduceOnPlateauState, reduce_on_plateau
 from lrjax._population import Population
 from lrjax._result import SweepResult
 from lrjax._sweep import sweep
-from lrjax._task import Task
+from lrjax._task import SupervisedOptions, Task
 
 try:
     __version__ = importlib.metadata.version("lrjax")
@@ -42,6 +42,7 @@ __all__ = [
     "NoiseScale",
     "Population",
     "ReduceOnPlateauState",
+    "SupervisedOptions",
     "SweepResult",
     "Task",
     "Verification",

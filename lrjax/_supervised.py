@@ -16,10 +16,9 @@ import optax
 
 from lrjax._dataflow import flow
 from lrjax._stream import first_batch, stream_seed
-from lrjax._task import Task, key_shape
+from lrjax._task import LossArg, SupervisedOptions, Task, TrainData, key_shape
 
 Predictions = jax.Array
-LossArg = str | Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -81,27 +80,22 @@ class Model:
 
 def supervised(
     build: Callable[[tuple[Any, Any]], Model],
-    train_data: Any,
-    eval_data: Any,
-    loss: LossArg,
-    name: str,
+    train_data: TrainData,
     adapter: str,
-    eval_batch_size: int | None = None,
-    augment: Callable[[jax.Array, Any], Any] | None = None,
+    default_name: str,
+    options: SupervisedOptions,
 ) -> Task:
-    """A `Task` that trains the model ``build`` makes on ``(inputs, targets)`` pairs with ``loss``.
+    """A `Task` that trains the model ``build`` makes on ``(inputs, targets)`` pairs.
 
     Args:
       build: ``build(sample) -> `` the adapter's `Model`, given `pair` of ``train_data`` (a
-        model that infers its shapes from a batch, as linen's, reads it); called once ``loss``
-        is checked.
+        model that infers its shapes from a batch, as linen's, reads it); called once the
+        loss is checked.
       train_data: ``(inputs, targets)``, or a stream of such batches (`Task`).
-      eval_data: ``(inputs, targets)``, a stream of them, or None.
-      loss: ``"cross_entropy"`` (integer labels; accuracy is reported too), ``"mse"``, or
-        ``loss(predictions, targets) -> scalar``.
-      name: the task's name.
       adapter: the adapter's name, for the errors.
-      eval_batch_size, augment: as for `Task`.
+      default_name: the task's name when ``options`` names none.
+      options: the adapter's `SupervisedOptions` (a key that is not one is the TypeError
+        Python raises for an unknown keyword).
 
     Returns:
       The `Task`, with ``rng`` and ``stateful`` as the model has them.
@@ -112,7 +106,11 @@ def supervised(
         model's classes (a stream's: in its first batch), or a mode switch that does not switch
         (see `Model`).
     """
-    loss_name, loss_fn = resolve_loss(loss)
+    unknown = sorted(set(options) - set(SupervisedOptions.__annotations__))
+    if unknown:
+        raise TypeError(f"{adapter}() got an unexpected keyword argument {unknown[0]!r}")
+    eval_data = options.get("eval_data")
+    loss_name, loss_fn = resolve_loss(options.get("loss", "cross_entropy"))
     train_pair = pair("train_data", train_data, adapter)
     model = build(train_pair)
     eval_pair = None if eval_data is None else pair("eval_data", eval_data, adapter)
@@ -142,11 +140,11 @@ def supervised(
         train_data if callable(train_data) else tuple(train_data),
         eval_data if eval_data is None or callable(eval_data) else tuple(eval_data),
         metrics,
-        name,
+        options.get("name") or default_name,
         rng=model.rng,
         stateful=model.stateful,
-        eval_batch_size=eval_batch_size,
-        augment=augment,
+        eval_batch_size=options.get("eval_batch_size"),
+        augment=options.get("augment"),
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +20,41 @@ ModelState = Any
 Batch = Any
 LossFn = Callable[..., Any]
 MetricsFn = Callable[..., Mapping[str, jax.Array]]
+TrainData = tuple[Any, Any] | Callable[[int], Iterable[Any]]
+LossArg = str | Callable[[jax.Array, jax.Array], jax.Array]
+
+
+class SupervisedOptions(TypedDict, total=False):
+    """The keyword arguments `Task.from_linen`, `Task.from_nnx` and `Task.from_equinox` share,
+    all optional.
+
+    Keys:
+      loss: ``"cross_entropy"`` (the default: logits against integer labels of the outputs'
+        shape less the class axis; accuracy is reported too), ``"mse"`` (targets of the
+        outputs' shape), or ``loss(predictions, targets) -> scalar``.
+      eval_data: held-out ``(inputs, targets)``, or a stream of them, ``eval_data()`` (`Task`);
+        default none.
+      name: the task's name (default: the module's class name for linen, ``"nnx"``,
+        ``"equinox"``).
+      eval_batch_size: evaluate in batches of this many examples (`Task`).
+      augment: ``augment(key, batch) -> batch`` on every training batch, on the device (`Task`).
+
+    Example:
+      >>> import equinox as eqx, lrjax
+      >>> train, held_out = lrjax.datasets.load_digits()
+      >>> options: lrjax.SupervisedOptions = {"eval_data": held_out, "name": "linear", "eval_batch_size": 100}
+      >>> make = lambda key: eqx.nn.Sequential([eqx.nn.Lambda(lambda x: x.reshape(-1)),
+      ...                                       eqx.nn.Linear(64, 10, key=key)])
+      >>> task = lrjax.Task.from_equinox(make, train, **options)
+      >>> task.name, task.eval_batch_size, task.eval_data[0].shape
+      ('linear', 100, (359, 8, 8))
+    """
+
+    loss: LossArg
+    eval_data: tuple[Any, Any] | Callable[[], Iterable[Any]] | None
+    name: str | None
+    eval_batch_size: int | None
+    augment: Callable[[jax.Array, Any], Any] | None
 
 
 def key_shape() -> jax.ShapeDtypeStruct:
@@ -358,17 +393,13 @@ class Task:
     def from_linen(
         cls,
         module: Any,
-        train_data: tuple[Any, Any] | Callable[[int], Iterable[Any]],
+        train_data: TrainData,
         *,
-        loss: str | Callable[[jax.Array, jax.Array], jax.Array] = "cross_entropy",
-        eval_data: tuple[Any, Any] | Callable[[], Iterable[Any]] | None = None,
-        name: str | None = None,
-        eval_batch_size: int | None = None,
-        augment: Callable[[jax.Array, Any], Any] | None = None,
         rngs: Sequence[str] = (),
         mutable: Sequence[str] | None = None,
         train_kwargs: Mapping[str, Any] | None = None,
         eval_kwargs: Mapping[str, Any] | None = None,
+        **options: Unpack[SupervisedOptions],
     ) -> Task:
         """A supervised task from a ``flax.linen`` module and ``(inputs, targets)`` data.
 
@@ -383,19 +414,14 @@ class Task:
           module: the ``flax.linen.Module``.
           train_data: ``(inputs, targets)`` with a leading examples axis, or a stream of such
             batches, ``train_data(seed)`` (`Task`).
-          loss: ``"cross_entropy"`` (logits against integer labels of the outputs' shape less
-            the class axis; accuracy is reported too), ``"mse"`` (targets of the outputs'
-            shape), or ``loss(predictions, targets) -> scalar``.
-          eval_data: held-out ``(inputs, targets)``, or a stream of them, ``eval_data()`` (`Task`).
-          name: the task's name (default: the module's class name).
-          eval_batch_size: evaluate in batches of this many examples (`Task`).
-          augment: ``augment(key, batch) -> batch`` on every training batch, on the device (`Task`).
           rngs: the rng streams the module draws from in training, e.g. ``("dropout",)``.
           mutable: the collections training updates (default: every collection besides
             ``params``); the others are carried unchanged.
           train_kwargs, eval_kwargs: the module's train/eval switch as keyword arguments of its
             ``__call__``, e.g. ``{"train": True}`` and ``{"train": False}``, or
             ``{"deterministic": False}`` and ``{"deterministic": True}``.
+          **options: `SupervisedOptions`: ``loss`` (default ``"cross_entropy"``), ``eval_data``,
+            ``name`` (default: the module's class name), ``eval_batch_size``, ``augment``.
 
         Returns:
           A `Task` with ``rng`` when ``rngs`` names a stream and ``stateful`` when the module has
@@ -430,23 +456,16 @@ class Task:
                 module, x, rngs=rngs, mutable=mutable, train_kwargs=train_kwargs, eval_kwargs=eval_kwargs
             )
 
-        label = name or type(module).__name__
-        return _supervised.supervised(
-            build, train_data, eval_data, loss, label, "Task.from_linen", eval_batch_size, augment
-        )
+        return _supervised.supervised(build, train_data, "Task.from_linen", type(module).__name__, options)
 
     @classmethod
     def from_nnx(
         cls,
         make_model: Callable[[Any], Any],
-        train_data: tuple[Any, Any] | Callable[[int], Iterable[Any]],
+        train_data: TrainData,
         *,
-        loss: str | Callable[[jax.Array, jax.Array], jax.Array] = "cross_entropy",
-        eval_data: tuple[Any, Any] | Callable[[], Iterable[Any]] | None = None,
-        name: str | None = None,
-        eval_batch_size: int | None = None,
-        augment: Callable[[jax.Array, Any], Any] | None = None,
         rngs: Sequence[str] = (),
+        **options: Unpack[SupervisedOptions],
     ) -> Task:
         """A supervised task from a ``flax.nnx`` module: ``make_model(rngs: nnx.Rngs) -> Module``.
 
@@ -461,12 +480,9 @@ class Task:
           make_model: builds the module from its ``nnx.Rngs``.
           train_data: ``(inputs, targets)`` with a leading examples axis, or a stream of such
             batches, ``train_data(seed)`` (`Task`).
-          loss: as in `from_linen`.
-          eval_data: held-out ``(inputs, targets)``, or a stream of them, ``eval_data()`` (`Task`).
-          name: the task's name (default ``"nnx"``).
-          eval_batch_size: evaluate in batches of this many examples (`Task`).
-          augment: ``augment(key, batch) -> batch`` on every training batch, on the device (`Task`).
           rngs: the streams the module draws from in training, e.g. ``("dropout",)``.
+          **options: `SupervisedOptions`: ``loss``, ``eval_data``, ``name`` (default
+            ``"nnx"``), ``eval_batch_size``, ``augment``.
 
         Returns:
           A `Task` with ``rng`` when ``rngs`` names a stream and ``stateful`` when the module has
@@ -497,23 +513,16 @@ class Task:
         from lrjax import _flax, _supervised
 
         build = lambda _: _flax.nnx_model(make_model, rngs=rngs)
-        label = name or "nnx"
-        return _supervised.supervised(
-            build, train_data, eval_data, loss, label, "Task.from_nnx", eval_batch_size, augment
-        )
+        return _supervised.supervised(build, train_data, "Task.from_nnx", "nnx", options)
 
     @classmethod
     def from_equinox(
         cls,
         make_model: Callable[[jax.Array], Any],
-        train_data: tuple[Any, Any] | Callable[[int], Iterable[Any]],
+        train_data: TrainData,
         *,
-        loss: str | Callable[[jax.Array, jax.Array], jax.Array] = "cross_entropy",
-        eval_data: tuple[Any, Any] | Callable[[], Iterable[Any]] | None = None,
-        name: str | None = None,
-        eval_batch_size: int | None = None,
-        augment: Callable[[jax.Array, Any], Any] | None = None,
         rng: bool = False,
+        **options: Unpack[SupervisedOptions],
     ) -> Task:
         """A supervised task from an ``equinox.Module`` (``pip install 'lrjax[equinox]'``).
 
@@ -530,12 +539,9 @@ class Task:
           make_model: builds the module (and state) from a key.
           train_data: ``(inputs, targets)`` with a leading examples axis, or a stream of such
             batches, ``train_data(seed)`` (`Task`).
-          loss: as in `from_linen`.
-          eval_data: held-out ``(inputs, targets)``, or a stream of them, ``eval_data()`` (`Task`).
-          name: the task's name (default ``"equinox"``).
-          eval_batch_size: evaluate in batches of this many examples (`Task`).
-          augment: ``augment(key, batch) -> batch`` on every training batch, on the device (`Task`).
           rng: the module takes ``key=`` in training (``equinox.nn.Dropout``).
+          **options: `SupervisedOptions`: ``loss``, ``eval_data``, ``name`` (default
+            ``"equinox"``), ``eval_batch_size``, ``augment``.
 
         Returns:
           A `Task` with ``rng`` as given and ``stateful`` when ``make_model`` returns a state.
@@ -557,10 +563,7 @@ class Task:
         from lrjax import _equinox, _supervised
 
         build = lambda _: _equinox.equinox_model(make_model, rng=rng)
-        label = name or "equinox"
-        return _supervised.supervised(
-            build, train_data, eval_data, loss, label, "Task.from_equinox", eval_batch_size, augment
-        )
+        return _supervised.supervised(build, train_data, "Task.from_equinox", "equinox", options)
 
 
 def _binds(fn: Callable, count: int) -> bool:

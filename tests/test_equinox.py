@@ -108,3 +108,7 @@ def test_what_the_equinox_adapter_cannot_carry_raises(digits):
         lrjax.Task.from_equinox(mlp, (train[0], train[1][:, None]))
     with pytest.raises(TypeError, match=r"must return an equinox\.Module"):
         lrjax.Task.from_equinox(lambda key: jnp.zeros(3), train)
+    # The adapters share their keywords as ``**options: Unpack[SupervisedOptions]``: a misspelled
+    # one is the TypeError Python raises for an unknown keyword, not ignored.
+    with pytest.raises(TypeError, match=r"^Task\.from_equinox\(\) got an unexpected keyword argument 'eval_date'$"):
+        lrjax.Task.from_equinox(mlp, train, eval_date=digits[1])
