@@ -198,14 +198,8 @@ def _find_lr_command(args: argparse.Namespace) -> int:
     result = find_lr(
         task,
         OPTIMIZERS[args.optimizer],
-        min_lr=args.min_lr,
-        max_lr=args.max_lr,
-        steps=args.steps,
-        mode=args.mode,
-        seeds=args.seeds,
-        batch_size=args.batch_size,
         configs=search.grid(axes) if axes else None,
-        seed=args.seed,
+        **_given(args, "min_lr", "max_lr", "steps", "mode", "seeds", "batch_size", "seed"),
     )
     seconds = time.perf_counter() - started
     curves = len(result.diverged_at)
@@ -239,12 +233,7 @@ def _batch_size_command(args: argparse.Namespace) -> int:
         OPTIMIZERS[args.optimizer],
         search.grid(axes),
         args.batch_sizes,
-        examples=args.examples,
-        target=args.target,
-        lr_rule=args.lr_rule,
-        seed=args.seed,
-        seeds=args.seeds,
-        evaluations=args.evaluations,
+        **_given(args, "examples", "target", "lr_rule", "seed", "seeds", "evaluations"),
     )
     seconds = time.perf_counter() - started
     print(_summary_line(task, args, f"batch sizes {args.batch_sizes}, {args.examples} examples each", seconds))
@@ -268,12 +257,17 @@ def _batch_size_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The flags ``names`` as keyword arguments (each flag's name is the argument's)."""
+    return {name: getattr(args, name) for name in names}
+
+
 METHODS = ("random", "bayesian", "halving", "hyperband", "pbt")
 # Each policy's own arguments from the flags (``random`` is a sweep of random configurations).
 _POLICIES: dict[str, tuple[Any, Any]] = {
     "bayesian": (
         search.bayesian,
-        lambda a: dict(trials=a.trials, batch=a.batch, steps=a.steps, storage=a.storage, study_name=a.study_name),
+        lambda a: _given(a, "trials", "batch", "steps", "storage", "study_name"),
     ),
     "halving": (
         search.successive_halving,
@@ -293,7 +287,7 @@ def _search_command(args: argparse.Namespace) -> int:
         if args.optimizer == "adamw":
             space["weight_decay"] = search.log_uniform(1e-6, 1e-1)
     opt = OPTIMIZERS[args.optimizer]
-    common = dict(batch_size=args.batch_size, seed=args.seed, seeds=args.seeds)
+    common = _given(args, "batch_size", "seed", "seeds")
     started = time.perf_counter()
     if args.method == "random":
         swept = sweep(task, opt, search.random(space, args.trials, seed=args.seed), steps=args.steps, **common)
@@ -335,12 +329,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
         task,
         OPTIMIZERS[args.optimizer],
         configs,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        seeds=args.seeds,
-        eval_every=args.eval_every,
-        checkpoint=args.checkpoint,
+        **_given(args, "steps", "batch_size", "seed", "seeds", "eval_every", "checkpoint"),
     )
     frame = result.to_pandas()
     measured = [result.column(n) for n in ["train_loss", *result.eval_metrics]]
@@ -371,73 +360,81 @@ def _steps_arg(text: str) -> int:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lrjax", description="Choose and schedule learning rates in JAX.")
-    parser.add_argument("--version", action="version", version=f"lrjax {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    sched = commands.add_parser("schedules", help="print and draw the schedule catalogue")
-    sched.add_argument("--steps", type=_steps_arg, default=1000, help="training length in steps (default 1000)")
-    sched.add_argument("--peak", type=float, default=0.1, help="peak learning rate (default 0.1)")
-    sched.add_argument("--out", default=None, help="write the figure to this PNG file")
-    sched.set_defaults(run=_schedules_command)
+def _schedules_parser(commands: Any) -> None:
+    p = commands.add_parser("schedules", help="print and draw the schedule catalogue")
+    p.add_argument("--steps", type=_steps_arg, default=1000, help="training length in steps (default %(default)s)")
+    p.add_argument("--peak", type=float, default=0.1, help="peak learning rate (default %(default)s)")
+    p.add_argument("--out", default=None, help="write the figure to this PNG file")
+    p.set_defaults(run=_schedules_command)
 
-    sw = commands.add_parser("sweep", help="sweep learning rates on a built-in task in one compiled program")
-    _task_flags(sw)
-    sw.add_argument("--lr-min", type=float, default=1e-4, help="smallest learning rate (default 1e-4)")
-    sw.add_argument("--lr-max", type=float, default=3.0, help="largest learning rate (default 3)")
-    sw.add_argument("--num", type=int, default=32, help="learning rates, log-spaced (default 32)")
-    sw.add_argument("--steps", type=int, default=1000, help="training steps (default 1000)")
-    sw.add_argument("--seeds", type=int, default=1, help="seeds per learning rate (default 1)")
-    sw.add_argument("--eval-every", type=int, default=100, help="evaluate every N steps (default 100)")
-    sw.add_argument(
+
+def _lr_grid_flags(parser: argparse.ArgumentParser, low: float, high: float, num: int, per: str) -> None:
+    """The log-spaced learning rates a command sweeps: ``--lr-min``, ``--lr-max``, ``--num``."""
+    grid = parser.add_argument_group("learning rates")
+    grid.add_argument("--lr-min", type=float, default=low, help="the smallest (default %(default)g)")
+    grid.add_argument("--lr-max", type=float, default=high, help="the largest (default %(default)g)")
+    grid.add_argument("--num", type=int, default=num, help=f"how many {per}, log-spaced (default %(default)s)")
+
+
+def _sweep_parser(commands: Any) -> None:
+    p = commands.add_parser("sweep", help="sweep learning rates on a built-in task in one compiled program")
+    _task_flags(p)
+    _lr_grid_flags(p, 1e-4, 3.0, 32, "in all")
+    p.add_argument("--steps", type=int, default=1000, help="training steps (default %(default)s)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per learning rate (default %(default)s)")
+    p.add_argument("--eval-every", type=int, default=100, help="evaluate every N steps (default %(default)s)")
+    p.add_argument(
         "--checkpoint",
         default=None,
         metavar="DIR",
         help="save the sweep to DIR at each evaluation (orbax-checkpoint); run the same command again to resume",
     )
-    _config_flag(sw, "also sweep this hyperparameter (a grid with the learning rates; repeatable)")
-    sw.add_argument("--top", type=int, default=8, help="rows in the table (default 8)")
-    sw.set_defaults(run=_sweep_command)
+    _config_flag(p, "also sweep this hyperparameter (a grid with the learning rates; repeatable)")
+    _top_flag(p, "configurations")
+    p.set_defaults(run=_sweep_command)
 
-    fl = commands.add_parser("find-lr", help="the learning-rate range test, many seeds in one program")
-    _task_flags(fl)
-    fl.add_argument("--min-lr", type=float, default=1e-7, help="the ramp's start (default 1e-7)")
-    fl.add_argument("--max-lr", type=float, default=10.0, help="the ramp's end (default 10)")
-    fl.add_argument("--steps", type=int, default=100, help="steps of the ramp (default 100)")
-    fl.add_argument("--mode", choices=["exp", "linear"], default="exp", help="ramp shape (default exp)")
-    fl.add_argument("--seeds", type=int, default=8, help="curves per configuration (default 8)")
-    _config_flag(fl, "one curve per value and seed (Smith's multi-curve test; repeatable, a grid)")
-    fl.add_argument(
+
+def _find_lr_parser(commands: Any) -> None:
+    p = commands.add_parser("find-lr", help="the learning-rate range test, many seeds in one program")
+    _task_flags(p)
+    ramp = p.add_argument_group("the ramp")
+    ramp.add_argument("--min-lr", type=float, default=1e-7, help="its start (default %(default)g)")
+    ramp.add_argument("--max-lr", type=float, default=10.0, help="its end (default %(default)g)")
+    ramp.add_argument("--steps", type=int, default=100, help="its steps (default %(default)s)")
+    ramp.add_argument("--mode", choices=["exp", "linear"], default="exp", help="its shape (default %(default)s)")
+    p.add_argument("--seeds", type=int, default=8, help="curves per configuration (default %(default)s)")
+    _config_flag(p, "one curve per value and seed (Smith's multi-curve test; repeatable, a grid)")
+    p.add_argument(
         "--verify",
         type=int,
         default=0,
         metavar="STEPS",
         help="train suggestion x 2^-3..2^3 for STEPS steps (default: no)",
     )
-    fl.set_defaults(run=_find_lr_command)
+    p.set_defaults(run=_find_lr_command)
 
-    bs = commands.add_parser(
-        "batch-size", help="steps and examples to a target across batch sizes; critical batch size"
-    )
-    _task_flags(bs, batch_size=False)
-    bs.add_argument("--batch-sizes", type=_ints_arg, default=[8, 16, 32, 64, 128, 256], help="default 8,16,...,256")
-    bs.add_argument("--examples", type=int, default=96_000, help="training examples per member (default 96000)")
-    bs.add_argument("--target", type=float, default=0.15, help="eval loss to reach (default 0.15)")
-    bs.add_argument("--lr-min", type=float, default=1e-3, help="smallest learning rate (default 1e-3)")
-    bs.add_argument("--lr-max", type=float, default=3e-2, help="largest learning rate (default 3e-2)")
-    bs.add_argument("--num", type=int, default=4, help="learning rates per batch size, log-spaced (default 4)")
-    bs.add_argument(
+
+def _batch_size_parser(commands: Any) -> None:
+    p = commands.add_parser("batch-size", help="steps and examples to a target across batch sizes; critical batch size")
+    _task_flags(p, batch_size=False)
+    p.add_argument("--batch-sizes", type=_ints_arg, default=[8, 16, 32, 64, 128, 256], help="default 8,16,...,256")
+    p.add_argument("--examples", type=int, default=96_000, help="training examples per member (default %(default)s)")
+    p.add_argument("--target", type=float, default=0.15, help="eval loss to reach (default %(default)s)")
+    _lr_grid_flags(p, 1e-3, 3e-2, 4, "per batch size")
+    p.add_argument(
         "--lr-rule", choices=["linear", "sqrt"], default=None, help="rescale the learning rates per batch size"
     )
-    bs.add_argument("--seeds", type=int, default=2, help="seeds per configuration (default 2)")
-    bs.add_argument("--evaluations", type=int, default=100, help="evaluations per batch size (default 100)")
-    _config_flag(bs, "also sweep this hyperparameter at every batch size (a grid with the learning rates)")
-    bs.set_defaults(run=_batch_size_command)
+    p.add_argument("--seeds", type=int, default=2, help="seeds per configuration (default %(default)s)")
+    p.add_argument("--evaluations", type=int, default=100, help="evaluations per batch size (default %(default)s)")
+    _config_flag(p, "also sweep this hyperparameter at every batch size (a grid with the learning rates)")
+    p.set_defaults(run=_batch_size_command)
 
-    se = commands.add_parser("search", help="random, Bayesian (Optuna), successive halving, Hyperband or PBT search")
-    _task_flags(se)
-    se.add_argument("--method", choices=sorted(METHODS), default="bayesian", help="the policy (default bayesian)")
-    se.add_argument(
+
+def _search_parser(commands: Any) -> None:
+    p = commands.add_parser("search", help="random, Bayesian (Optuna), successive halving, Hyperband or PBT search")
+    _task_flags(p)
+    p.add_argument("--method", choices=sorted(METHODS), default="bayesian", help="the policy (default %(default)s)")
+    p.add_argument(
         "--space",
         type=_space_arg,
         action="append",
@@ -445,21 +442,30 @@ def _parser() -> argparse.ArgumentParser:
         help="a searched hyperparameter: log:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH or choice:V1,V2,... "
         "(repeatable; default learning_rate=log:1e-5:1, and weight_decay=log:1e-6:1e-1 for adamw)",
     )
-    se.add_argument("--steps", type=int, default=1000, help="training steps of a full trial (default 1000)")
-    se.add_argument("--trials", type=int, default=32, help="random/bayesian: trials (default 32)")
-    se.add_argument("--batch", type=int, default=8, help="bayesian: trials per round (default 8)")
-    se.add_argument(
-        "--storage", default=None, help="bayesian: an Optuna storage URL, e.g. sqlite:///study.db (resumable)"
-    )
-    se.add_argument("--study-name", default=None, help="bayesian: the study's name in --storage")
-    se.add_argument("--n", type=int, default=16, help="halving: trial slots (default 16)")
-    se.add_argument("--min-steps", type=int, default=100, help="halving/hyperband: the first rung (default 100)")
-    se.add_argument("--search-steps", type=int, default=None, help="halving: the search's length (default 2 x --steps)")
-    se.add_argument("--population", type=int, default=32, help="pbt: members (default 32)")
-    se.add_argument("--interval", type=int, default=100, help="pbt: steps between exploits (default 100)")
-    se.add_argument("--seeds", type=int, default=1, help="seeds per trial (default 1)")
-    se.add_argument("--top", type=int, default=8, help="rows in the table (default 8)")
-    se.set_defaults(run=_search_command)
+    p.add_argument("--steps", type=int, default=1000, help="training steps of a full trial (default %(default)s)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per trial (default %(default)s)")
+    _top_flag(p, "trials")
+    sampled = p.add_argument_group("random and bayesian")
+    sampled.add_argument("--trials", type=int, default=32, help="trials (default %(default)s)")
+    sampled.add_argument("--batch", type=int, default=8, help="bayesian: trials per round (default %(default)s)")
+    sampled.add_argument("--storage", default=None, help="an Optuna storage URL, e.g. sqlite:///study.db (resumable)")
+    sampled.add_argument("--study-name", default=None, help="the study's name in --storage")
+    halving = p.add_argument_group("halving and hyperband")
+    halving.add_argument("--n", type=int, default=16, help="halving: trial slots (default %(default)s)")
+    halving.add_argument("--min-steps", type=int, default=100, help="the first rung (default %(default)s)")
+    halving.add_argument("--search-steps", type=int, default=None, help="the search's length (default 2 x --steps)")
+    pbt = p.add_argument_group("pbt")
+    pbt.add_argument("--population", type=int, default=32, help="members (default %(default)s)")
+    pbt.add_argument("--interval", type=int, default=100, help="steps between exploits (default %(default)s)")
+    p.set_defaults(run=_search_command)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lrjax", description="Choose and schedule learning rates in JAX.")
+    parser.add_argument("--version", action="version", version=f"lrjax {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_schedules_parser, _sweep_parser, _find_lr_parser, _batch_size_parser, _search_parser):
+        add(commands)
     for command in commands.choices.values():
         command.set_defaults(command_parser=command)
         command.add_argument(
@@ -517,6 +523,10 @@ def _task_flags(parser: argparse.ArgumentParser, batch_size: bool = True) -> Non
         default=os.cpu_count() or 1,
         help="on CPU, JAX devices to split the host into, members sharded over them (default: one per core)",
     )
+
+
+def _top_flag(parser: argparse.ArgumentParser, rows: str) -> None:
+    parser.add_argument("--top", type=int, default=8, help=f"{rows} in the table (default %(default)s)")
 
 
 def _config_flag(parser: argparse.ArgumentParser, what: str) -> None:
