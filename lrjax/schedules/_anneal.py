@@ -5,18 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from lrjax import _validate as v
-from lrjax.schedules._base import (
-    WEIGHTS,
-    Array,
-    Numeric,
-    Schedule,
-    as_float,
-    ceildiv,
-    factory,
-    remaining,
-    schedule_dataclass,
-    static_field,
-)
+from lrjax.schedules._base import WEIGHTS, Array, Numeric, Schedule, as_float, ceildiv, factory, remaining
+from lrjax.schedules._fields import choice, number, schedule_dataclass, static_field
 
 
 @schedule_dataclass
@@ -30,21 +20,13 @@ class Anneal(Schedule):
     steps · max(1, ⌈(t − begin)/steps⌉) (Keras ``PolynomialDecay(cycle=True)``).
     """
 
-    init_value: Numeric
-    end_value: Numeric
-    steps: Numeric
-    power: Numeric
-    begin_step: Numeric
-    shape: str = static_field(default="linear")
+    init_value: Numeric = number()
+    end_value: Numeric = number()
+    steps: Numeric = number(gt=0)
+    power: Numeric = number(gt=0)
+    begin_step: Numeric = number(ge=0)
+    shape: str = choice(WEIGHTS, default="linear")
     cycle: bool = static_field(default=False)
-
-    def _check(self) -> None:
-        v.check_choice("shape", self.shape, tuple(WEIGHTS))
-        v.check("init_value", self.init_value)
-        v.check("end_value", self.end_value)
-        v.check("steps", self.steps, gt=0)
-        v.check("power", self.power, gt=0)
-        v.check("begin_step", self.begin_step, ge=0)
 
     def _eval(self, t: Array) -> Array:
         elapsed = jnp.maximum(t - self.begin_step, 0)

@@ -20,7 +20,7 @@ import functools
 import inspect
 import re
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar, dataclass_transform
+from typing import Any, ClassVar, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -30,50 +30,6 @@ from jax.core import Tracer
 Array = jax.Array
 Numeric = Any  # a Python number, a NumPy/JAX array, or a traced value
 _T = TypeVar("_T")
-
-
-def static_field(**kwargs: Any) -> Any:
-    """A dataclass field that is pytree metadata (a mode or flag), not a leaf."""
-    return dataclasses.field(metadata={"static": True}, **kwargs)
-
-
-@dataclass_transform(frozen_default=True, eq_default=False, field_specifiers=(dataclasses.field, static_field))
-def schedule_dataclass(cls: type[_T]) -> type[_T]:
-    """Make ``cls`` a frozen dataclass and register it as a pytree.
-
-    Fields declared with `static_field` become metadata; every other field is a child (a
-    numeric leaf, ``None``, or another schedule). Equality is identity (``eq=False``), so a
-    schedule is hashable and never compares arrays elementwise.
-
-    Constructing a schedule validates its concrete fields (`Schedule._check`). JAX rebuilds
-    pytrees with placeholders for leaves (tracers, shapes, vmap axes), so its unflattening
-    bypasses the constructor and sets the fields directly, as Equinox does.
-    """
-    # Every schedule also carries the name of the `factory` that built it (None if constructed
-    # directly): its repr and the names of swept columns come from that factory's arguments.
-    cls.__annotations__ = {**inspect.get_annotations(cls), "factory": "str | None"}
-    cls.factory = static_field(default=None, repr=False)  # pyright: ignore[reportAttributeAccessIssue]: added here
-    cls = dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
-    fields = dataclasses.fields(cls)  # pyright: ignore[reportArgumentType]: a dataclass from the line above
-    meta = tuple(f.name for f in fields if f.metadata.get("static", False))
-    data = tuple(f.name for f in fields if not f.metadata.get("static", False))
-
-    def flatten_with_keys(x: Any) -> tuple[list, tuple]:
-        return [(jax.tree_util.GetAttrKey(n), getattr(x, n)) for n in data], tuple(getattr(x, n) for n in meta)
-
-    def flatten(x: Any) -> tuple[list, tuple]:
-        return [getattr(x, n) for n in data], tuple(getattr(x, n) for n in meta)
-
-    def unflatten(static: tuple, children: Any) -> Any:
-        obj = object.__new__(cls)
-        for name, value in zip(meta, static, strict=True):
-            object.__setattr__(obj, name, value)
-        for name, value in zip(data, children, strict=True):
-            object.__setattr__(obj, name, value)
-        return obj
-
-    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
-    return cls
 
 
 class Schedule(abc.ABC):
@@ -94,15 +50,20 @@ class Schedule(abc.ABC):
     __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # every subclass is a dataclass
 
     def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
+        fields = dataclasses.fields(self)
+        for field in fields:
             if not field.metadata.get("static", False):
                 object.__setattr__(self, field.name, fit_int32(getattr(self, field.name)))
+        for field in fields:
+            if "check" in field.metadata:
+                field.metadata["check"](field.name, getattr(self, field.name))
         self._check()
 
-    @abc.abstractmethod
-    def _check(self) -> None:
-        """Raise `ValueError` (`TypeError` for a non-number) naming a concrete field whose value
-        is invalid; traced values pass (see `lrjax._validate`)."""
+    # A hook with a default (no rule): only schedules with rules across fields override it.
+    def _check(self) -> None:  # noqa: B027
+        """The rules that tie fields together, after each field's own (`number`, `numbers`,
+        `choice`, `child`, `children`): raise `ValueError` (`TypeError` for a wrong type) naming a concrete
+        field whose value is invalid; traced values pass (see `lrjax._validate`)."""
 
     def __call__(self, step: Numeric) -> Array:
         t = jnp.asarray(fit_int32(step))

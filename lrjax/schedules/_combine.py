@@ -7,18 +7,9 @@ from collections.abc import Callable, Sequence
 import jax.numpy as jnp
 
 from lrjax import _validate as v
-from lrjax.schedules._base import (
-    Array,
-    Numeric,
-    Schedule,
-    as_array,
-    as_float,
-    factory,
-    floordiv,
-    schedule_dataclass,
-    static_field,
-)
+from lrjax.schedules._base import Array, Numeric, Schedule, as_array, as_float, factory, floordiv
 from lrjax.schedules._decay import constant
+from lrjax.schedules._fields import child, children, choice, number, numbers, schedule_dataclass, static_field
 
 ScheduleLike = Schedule | float | int
 
@@ -38,19 +29,12 @@ def as_schedule(name: str, value: ScheduleLike) -> Schedule:
 
 @schedule_dataclass
 class Join(Schedule):
-    """Schedule k runs on [b_{k−1}, b_k) and sees t − b_{k−1}.
+    """Schedule k runs on [b_{k−1}, b_k) and sees t − b_{k−1}; built by `join`."""
 
-    Built by `join`, documented there.
-    """
-
-    schedules: tuple[Schedule, ...]
-    boundaries: Numeric
+    schedules: tuple[Schedule, ...] = children()
+    boundaries: Numeric = numbers(ge=0, increasing=True)
 
     def _check(self) -> None:
-        if not self.schedules or not all(isinstance(s, Schedule) for s in self.schedules):
-            raise TypeError(f"schedules must be a non-empty tuple of lrjax schedules, got {self.schedules!r}")
-        v.check_vector("boundaries", self.boundaries, ge=0)
-        v.check_increasing("boundaries", self.boundaries)
         v.check_length("boundaries", self.boundaries, len(self.schedules) - 1, "one fewer than schedules")
 
     def _eval(self, t: Array) -> Array:
@@ -92,16 +76,9 @@ def join(schedules: Sequence[ScheduleLike], *, boundaries: Sequence[Numeric]) ->
 
 @schedule_dataclass
 class Multiply(Schedule):
-    """The product of the schedules' values.
+    """The product of the schedules' values; built by `multiply`."""
 
-    Built by `multiply`, documented there.
-    """
-
-    schedules: tuple[Schedule, ...]
-
-    def _check(self) -> None:
-        if not self.schedules or not all(isinstance(s, Schedule) for s in self.schedules):
-            raise TypeError(f"schedules must be a non-empty tuple of lrjax schedules, got {self.schedules!r}")
+    schedules: tuple[Schedule, ...] = children()
 
     def _eval(self, t: Array) -> Array:
         out = self.schedules[0](t)
@@ -136,18 +113,14 @@ def multiply(*schedules: ScheduleLike) -> Multiply:
 
 @schedule_dataclass
 class FromEpochFn(Schedule):
-    """fn(⌊t / steps_per_epoch⌋).
+    """fn(⌊t / steps_per_epoch⌋); built by `from_epoch_fn`."""
 
-    Built by `from_epoch_fn`, documented there.
-    """
-
-    steps_per_epoch: Numeric
+    steps_per_epoch: Numeric = number(gt=0)
     fn: Callable[[Array], Array] = static_field()
 
     def _check(self) -> None:
         if not callable(self.fn):
             raise TypeError(f"fn must be callable (epoch -> value), got {self.fn!r}")
-        v.check("steps_per_epoch", self.steps_per_epoch, gt=0)
 
     def _eval(self, t: Array) -> Array:
         return self.fn(floordiv(jnp.maximum(t, 0), self.steps_per_epoch))
@@ -179,22 +152,12 @@ def from_epoch_fn(fn: Callable[[Array], Array], *, steps_per_epoch: Numeric) -> 
 
 @schedule_dataclass
 class BatchScaled(Schedule):
-    """schedule(t) · (b/b₀) (``linear``) or · √(b/b₀) (``sqrt``).
+    """schedule(t) · (b/b₀) (``linear``) or · √(b/b₀) (``sqrt``); built by `scale_for_batch_size`."""
 
-    Built by `scale_for_batch_size`, documented there.
-    """
-
-    schedule: Schedule
-    base_batch_size: Numeric
-    batch_size: Numeric
-    rule: str = static_field(default="linear")
-
-    def _check(self) -> None:
-        if not isinstance(self.schedule, Schedule):
-            raise TypeError(f"schedule must be an lrjax schedule, got {self.schedule!r}")
-        v.check_choice("rule", self.rule, ("linear", "sqrt"))
-        v.check("base_batch_size", self.base_batch_size, gt=0)
-        v.check("batch_size", self.batch_size, gt=0)
+    schedule: Schedule = child()
+    base_batch_size: Numeric = number(gt=0)
+    batch_size: Numeric = number(gt=0)
+    rule: str = choice(("linear", "sqrt"), default="linear")
 
     def _eval(self, t: Array) -> Array:
         ratio = as_float(self.batch_size) / as_float(self.base_batch_size)

@@ -15,9 +15,8 @@ from lrjax.schedules._base import (
     interpolate,
     remaining,
     safe_div,
-    schedule_dataclass,
-    static_field,
 )
+from lrjax.schedules._fields import choice, number, schedule_dataclass, static_field
 
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
 ANNEAL_SHAPES = {"cosine": "cosine", "linear": "linear", "cos": "cosine"}  # "cos": PyTorch's name
@@ -25,25 +24,14 @@ ANNEAL_SHAPES = {"cosine": "cosine", "linear": "linear", "cos": "cosine"}  # "co
 
 @schedule_dataclass
 class Cyclic(Schedule):
-    """Triangular waves between ``base_value`` and ``peak_value``.
+    """Triangular waves between ``base_value`` and ``peak_value``; built by `cyclic`."""
 
-    Built by `cyclic`, documented there.
-    """
-
-    base_value: Numeric
-    peak_value: Numeric
-    step_size_up: Numeric
-    step_size_down: Numeric
-    gamma: Numeric
-    mode: str = static_field(default="triangular")
-
-    def _check(self) -> None:
-        v.check_choice("mode", self.mode, CYCLIC_MODES)
-        v.check("base_value", self.base_value)
-        v.check("peak_value", self.peak_value)
-        v.check("step_size_up", self.step_size_up, gt=0)
-        v.check("step_size_down", self.step_size_down, gt=0)
-        v.check("gamma", self.gamma, gt=0, le=1)
+    base_value: Numeric = number()
+    peak_value: Numeric = number()
+    step_size_up: Numeric = number(gt=0)
+    step_size_down: Numeric = number(gt=0)
+    gamma: Numeric = number(gt=0, le=1)
+    mode: str = choice(CYCLIC_MODES, default="triangular")
 
     def _eval(self, t: Array) -> Array:
         t = jnp.maximum(t, 0)
@@ -102,26 +90,18 @@ def cyclic(
 
 @schedule_dataclass
 class OneCycle(Schedule):
-    """PyTorch's OneCycleLR phases, held at the final value after ``total_steps``.
+    """PyTorch's OneCycleLR phases, held at the final value after ``total_steps``; built by `one_cycle`."""
 
-    Built by `one_cycle`, documented there.
-    """
-
-    peak_value: Numeric
-    total_steps: Numeric
-    pct_start: Numeric
-    div_factor: Numeric
-    final_div_factor: Numeric
-    anneal: str = static_field(default="cosine")
+    peak_value: Numeric = number()
+    total_steps: Numeric = number(gt=0)
+    pct_start: Numeric = number(gt=0)
+    div_factor: Numeric = number(gt=0)
+    final_div_factor: Numeric = number(gt=0)
+    anneal: str = choice(ANNEAL_SHAPES, default="cosine")
     three_phase: bool = static_field(default=False)
 
     def _check(self) -> None:
-        v.check_choice("anneal", self.anneal, tuple(ANNEAL_SHAPES))
-        v.check("peak_value", self.peak_value)
-        v.check("total_steps", self.total_steps, gt=0)
-        v.check("pct_start", self.pct_start, gt=0, lt=0.5 if self.three_phase else 1)
-        v.check("div_factor", self.div_factor, gt=0)
-        v.check("final_div_factor", self.final_div_factor, gt=0)
+        v.check("pct_start", self.pct_start, lt=0.5 if self.three_phase else 1)
 
     def _eval(self, t: Array) -> Array:
         peak = as_float(self.peak_value)

@@ -7,31 +7,15 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 
 from lrjax import _validate as v
-from lrjax.schedules._base import (
-    Array,
-    Numeric,
-    Schedule,
-    as_array,
-    as_float,
-    count_le,
-    factory,
-    floordiv,
-    schedule_dataclass,
-    static_field,
-)
+from lrjax.schedules._base import Array, Numeric, Schedule, as_array, as_float, count_le, factory, floordiv
+from lrjax.schedules._fields import number, numbers, schedule_dataclass, static_field
 
 
 @schedule_dataclass
 class Constant(Schedule):
-    """``value`` at every step.
+    """``value`` at every step; built by `constant`."""
 
-    Built by `constant`, documented there.
-    """
-
-    value: Numeric
-
-    def _check(self) -> None:
-        v.check("value", self.value)
+    value: Numeric = number()
 
     def _eval(self, t: Array) -> Array:
         return jnp.broadcast_to(as_float(self.value), jnp.shape(t))
@@ -58,18 +42,12 @@ def constant(value: Numeric) -> Constant:
 
 @schedule_dataclass
 class PiecewiseConstant(Schedule):
-    """``values[i]`` with ``i`` the number of ``boundaries`` <= t.
+    """``values[i]`` with ``i`` the number of ``boundaries`` <= t; built by `piecewise_constant`."""
 
-    Built by `piecewise_constant`, documented there.
-    """
-
-    values: Numeric
-    boundaries: Numeric
+    values: Numeric = numbers()
+    boundaries: Numeric = numbers(ge=0, increasing=True)
 
     def _check(self) -> None:
-        v.check_vector("values", self.values)
-        v.check_vector("boundaries", self.boundaries, ge=0)
-        v.check_increasing("boundaries", self.boundaries)
         boundaries = v.concrete("boundaries", self.boundaries)
         if boundaries is not None:
             v.check_length("values", self.values, boundaries.shape[-1] + 1, "one more than boundaries")
@@ -106,25 +84,16 @@ def piecewise_constant(values: Sequence[Numeric], *, boundaries: Sequence[Numeri
 
 @schedule_dataclass
 class ExponentialDecay(Schedule):
-    """init · rate^((t − begin)/decay_steps), optionally floored and clipped.
-
-    Built by `exponential_decay` and `step_decay`, documented there.
+    """init · rate^((t − begin)/decay_steps), optionally floored and clipped;
+    built by `exponential_decay` and `step_decay`.
     """
 
-    init_value: Numeric
-    decay_rate: Numeric
-    decay_steps: Numeric
-    begin_step: Numeric
-    end_value: Numeric | None
+    init_value: Numeric = number()
+    decay_rate: Numeric = number(gt=0)
+    decay_steps: Numeric = number(gt=0)
+    begin_step: Numeric = number(ge=0)
+    end_value: Numeric | None = number(optional=True)
     staircase: bool = static_field(default=False)
-
-    def _check(self) -> None:
-        v.check("init_value", self.init_value)
-        v.check("decay_rate", self.decay_rate, gt=0)
-        v.check("decay_steps", self.decay_steps, gt=0)
-        v.check("begin_step", self.begin_step, ge=0)
-        if self.end_value is not None:
-            v.check("end_value", self.end_value)
 
     def _eval(self, t: Array) -> Array:
         elapsed = t - self.begin_step
@@ -200,19 +169,11 @@ def step_decay(init_value: Numeric, *, step_size: Numeric, decay_rate: Numeric =
 
 @schedule_dataclass
 class MultistepDecay(Schedule):
-    """init · rate^(number of milestones <= t).
+    """init · rate^(number of milestones <= t); built by `multistep_decay`."""
 
-    Built by `multistep_decay`, documented there.
-    """
-
-    init_value: Numeric
-    milestones: Numeric
-    decay_rate: Numeric
-
-    def _check(self) -> None:
-        v.check("init_value", self.init_value)
-        v.check_vector("milestones", self.milestones, ge=0)
-        v.check("decay_rate", self.decay_rate, gt=0)
+    init_value: Numeric = number()
+    milestones: Numeric = numbers(ge=0)
+    decay_rate: Numeric = number(gt=0)
 
     def _eval(self, t: Array) -> Array:
         passed = count_le(jnp.asarray(self.milestones), t)
@@ -245,20 +206,12 @@ def multistep_decay(init_value: Numeric, *, milestones: Sequence[Numeric], decay
 
 @schedule_dataclass
 class InverseTimeDecay(Schedule):
-    """init / (1 + rate · t / decay_steps).
+    """init / (1 + rate · t / decay_steps); built by `inverse_time_decay`."""
 
-    Built by `inverse_time_decay`, documented there.
-    """
-
-    init_value: Numeric
-    decay_rate: Numeric
-    decay_steps: Numeric
+    init_value: Numeric = number()
+    decay_rate: Numeric = number(ge=0)
+    decay_steps: Numeric = number(gt=0)
     staircase: bool = static_field(default=False)
-
-    def _check(self) -> None:
-        v.check("init_value", self.init_value)
-        v.check("decay_rate", self.decay_rate, ge=0)
-        v.check("decay_steps", self.decay_steps, gt=0)
 
     def _eval(self, t: Array) -> Array:
         t = jnp.maximum(t, 0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from lrjax import _validate as v
-from lrjax.schedules._base import Array, Numeric, Schedule, as_float, factory, floordiv, schedule_dataclass
+from lrjax.schedules._base import Array, Numeric, Schedule, as_float, factory, floordiv
+from lrjax.schedules._fields import number, schedule_dataclass
 
 
 def _cycle_start(i: Array, period: Array, mult: Array, exact: bool) -> Array:
@@ -19,23 +19,15 @@ def _cycle_start(i: Array, period: Array, mult: Array, exact: bool) -> Array:
 
 @schedule_dataclass
 class CosineRestarts(Schedule):
-    """SGDR: cycle i lasts period · period_mult^i; within it a cosine from a decayed peak.
-
-    Built by `cosine_restarts`, documented there.
+    """SGDR: cycle i lasts period · period_mult^i; within it a cosine from a decayed peak;
+    built by `cosine_restarts`.
     """
 
-    init_value: Numeric
-    period: Numeric
-    period_mult: Numeric
-    peak_mult: Numeric
-    end_value: Numeric
-
-    def _check(self) -> None:
-        v.check("init_value", self.init_value)
-        v.check("period", self.period, gt=0)
-        v.check("period_mult", self.period_mult, ge=1)
-        v.check("peak_mult", self.peak_mult, gt=0)
-        v.check("end_value", self.end_value)
+    init_value: Numeric = number()
+    period: Numeric = number(gt=0)
+    period_mult: Numeric = number(ge=1)
+    peak_mult: Numeric = number(gt=0)
+    end_value: Numeric = number()
 
     def _eval(self, t: Array) -> Array:
         period, mult = jnp.asarray(self.period), jnp.asarray(self.period_mult)

@@ -6,19 +6,10 @@ import jax.numpy as jnp
 
 from lrjax import _validate as v
 from lrjax.schedules._anneal import Anneal, cosine_decay
-from lrjax.schedules._base import (
-    Array,
-    Numeric,
-    Schedule,
-    as_float,
-    factory,
-    interpolate,
-    remaining,
-    schedule_dataclass,
-    static_field,
-)
+from lrjax.schedules._base import Array, Numeric, Schedule, as_float, factory, interpolate, remaining
 from lrjax.schedules._combine import join
 from lrjax.schedules._decay import constant
+from lrjax.schedules._fields import child, choice, number, schedule_dataclass
 
 WARMUP_SHAPES = ("linear", "cosine", "exponential")
 DECAY_SHAPES = ("linear", "cosine", "1-sqrt")
@@ -26,22 +17,18 @@ DECAY_SHAPES = ("linear", "cosine", "1-sqrt")
 
 @schedule_dataclass
 class Warmup(Schedule):
-    """A ramp from ``init_value`` to ``schedule(0)`` over ``warmup_steps``, then the schedule.
-
-    Built by `warmup`, `warmup_cosine_decay` and `warmup_stable_decay`, documented there.
+    """A ramp from ``init_value`` to ``schedule(0)`` over ``warmup_steps``, then the schedule;
+    built by `warmup`, `warmup_cosine_decay` and `warmup_stable_decay`.
     """
 
-    schedule: Schedule
-    warmup_steps: Numeric
-    init_value: Numeric
-    shape: str = static_field(default="linear")
+    schedule: Schedule = child()
+    warmup_steps: Numeric = number(ge=0)
+    init_value: Numeric = number()
+    shape: str = choice(WARMUP_SHAPES, default="linear")
 
     def _check(self) -> None:
-        if not isinstance(self.schedule, Schedule):
-            raise TypeError(f"schedule must be an lrjax schedule, got {self.schedule!r}")
-        v.check_choice("shape", self.shape, WARMUP_SHAPES)
-        v.check("warmup_steps", self.warmup_steps, ge=0)
-        v.check("init_value", self.init_value, **({"gt": 0} if self.shape == "exponential" else {}))
+        if self.shape == "exponential":
+            v.check("init_value", self.init_value, gt=0)
 
     def _eval(self, t: Array) -> Array:
         w = self.warmup_steps
@@ -204,17 +191,10 @@ def warmup_stable_decay(
 
 @schedule_dataclass
 class InverseSqrt(Schedule):
-    """peak · min(t/W, √(W/t)), 0 at t = 0.
+    """peak · min(t/W, √(W/t)), 0 at t = 0; built by `inverse_sqrt`."""
 
-    Built by `inverse_sqrt`, documented there.
-    """
-
-    peak_value: Numeric
-    warmup_steps: Numeric
-
-    def _check(self) -> None:
-        v.check("peak_value", self.peak_value)
-        v.check("warmup_steps", self.warmup_steps, gt=0)
+    peak_value: Numeric = number()
+    warmup_steps: Numeric = number(gt=0)
 
     def _eval(self, t: Array) -> Array:
         t, w = as_float(t), as_float(self.warmup_steps)
