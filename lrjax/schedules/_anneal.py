@@ -56,9 +56,8 @@ def linear(init_value: Numeric, *, end_value: Numeric, steps: Numeric, begin_ste
       A `Schedule`: an ``Anneal`` of linear shape.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.linear(0.1, end_value=0.0, steps=100)(jnp.asarray([0, 50, 100, 200]))
+      >>> S.linear(0.1, end_value=0.0, steps=100)([0, 50, 100, 200])
       Array([0.1 , 0.05, 0.  , 0.  ], dtype=float32)
     """
     return Anneal(init_value, end_value, steps, 1.0, begin_step, "linear", False)
@@ -92,9 +91,8 @@ def polynomial(
       A `Schedule`: an ``Anneal`` of linear shape raised to ``power``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.polynomial(0.1, end_value=0.0, steps=100, power=2.0)(jnp.asarray([0, 50, 100]))
+      >>> S.polynomial(0.1, end_value=0.0, steps=100, power=2.0)([0, 50, 100])
       Array([0.1  , 0.025, 0.   ], dtype=float32)
     """
     return Anneal(init_value, end_value, steps, power, begin_step, "linear", cycle)
@@ -120,9 +118,8 @@ def cosine_decay(
       A `Schedule`: an ``Anneal`` of cosine shape.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.cosine_decay(0.1, decay_steps=100)(jnp.asarray([0, 50, 100, 150]))
+      >>> S.cosine_decay(0.1, decay_steps=100)([0, 50, 100, 150])
       Array([0.1 , 0.05, 0.  , 0.  ], dtype=float32)
     """
     v.check("decay_steps", decay_steps, gt=0)  # the fields are steps and power: name the arguments

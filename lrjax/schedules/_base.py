@@ -36,11 +36,10 @@ class Schedule(abc.ABC):
     """A learning-rate (or any hyperparameter) schedule: a pure function of the step count.
 
     Instances are `optax.Schedule`s: ``schedule(count)`` accepts a Python int, a traced
-    integer or float scalar, or an array of steps (the result broadcasts), and returns a
+    integer or float scalar, or an array (or list) of steps (the result broadcasts), and returns a
     float32 array (or the promoted float dtype of the parameters).
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
       >>> isinstance(S.cosine_decay(0.1, decay_steps=10), S.Schedule)
       True
@@ -313,7 +312,6 @@ def is_schedule(x: object) -> bool:
       A bool.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
       >>> S.is_schedule(S.constant(0.1)), S.is_schedule(0.1)
       (True, False)

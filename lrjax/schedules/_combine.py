@@ -62,9 +62,8 @@ def join(schedules: Sequence[ScheduleLike], *, boundaries: Sequence[Numeric]) ->
       A `Schedule`: a ``Join``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.join([S.linear(0.0, end_value=0.1, steps=10), S.cosine_decay(0.1, decay_steps=90)], boundaries=[10])(jnp.asarray([0, 10, 55, 100]))
+      >>> S.join([S.linear(0.0, end_value=0.1, steps=10), S.cosine_decay(0.1, decay_steps=90)], boundaries=[10])([0, 10, 55, 100])
       Array([0.  , 0.1 , 0.05, 0.  ], dtype=float32)
     """
     schedules = tuple(as_schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules))
@@ -101,9 +100,8 @@ def multiply(*schedules: ScheduleLike) -> Multiply:
       A `Schedule`: a ``Multiply``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.multiply(S.constant(2.0), S.step_decay(0.1, step_size=10))(jnp.asarray([0, 10]))
+      >>> S.multiply(S.constant(2.0), S.step_decay(0.1, step_size=10))([0, 10])
       Array([0.2 , 0.02], dtype=float32)
     """
     if not schedules:
@@ -142,9 +140,8 @@ def from_epoch_fn(fn: Callable[[Array], Array], *, steps_per_epoch: Numeric) -> 
       A `Schedule`: a ``FromEpochFn``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.from_epoch_fn(lambda epoch: 0.1 * 0.5**epoch, steps_per_epoch=100)(jnp.asarray([0, 99, 100]))
+      >>> S.from_epoch_fn(lambda epoch: 0.1 * 0.5**epoch, steps_per_epoch=100)([0, 99, 100])
       Array([0.1 , 0.1 , 0.05], dtype=float32)
     """
     return FromEpochFn(steps_per_epoch, fn)
@@ -183,7 +180,6 @@ def scale_for_batch_size(
       A `Schedule`: a ``BatchScaled``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
       >>> S.scale_for_batch_size(0.1, base_batch_size=256, batch_size=1024, rule='sqrt')(0)
       Array(0.2, dtype=float32)

@@ -78,10 +78,11 @@ def cyclic(
       A `Schedule`: a ``Cyclic``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.cyclic(0.01, peak_value=0.1, step_size_up=10)(jnp.asarray([0, 5, 10, 15, 20]))
+      >>> S.cyclic(0.01, peak_value=0.1, step_size_up=10)([0, 5, 10, 15, 20])
       Array([0.01 , 0.055, 0.1  , 0.055, 0.01 ], dtype=float32)
+      >>> S.cyclic(0.0, peak_value=1.0, step_size_up=5, mode="triangular2")([5, 15, 25])  # peaks halve
+      Array([1.  , 0.5 , 0.25], dtype=float32)
     """
     if step_size_down is None:
         step_size_down = step_size_up
@@ -160,9 +161,8 @@ def one_cycle(
       A `Schedule`: a ``OneCycle``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> [round(float(v), 8) for v in S.one_cycle(0.1, total_steps=100)(jnp.asarray([0, 29, 99]))]
+      >>> [round(float(v), 8) for v in S.one_cycle(0.1, total_steps=100)([0, 29, 99])]
       [0.004, 0.1, 4e-07]
     """
     anneal = ANNEAL_SHAPES.get(anneal, anneal)  # one vocabulary: "cos" is stored as "cosine"

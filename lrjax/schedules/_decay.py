@@ -32,9 +32,8 @@ def constant(value: Numeric) -> Constant:
       A `Schedule`: a ``Constant``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.constant(0.1)(jnp.arange(3))
+      >>> S.constant(0.1)([0, 1, 2])
       Array([0.1, 0.1, 0.1], dtype=float32)
     """
     return Constant(value)
@@ -72,9 +71,8 @@ def piecewise_constant(values: Sequence[Numeric], *, boundaries: Sequence[Numeri
       A `Schedule`: a ``PiecewiseConstant``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.piecewise_constant([0.1, 0.01, 0.001], boundaries=[100, 200])(jnp.asarray([99, 100, 200]))
+      >>> S.piecewise_constant([0.1, 0.01, 0.001], boundaries=[100, 200])([99, 100, 200])
       Array([0.1  , 0.01 , 0.001], dtype=float32)
     """
     v.check_vector("values", values)
@@ -137,9 +135,8 @@ def exponential_decay(
       A `Schedule`: an ``ExponentialDecay``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.exponential_decay(0.1, decay_rate=0.5, decay_steps=1000)(jnp.asarray([0, 500, 1000, 2000]))
+      >>> S.exponential_decay(0.1, decay_rate=0.5, decay_steps=1000)([0, 500, 1000, 2000])
       Array([0.1       , 0.07071068, 0.05      , 0.025     ], dtype=float32)
     """
     return ExponentialDecay(init_value, decay_rate, decay_steps, begin_step, end_value, staircase)
@@ -158,9 +155,8 @@ def step_decay(init_value: Numeric, *, step_size: Numeric, decay_rate: Numeric =
       A `Schedule`: an ``ExponentialDecay`` with ``staircase=True``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.step_decay(0.1, step_size=30)(jnp.asarray([0, 29, 30, 60]))
+      >>> S.step_decay(0.1, step_size=30)([0, 29, 30, 60])
       Array([0.1  , 0.1  , 0.01 , 0.001], dtype=float32)
     """
     v.check("step_size", step_size, gt=0)  # the field is decay_steps: name the argument
@@ -195,9 +191,8 @@ def multistep_decay(init_value: Numeric, *, milestones: Sequence[Numeric], decay
       A `Schedule`: a ``MultistepDecay``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.multistep_decay(0.1, milestones=[30, 80])(jnp.asarray([0, 30, 80]))
+      >>> S.multistep_decay(0.1, milestones=[30, 80])([0, 30, 80])
       Array([0.1  , 0.01 , 0.001], dtype=float32)
     """
     v.check_vector("milestones", milestones, ge=0)
@@ -241,9 +236,8 @@ def inverse_time_decay(
       A `Schedule`: an ``InverseTimeDecay``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.inverse_time_decay(0.1, decay_rate=1.0, decay_steps=10)(jnp.asarray([0, 10, 30]))
+      >>> S.inverse_time_decay(0.1, decay_rate=1.0, decay_steps=10)([0, 10, 30])
       Array([0.1  , 0.05 , 0.025], dtype=float32)
     """
     return InverseTimeDecay(init_value, decay_rate, decay_steps, staircase)

@@ -81,9 +81,8 @@ def cosine_restarts(
       A `Schedule`: a ``CosineRestarts``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.cosine_restarts(0.1, period=10, period_mult=2)(jnp.asarray([0, 5, 10, 20, 30]))
-      Array([0.1 , 0.05, 0.1 , 0.05, 0.1 ], dtype=float32)
+      >>> S.cosine_restarts(0.1, period=10, period_mult=2, peak_mult=0.5)([0, 5, 10, 20, 30])  # restarts at 10, 30
+      Array([0.1  , 0.05 , 0.05 , 0.025, 0.025], dtype=float32)
     """
     return CosineRestarts(init_value, period, period_mult, peak_mult, end_value)

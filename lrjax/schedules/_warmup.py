@@ -54,9 +54,8 @@ def warmup(schedule: Schedule, *, warmup_steps: Numeric, init_value: Numeric = 0
       A `Schedule`: a ``Warmup``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.warmup(S.constant(0.1), warmup_steps=10)(jnp.asarray([0, 5, 10]))
+      >>> S.warmup(S.constant(0.1), warmup_steps=10)([0, 5, 10])
       Array([0.  , 0.05, 0.1 ], dtype=float32)
     """
     return Warmup(schedule, warmup_steps, init_value, shape)
@@ -105,9 +104,8 @@ def warmup_cosine_decay(
       A `Schedule`: a ``Warmup`` of a cosine ``Anneal``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.warmup_cosine_decay(0.0, peak_value=0.1, warmup_steps=10, total_steps=110)(jnp.asarray([0, 5, 10, 60, 110]))
+      >>> S.warmup_cosine_decay(0.0, peak_value=0.1, warmup_steps=10, total_steps=110)([0, 5, 10, 60, 110])
       Array([0.  , 0.05, 0.1 , 0.05, 0.  ], dtype=float32)
     """
     v.check("peak_value", peak_value)
@@ -160,9 +158,8 @@ def warmup_stable_decay(
       A `Schedule`: a ``Warmup`` of a ``Join`` of a constant and an ``Anneal``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.warmup_stable_decay(0.1, warmup_steps=10, stable_steps=80, decay_steps=10)(jnp.asarray([0, 10, 90, 95, 100]))
+      >>> S.warmup_stable_decay(0.1, warmup_steps=10, stable_steps=80, decay_steps=10)([0, 10, 90, 95, 100])
       Array([0.  , 0.1 , 0.1 , 0.05, 0.  ], dtype=float32)
       >>> S.warmup_stable_decay(0.1, warmup_steps=10, decay_steps=10, total_steps=100)
       warmup_stable_decay(0.1, warmup_steps=10, decay_steps=10, stable_steps=80, init_value=0.0, end_value=0.0, decay_shape='linear')
@@ -218,9 +215,8 @@ def inverse_sqrt(peak_value: Numeric, *, warmup_steps: Numeric) -> InverseSqrt:
       A `Schedule`: an ``InverseSqrt``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import lrjax.schedules as S
-      >>> S.inverse_sqrt(0.1, warmup_steps=100)(jnp.asarray([0, 50, 100, 400]))
+      >>> S.inverse_sqrt(0.1, warmup_steps=100)([0, 50, 100, 400])
       Array([0.  , 0.05, 0.1 , 0.05], dtype=float32)
     """
     return InverseSqrt(peak_value, warmup_steps)
