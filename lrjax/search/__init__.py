@@ -10,12 +10,13 @@ the `SearchOptions`.
 from lrjax.search._bayesian import bayesian
 from lrjax.search._driver import SearchOptions
 from lrjax.search._grid import grid, log_grid
-from lrjax.search._halving import hyperband, successive_halving
+from lrjax.search._halving import HalvingOptions, hyperband, successive_halving
 from lrjax.search._pbt import pbt
 from lrjax.search._result import SearchResult
 from lrjax.search._space import choice, int_uniform, log_uniform, random, uniform
 
 __all__ = [
+    "HalvingOptions",
     "SearchOptions",
     "SearchResult",
     "bayesian",

@@ -33,7 +33,7 @@ from lrjax.search._driver import Common, Driver, SearchOptions, check_common, is
 from lrjax.search._result import SearchResult
 from lrjax.search._space import check_space, sample
 
-__all__ = ["hyperband", "rungs", "successive_halving"]
+__all__ = ["HalvingOptions", "hyperband", "rungs", "successive_halving"]
 
 
 def rungs(min_steps: int, max_steps: int, reduction_factor: float) -> list[int]:
@@ -86,14 +86,55 @@ class _Cohort:
         return self.start + self.rungs[self.k]
 
 
-def _check(min_steps: Any, max_steps: Any, reduction_factor: Any, steps: Any) -> tuple[int, int, float, int]:
+class HalvingOptions(SearchOptions, total=False):
+    """The optional arguments `successive_halving` and `hyperband` share, with the
+    `SearchOptions`.
+
+    Keys:
+      reduction_factor: η >= 2 (default 3): the rungs are η apart and each keeps the best
+        ⌊m/η⌋ of its m trials.
+      refill: start a new trial in every slot a stopped trial frees (default: yes for
+        `successive_halving`, as ASHA; no for `hyperband`, as Li et al.).
+      steps: the length of the search in steps of the population's clock (default
+        ``max_steps``: as long as one trial's full training).
+
+    Example:
+      >>> import optax, lrjax
+      >>> from lrjax.search import HalvingOptions, hyperband, log_uniform
+      >>> options: HalvingOptions = {"reduction_factor": 2, "refill": True, "steps": 160, "progress": False}
+      >>> result = hyperband(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
+      ...                    {"learning_rate": log_uniform(1e-3, 1.0)}, min_steps=20, max_steps=80, **options)
+      >>> [rungs for _, rungs in result.info["brackets"]], result.info["refill"]
+      ([[20, 40, 80], [40, 80], [80]], True)
+    """
+
+    reduction_factor: float
+    refill: bool
+    steps: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Ladder:
+    """The rung arguments both policies take, checked; ``steps`` is the search's length."""
+
+    min_steps: int
+    max_steps: int
+    reduction_factor: float
+    refill: bool
+    steps: int
+
+
+def _ladder(min_steps: Any, max_steps: Any, options: HalvingOptions, refill: bool) -> _Ladder:
+    """The rung arguments, checked, and taken out of ``options`` (which keeps its `SearchOptions`)."""
     min_steps = v.integer("min_steps", min_steps)
     max_steps = v.integer("max_steps", max_steps)
     if max_steps < min_steps:
         raise ValueError(f"max_steps must be >= min_steps ({min_steps}), got {max_steps}")
-    v.check("reduction_factor", reduction_factor, ge=2)
+    eta = options.pop("reduction_factor", 3)
+    v.check("reduction_factor", eta, ge=2)
+    steps = options.pop("steps", None)
     steps = max_steps if steps is None else v.integer("steps", steps)
-    return min_steps, max_steps, float(reduction_factor), steps
+    return _Ladder(min_steps, max_steps, float(eta), bool(options.pop("refill", refill)), steps)
 
 
 def _run(driver: Driver, source: _Source, cohorts: list[_Cohort], eta: float, refill: bool, horizon: int) -> None:
@@ -171,10 +212,7 @@ def successive_halving(
     n: int,
     min_steps: int,
     max_steps: int,
-    reduction_factor: float = 3,
-    refill: bool = True,
-    steps: int | None = None,
-    **options: Unpack[SearchOptions],
+    **options: Unpack[HalvingOptions],
 ) -> SearchResult:
     """Successive halving over ``n`` trial slots trained as one program.
 
@@ -193,46 +231,35 @@ def successive_halving(
         per configuration, at least ``n``, taken in order).
       n: trial slots, >= reduction_factor.
       min_steps, max_steps: the first and last rung, 1 <= min_steps <= max_steps.
-      reduction_factor: η >= 2.
-      refill: start new trials in freed slots.
-      steps: the length of the search in steps of the population's clock (default
-        ``max_steps``: as long as one trial's full training).
-      **options: `SearchOptions` (``metric``, ``mode``, ``seeds``, ``eval_every``, ...); the
-        rungs' evaluations decide.
+      **options: `HalvingOptions`: ``reduction_factor`` (η, default 3), ``refill`` (default
+        True), ``steps`` (default ``max_steps``), and the `SearchOptions` (``metric``,
+        ``mode``, ``seeds``, ``eval_every``, ...); the rungs' evaluations decide.
 
     Returns:
       A `SearchResult` whose ``history`` has a row per trial per rung reached (``cohort``:
-      the trials judged together; ``promoted``: who went on) and whose ``info["utilization"]`` is the fraction of slot-steps spent on
-      live trials.
+      the trials judged together; ``promoted``: who went on) and whose
+      ``info["utilization"]`` is the fraction of slot-steps spent on live trials.
 
     Example:
       >>> import optax, lrjax
       >>> from lrjax.search import log_uniform, successive_halving
-      >>> result = successive_halving(lrjax.datasets.linear_regression(), lambda hp: optax.sgd(hp["learning_rate"]),
-      ...                             {"learning_rate": log_uniform(1e-3, 1.0)}, n=9, min_steps=10, max_steps=90,
-      ...                             progress=False)
-      >>> sorted(set(result.history["steps"]))
-      [10, 30, 90]
+      >>> task, space = lrjax.datasets.linear_regression(), {"learning_rate": log_uniform(1e-3, 1.0)}
+      >>> sgd = lambda hp: optax.sgd(hp["learning_rate"])
+      >>> result = successive_halving(task, sgd, space, n=9, min_steps=10, max_steps=90, refill=False, progress=False)
+      >>> result.history.groupby("steps")["promoted"].agg(["size", "sum"]).values.tolist()  # 9 → 3 → 1
+      [[9, 3], [3, 1], [1, 0]]
     """
-    min_steps, max_steps, eta, horizon = _check(min_steps, max_steps, reduction_factor, steps)
+    ladder = _ladder(min_steps, max_steps, options, refill=True)
+    eta, horizon = ladder.reduction_factor, ladder.steps
     n = v.integer("n", n)
     if n < eta:
         raise ValueError(f"n must be >= reduction_factor ({eta:g}) so that the first rung promotes a trial, got {n}")
     common = check_common("successive_halving", task, optimizer, options)
     source = _Source(space_or_configs, common.seed)
     driver = _start(common, source, n, horizon)
-    schedule = rungs(min_steps, max_steps, eta)
-    _run(driver, source, [_Cohort(np.arange(n), 0, schedule, 0)], eta, refill, horizon)
-    info = dict(
-        n=n,
-        min_steps=min_steps,
-        max_steps=max_steps,
-        reduction_factor=eta,
-        refill=refill,
-        steps=horizon,
-        rungs=schedule,
-    )
-    return driver.finish(info)
+    schedule = rungs(ladder.min_steps, ladder.max_steps, eta)
+    _run(driver, source, [_Cohort(np.arange(n), 0, schedule, 0)], eta, ladder.refill, horizon)
+    return driver.finish({"n": n, **dataclasses.asdict(ladder), "rungs": schedule})
 
 
 def brackets(min_steps: int, max_steps: int, reduction_factor: float) -> list[tuple[int, list[int]]]:
@@ -262,10 +289,7 @@ def hyperband(
     *,
     min_steps: int,
     max_steps: int,
-    reduction_factor: float = 3,
-    refill: bool = False,
-    steps: int | None = None,
-    **options: Unpack[SearchOptions],
+    **options: Unpack[HalvingOptions],
 ) -> SearchResult:
     """Hyperband (Li et al. 2018): every bracket of successive halving at once, one program.
 
@@ -277,10 +301,8 @@ def hyperband(
     Args:
       task, optimizer, space_or_configs: as for `successive_halving`.
       min_steps, max_steps: the smallest first rung and the last rung.
-      reduction_factor: η >= 2.
-      refill: start new trials in freed slots (default: no, as Li et al.).
-      steps: the search's length in clock steps (default ``max_steps``).
-      **options: `SearchOptions`, as for `successive_halving`.
+      **options: `HalvingOptions`, as for `successive_halving`, but ``refill`` defaults to
+        False (as Li et al.).
 
     Returns:
       A `SearchResult`; ``history`` has ``bracket`` (0 the widest) and ``promoted``.
@@ -293,18 +315,15 @@ def hyperband(
       >>> result.info["slots"], sorted(set(result.history["bracket"]))
       (17, [0, 1, 2])
     """
-    min_steps, max_steps, eta, horizon = _check(min_steps, max_steps, reduction_factor, steps)
+    ladder = _ladder(min_steps, max_steps, options, refill=False)
     common = check_common("hyperband", task, optimizer, options)
-    plan = brackets(min_steps, max_steps, eta)
+    plan = brackets(ladder.min_steps, ladder.max_steps, ladder.reduction_factor)
     total = sum(trials for trials, _ in plan)
     source = _Source(space_or_configs, common.seed)
-    driver = _start(common, source, total, horizon)
+    driver = _start(common, source, total, ladder.steps)
     cohorts, first = [], 0
     for b, (trials, schedule) in enumerate(plan):
         cohorts.append(_Cohort(np.arange(first, first + trials), 0, schedule, b, id=b))
         first += trials
-    _run(driver, source, cohorts, eta, refill, horizon)
-    info = dict(
-        min_steps=min_steps, max_steps=max_steps, reduction_factor=eta, refill=refill, steps=horizon, brackets=plan
-    )
-    return driver.finish(info)
+    _run(driver, source, cohorts, ladder.reduction_factor, ladder.refill, ladder.steps)
+    return driver.finish({**dataclasses.asdict(ladder), "brackets": plan})
