@@ -43,6 +43,8 @@ autodoc_member_order = "bysource"
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_ivar = True  # Attributes: as fields, not a second description beside autodoc's
+napoleon_custom_sections = [("Keys", "params_style")]  # a TypedDict's keys, read as arguments
+templates_path = ["_templates"]  # typeddict.rst: a TypedDict is documented by its keys, not dict's methods
 default_role = "py:obj"  # `name` in a docstring links to the API reference where it can
 nitpicky = False
 

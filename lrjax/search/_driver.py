@@ -191,9 +191,10 @@ class SearchOptions(TypedDict, total=False):
     Keys:
       metric: the evaluation metric that ranks trials (default ``"loss"``); one of the task's
         metrics.
-      mode: ``"min"`` or ``"max"`` (default: the metric's known direction, `lrjax.METRIC_MODES`).
-      batch_size, seed, devices, progress: as for `lrjax.sweep` (defaults: the task's batch
-        size, 0, every device, a progress bar).
+      mode: ``"min"`` or ``"max"`` (default: the metric's known direction, as the task's
+        ``metric_modes`` or lrjax's own say: ``"max"`` for accuracy, ``"min"`` for a loss).
+      batch_size, seed, devices, progress: as for `lrjax.sweep` (defaults: the full batch, or
+        a stream's own batches; 0; every device; a progress bar).
       seeds: seeds per trial (default 1); a trial is ranked by its seeds' mean.
       eval_every: also evaluate every this many clock steps (default never), recorded in the
         result's ``learning_curves``; the policy's decisions use its own evaluations only.
