@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lrjax import _validate as v
 from lrjax._dataflow import flow
 from lrjax._stream import first_batch, stream_seed
 from lrjax._task import LossArg, SupervisedOptions, Task, TrainData, key_shape
@@ -106,9 +107,7 @@ def supervised(
         model's classes (a stream's: in its first batch), or a mode switch that does not switch
         (see `Model`).
     """
-    unknown = sorted(set(options) - set(SupervisedOptions.__annotations__))
-    if unknown:
-        raise TypeError(f"{adapter}() got an unexpected keyword argument {unknown[0]!r}")
+    v.check_keywords(adapter, options, SupervisedOptions.__annotations__)
     eval_data = options.get("eval_data")
     loss_name, loss_fn = resolve_loss(options.get("loss", "cross_entropy"))
     train_pair = pair("train_data", train_data, adapter)

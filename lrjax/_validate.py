@@ -12,7 +12,7 @@ from __future__ import annotations
 import operator
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jax
@@ -122,6 +122,14 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
     choices = tuple(choices)
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices!r}, got {value!r}")
+
+
+def check_keywords(function: str, options: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    """Check that every key of ``options`` (a function's ``**options``) is one it takes: raise
+    the TypeError Python raises for an unknown keyword, naming ``function``."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"{function}() got an unexpected keyword argument {unknown[0]!r}")
 
 
 def check_length(name: str, value: Any, expected: int, what: str) -> None:

@@ -49,11 +49,9 @@ class Schedule(abc.ABC):
     __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # every subclass is a dataclass
 
     def __post_init__(self) -> None:
-        fields = dataclasses.fields(self)
-        for field in fields:
+        for field in dataclasses.fields(self):
             if not field.metadata.get("static", False):
                 object.__setattr__(self, field.name, fit_int32(getattr(self, field.name)))
-        for field in fields:
             if "check" in field.metadata:
                 field.metadata["check"](field.name, getattr(self, field.name))
         self._check()

@@ -245,9 +245,7 @@ class Common:
 def check_common(method: str, task: Task, optimizer: OptimizerFn, options: SearchOptions) -> Common:
     """The ``options`` of the policy ``method`` with their defaults, checked before anything
     compiles (a key that is not an option is a TypeError, as Python raises for a keyword)."""
-    unknown = sorted(set(options) - set(SearchOptions.__annotations__))
-    if unknown:
-        raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}")
+    v.check_keywords(method, options, SearchOptions.__annotations__)
     if not isinstance(task, Task):
         raise TypeError(f"task must be an lrjax.Task, got {task!r}")
     eval_every, batch_size = options.get("eval_every"), options.get("batch_size")
